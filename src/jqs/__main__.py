@@ -1,0 +1,5 @@
+"""`python -m jqs` is the `jqs` command."""
+
+from jqs.cli import main
+
+main()

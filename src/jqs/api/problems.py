@@ -1,0 +1,91 @@
+"""Every error leaves as application/problem+json: clear detail, no stack trace, no SQL."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from jqs.api.responses import problem
+from jqs.errors import DatabaseUnavailable, JobNotFound, StoreError
+from jqs.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class ProblemError(Exception):
+    """Raise from a route to answer with a problem document."""
+
+    def __init__(self, status: int, detail: str, *, title: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title or HTTPStatus(status).phrase
+        self.detail = detail
+        self.extra = extra
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    return ".".join(parts)
+
+
+async def _on_problem(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return problem(exc.status, exc.title, exc.detail, **exc.extra)
+
+
+async def _on_validation(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": _location(err["loc"]), "msg": err["msg"]} for err in exc.errors()]
+    detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors) or "invalid request"
+    return problem(422, "Unprocessable Content", detail, errors=errors)
+
+
+async def _on_http(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    title = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "no such endpoint; see /docs for the API"
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(exc.status_code, title, detail, headers=headers)
+
+
+async def _on_not_found(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, JobNotFound)
+    return problem(404, "Not Found", str(exc))
+
+
+async def _on_unavailable(_: Request, exc: Exception) -> Response:
+    log.warning("database_unavailable", error=str(exc))
+    return problem(
+        503,
+        "Service Unavailable",
+        "the database is unavailable; try again shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _on_store(_: Request, exc: Exception) -> Response:
+    log.error("store_error", error=str(exc))
+    return problem(503, "Service Unavailable", "the database could not complete the request")
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> Response:
+    log.error("unhandled_error", exc_info=exc)
+    return problem(500, "Internal Server Error", "an unexpected error occurred; it has been logged")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every error class to its problem document."""
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(JobNotFound, _on_not_found)
+    app.add_exception_handler(DatabaseUnavailable, _on_unavailable)
+    app.add_exception_handler(StoreError, _on_store)
+    app.add_exception_handler(Exception, _on_unexpected)

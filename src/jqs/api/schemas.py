@@ -1,0 +1,51 @@
+"""The job as it travels over HTTP, and its documented shape in OpenAPI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from jqs.models import Job, JobStatus
+
+
+class JobOut(BaseModel):
+    """A job: the seed's six fields first, then what JQS adds."""
+
+    id: int = Field(examples=[1])
+    payload: dict[str, Any] = Field(
+        examples=[{"task": "send_email", "to": "user@example.com", "subject": "Hello"}]
+    )
+    status: JobStatus
+    result: Any = Field(default=None, examples=[{"message": "Job completed successfully"}])
+    created_at: datetime
+    updated_at: datetime
+    task: str | None = Field(description="payload.task: the handler that runs the job")
+    queue: str
+    priority: int = Field(description="higher runs first")
+    run_at: datetime = Field(description="not started before this time")
+    attempts: int = Field(description="attempts started so far")
+    max_attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def job_to_json(job: Job) -> dict[str, Any]:
+    """The wire form of a job, in JobOut's field order (no pydantic round trip)."""
+    return {
+        "id": job.id,
+        "payload": job.payload,
+        "status": job.status.value,
+        "result": job.result,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "task": job.task,
+        "queue": job.queue,
+        "priority": job.priority,
+        "run_at": job.run_at,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }

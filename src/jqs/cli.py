@@ -1,0 +1,131 @@
+"""The `jqs` command: serve (default), worker, migrate, --version."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+import typer
+
+from jqs import __version__
+from jqs.errors import ConfigError, JQSError
+from jqs.logging import configure_logging, get_logger
+from jqs.runtime import Runner, database_for
+from jqs.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="jqs",
+    help="JQS: a PostgreSQL-backed job queue service.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = get_logger("jqs.cli")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"jqs: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    configure_logging(settings.log_level)
+    return settings
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _run_service(settings: Settings, *, api: bool, worker: bool) -> None:
+    try:
+        code = _run(Runner(settings, api=api, worker=worker).run())
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    except JQSError as exc:
+        raise _fail(str(exc), 1) from None
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"jqs {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """With no command, `jqs` runs `jqs serve`."""
+    if ctx.invoked_subcommand is None:
+        _run_service(_settings(), api=True, worker=True)
+
+
+@app.command()
+def serve(
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Also run workers in this process.")
+    ] = True,
+    host: Annotated[str | None, typer.Option(help="Bind address (JQS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (PORT).")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Concurrent jobs (JQS_WORKER_CONCURRENCY).")
+    ] = None,
+) -> None:
+    """Run the HTTP API and, unless --no-worker, a worker pool."""
+    settings = _settings(host=host, port=port, worker_concurrency=concurrency)
+    _run_service(settings, api=True, worker=worker)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Concurrent jobs (JQS_WORKER_CONCURRENCY).")
+    ] = None,
+) -> None:
+    """Run only a worker pool (no HTTP API)."""
+    settings = _settings(worker_concurrency=concurrency)
+    _run_service(settings, api=False, worker=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date, then exit."""
+    settings = _settings()
+
+    async def _migrate() -> int:
+        db = database_for(settings)
+        try:
+            await db.start(apply_migrations=True)
+        finally:
+            await db.stop()
+        return 0
+
+    try:
+        code = _run(_migrate())
+    except JQSError as exc:
+        raise _fail(str(exc), 1) from None
+    typer.echo("jqs: the database schema is up to date")
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="jqs")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,179 @@
+"""The composition root of a JQS process: build the parts, run them, stop them in order.
+
+`jqs serve` runs the HTTP API and a worker pool in one process (the seed's shape),
+`jqs serve --no-worker` only the API, `jqs worker` only the pool. The first SIGTERM/SIGINT
+starts a graceful stop (no new claims or requests, running jobs get JQS_SHUTDOWN_TIMEOUT to
+finish, the rest are handed back to the queue); a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+
+import uvicorn
+
+from jqs.api.app import create_app
+from jqs.api.state import ApiState, Limits
+from jqs.errors import ConfigError
+from jqs.logging import get_logger
+from jqs.settings import Settings
+from jqs.store import Database
+from jqs.tasks.loader import build_registry
+from jqs.tasks.registry import TaskRegistry
+from jqs.worker import WorkerPool
+
+log = get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the Runner owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Listen on host:port, or raise ConfigError saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def database_for(settings: Settings) -> Database:
+    """The Database these settings describe (external URL or embedded data dir)."""
+    return Database(
+        url=settings.database_url,
+        data_dir=settings.data_dir,
+        pool_min=settings.db_pool_min,
+        pool_max=settings.db_pool_max,
+        connect_timeout=settings.db_connect_timeout,
+    )
+
+
+def registry_for(settings: Settings) -> TaskRegistry:
+    """The handlers these settings ask for."""
+    return build_registry(
+        settings.task_modules,
+        demo=settings.demo_tasks,
+        demo_delay=settings.demo_delay,
+        http_timeout=settings.http_task_timeout,
+        http_max_body=settings.http_task_max_body,
+    )
+
+
+class Runner:
+    """Runs the API and/or the workers until a signal, then stops them gracefully."""
+
+    def __init__(self, settings: Settings, *, api: bool = True, worker: bool = True) -> None:
+        if not (api or worker):
+            raise ConfigError("nothing to run: enable the API, the workers, or both")
+        self.settings = settings
+        self._api = api
+        self._worker = worker
+        self._stop = asyncio.Event()
+        self._signals = 0
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            log.info("shutdown_requested", signal=name, timeout=self.settings.shutdown_timeout)
+            self._stop.set()
+            return
+        # Second signal: the operator wants out now. Leases bring unfinished jobs back.
+        log.warning("shutdown_forced", signal=name)
+        sys.stdout.flush()
+        os._exit(1)
+
+    async def run(self) -> int:
+        """Start everything, wait for a stop signal, stop everything; returns the exit code."""
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        registry = registry_for(settings) if self._worker else None
+        sock = bind_socket(settings.host, settings.port) if self._api else None
+        db = database_for(settings)
+        try:
+            await db.start()
+            await self._serve(db, registry, sock)
+        finally:
+            if sock is not None:
+                sock.close()
+            await db.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("shutdown_complete")
+        return 0
+
+    async def _serve(
+        self, db: Database, registry: TaskRegistry | None, sock: socket.socket | None
+    ) -> None:
+        settings = self.settings
+        pool: WorkerPool | None = None
+        if registry is not None:
+            pool = WorkerPool(
+                db.jobs,
+                registry,
+                concurrency=settings.worker_concurrency,
+                poll_interval=settings.poll_interval,
+                lease_seconds=settings.lease_seconds,
+            )
+            log.info("tasks_registered", tasks=registry.names())
+            await pool.start()
+        state = ApiState(
+            jobs=db.jobs,
+            limits=Limits(
+                max_body_bytes=settings.max_body_bytes,
+                max_json_depth=settings.max_json_depth,
+                page_size_max=settings.page_size_max,
+            ),
+            on_enqueue=pool.notify if pool is not None else (lambda: None),
+        )
+        server: _Server | None = None
+        server_task: asyncio.Task[None] | None = None
+        if sock is not None:
+            config = uvicorn.Config(
+                create_app(state),
+                log_config=None,
+                log_level=settings.log_level,
+                access_log=True,
+                timeout_graceful_shutdown=max(int(settings.shutdown_timeout), 1),
+                lifespan="off",
+            )
+            server = _Server(config)
+            server_task = asyncio.create_task(server.serve(sockets=[sock]), name="jqs-http")
+            host, port = sock.getsockname()[:2]
+            log.info("api_listening", host=host, port=port, url=f"http://{host}:{port}")
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._stop.wait())]
+        if server_task is not None:
+            waiters.append(server_task)  # type: ignore[arg-type]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        state.shutting_down = True
+        stopping: list[asyncio.Future[None] | asyncio.Task[None]] = []
+        if server is not None and server_task is not None:
+            server.should_exit = True
+            stopping.append(server_task)
+        if pool is not None:
+            stopping.append(asyncio.ensure_future(pool.stop(settings.shutdown_timeout)))
+        results = await asyncio.gather(*stopping, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("stop_failed", error=repr(result))
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,91 @@
+"""JQS configuration: one pydantic-settings class, read from the environment and `.env`.
+
+The seed's names (`DATABASE_URL`, `PORT`) are kept as they are; everything JQS adds is
+prefixed `JQS_`. Settings are built once by the entrypoint and passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jqs.errors import ConfigError
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(BaseSettings):
+    """Every knob of a JQS process; see `.env.example` for the meaning of each."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="JQS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "JQS_DATABASE_URL"),
+        description="PostgreSQL URL; unset starts an embedded server in JQS_DATA_DIR.",
+    )
+    port: int = Field(
+        default=8080, ge=1, le=65535, validation_alias=AliasChoices("PORT", "JQS_PORT")
+    )
+    host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")  # noqa: S104
+    data_dir: Path = Field(
+        default=Path(".jqs/pgdata"), description="Embedded PostgreSQL data directory."
+    )
+    worker_concurrency: int = Field(default=5, ge=1, le=10_000)
+    poll_interval: float = Field(default=1.0, gt=0, le=60)
+    lease_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    shutdown_timeout: float = Field(default=30.0, ge=0, le=3_600)
+    tasks: str = Field(default="", description="Comma-separated modules with @task handlers.")
+    demo_tasks: bool = True
+    demo_delay: float = Field(default=1.0, ge=0, le=60)
+    http_task_timeout: float = Field(default=30.0, gt=0, le=3_600)
+    http_task_max_body: int = Field(default=65_536, ge=0, le=16 * 1024 * 1024)
+    db_pool_min: int = Field(default=1, ge=0, le=1_000)
+    db_pool_max: int = Field(default=10, ge=1, le=1_000)
+    db_connect_timeout: float = Field(default=10.0, gt=0, le=600)
+    max_body_bytes: int = Field(default=1_048_576, ge=1, le=64 * 1024 * 1024)
+    max_json_depth: int = Field(default=64, ge=1, le=1_000)
+    page_size_max: int = Field(default=100, ge=1, le=10_000)
+    log_level: LogLevel = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_scheme(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must start with postgres:// or postgresql://")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def task_modules(self) -> list[str]:
+        """The modules named in JQS_TASKS, in order."""
+        return [name.strip() for name in self.tasks.split(",") if name.strip()]
+
+
+_ALIASES = {"database_url": "DATABASE_URL", "port": "PORT"}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning validation errors into one readable ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        name = _ALIASES.get(field, field if field.isupper() else f"JQS_{field.upper()}")
+        raise ConfigError(f"invalid setting {name}: {first['msg']}") from exc

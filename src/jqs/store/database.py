@@ -1,0 +1,91 @@
+"""asyncpg connection pools with JQS's JSONB codec, and driver errors mapped to ours."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import orjson
+
+from jqs.errors import DatabaseUnavailable, StoreError
+from jqs.jsonutil import RawJSON
+
+# JSONB's binary wire format is a version byte (1) followed by the JSON text.
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    if isinstance(value, RawJSON):
+        return _JSONB_VERSION + value
+    return _JSONB_VERSION + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",
+    )
+
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+@contextlib.contextmanager
+def wrap_errors(
+    error: type[StoreError] = StoreError, what: str = "database error"
+) -> Iterator[None]:
+    """Re-raise driver errors as `error` (DatabaseUnavailable for lost connections)."""
+    try:
+        yield
+    except _CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    except TimeoutError as exc:
+        raise DatabaseUnavailable("database did not answer in time") from exc
+    except asyncpg.PostgresError as exc:
+        raise error(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+async def create_pool(
+    dsn: str, *, min_size: int, max_size: int, connect_timeout: float
+) -> asyncpg.Pool:
+    """Open a pool whose connections speak JSONB through orjson."""
+    with wrap_errors():
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min(min_size, max_size),
+            max_size=max_size,
+            timeout=connect_timeout,
+            init=_init_connection,
+            server_settings={"application_name": "jqs"},
+        )
+    assert pool is not None
+    return pool
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with any password replaced, for logs."""
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else dsn

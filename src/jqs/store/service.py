@@ -1,0 +1,107 @@
+"""Database: the store as one service with start/stop (embedded server, pool, migrations)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+
+from jqs.errors import DatabaseUnavailable
+from jqs.logging import get_logger
+from jqs.store.database import create_pool, redact_dsn
+from jqs.store.embedded import EmbeddedPostgres
+from jqs.store.jobs import JobStore
+from jqs.store.migrate import migrate
+
+log = get_logger(__name__)
+
+
+class Database:
+    """Where the jobs live: an external PostgreSQL (url) or the embedded one (data_dir)."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None,
+        data_dir: Path,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        connect_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+    ) -> None:
+        self._url = url
+        self._embedded = EmbeddedPostgres(data_dir) if url is None else None
+        self._pool_min = pool_min
+        self._pool_max = pool_max
+        self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._jobs: JobStore | None = None
+        self.dsn: str | None = url
+
+    @property
+    def jobs(self) -> JobStore:
+        """The job store; only valid between start() and stop()."""
+        if self._jobs is None:
+            raise RuntimeError("Database.start() has not run")
+        return self._jobs
+
+    async def start(self, *, apply_migrations: bool = True) -> None:
+        """Start the embedded server if needed, open the pool, migrate. Idempotent."""
+        if self._pool is not None:
+            return
+        if self._embedded is not None:
+            self.dsn = await asyncio.to_thread(self._embedded.start)
+            log.info("embedded_postgres_started", data_dir=str(self._embedded.data_dir))
+        assert self.dsn is not None
+        try:
+            pool = await self._connect(self.dsn)
+        except BaseException:
+            await self._stop_embedded()
+            raise
+        try:
+            if apply_migrations:
+                async with pool.acquire() as conn:
+                    applied = await migrate(conn)
+                log.info("migrations_checked", applied=applied)
+        except BaseException:
+            pool.terminate()
+            await self._stop_embedded()
+            raise
+        self._pool = pool
+        self._jobs = JobStore(pool)
+        log.info("database_connected", dsn=redact_dsn(self.dsn))
+
+    async def _connect(self, dsn: str) -> asyncpg.Pool:
+        """Open the pool, retrying for up to connect_timeout while the server comes up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout
+        while True:
+            try:
+                return await create_pool(
+                    dsn,
+                    min_size=self._pool_min,
+                    max_size=self._pool_max,
+                    connect_timeout=self._connect_timeout,
+                )
+            except DatabaseUnavailable as exc:
+                if loop.time() >= deadline:
+                    raise
+                log.warning("database_waiting", error=str(exc), dsn=redact_dsn(dsn))
+                await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        """Close the pool (waiting up to close_timeout), then stop the embedded server."""
+        pool, self._pool, self._jobs = self._pool, None, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self._close_timeout)
+            except TimeoutError:
+                pool.terminate()
+        await self._stop_embedded()
+
+    async def _stop_embedded(self) -> None:
+        if self._embedded is not None and self._embedded.running:
+            await asyncio.to_thread(self._embedded.stop)
+            log.info("embedded_postgres_stopped", data_dir=str(self._embedded.data_dir))

@@ -1,0 +1,46 @@
+"""Build the task registry a JQS process serves: built-ins plus the JQS_TASKS modules."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+from jqs.errors import ConfigError
+from jqs.tasks.demo import demo_tasks
+from jqs.tasks.http import http_task
+from jqs.tasks.registry import TaskRegistry, marked_tasks
+
+
+def build_registry(
+    modules: Sequence[str],
+    *,
+    demo: bool,
+    demo_delay: float,
+    http_timeout: float,
+    http_max_body: int,
+) -> TaskRegistry:
+    """Import each module and register its @task handlers after the built-ins.
+
+    A user module may take over a demo task's name (that is the point of the demos being
+    replaceable); two user handlers for one name are an error.
+    """
+    registry = TaskRegistry([http_task(default_timeout=http_timeout, max_body=http_max_body)])
+    user = TaskRegistry()
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            raise ConfigError(f"invalid setting JQS_TASKS: cannot import {name!r}: {exc}") from exc
+        for spec in marked_tasks(module):
+            user.add(spec)
+    if demo:
+        for spec in demo_tasks(demo_delay):
+            if spec.name not in user:
+                registry.add(spec)
+    for task_name in user.names():
+        if task_name == "http":
+            raise ConfigError("invalid setting JQS_TASKS: 'http' is a built-in task name")
+        user_spec = user.get(task_name)
+        assert user_spec is not None
+        registry.add(user_spec)
+    return registry

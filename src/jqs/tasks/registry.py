@@ -1,0 +1,101 @@
+"""Task handlers: the @task marker, the registry the workers look names up in.
+
+`@task` only marks a function; it registers nothing globally. The composition root builds
+a TaskRegistry from the modules named in JQS_TASKS (plus the built-ins), so two services in
+one process, or two tests, never share hidden state.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, TypeVar, overload
+
+from jqs.errors import DuplicateTask
+
+Handler = Callable[[dict[str, Any]], Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MARK = "__jqs_task__"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A named handler and how to call it."""
+
+    name: str
+    fn: Handler
+    is_async: bool
+
+    @classmethod
+    def of(cls, name: str, fn: Handler) -> TaskSpec:
+        """Describe `fn` as the handler of `name`."""
+        return cls(name=name, fn=fn, is_async=inspect.iscoroutinefunction(fn))
+
+
+@overload
+def task(name: F, /) -> F: ...
+@overload
+def task(name: str | None = None, /) -> Callable[[F], F]: ...
+def task(name: str | Callable[..., Any] | None = None, /) -> Any:
+    """Mark a function (async or sync) as the handler of `payload["task"] == name`.
+
+    Use `@task("send_email")`, `@task()` or bare `@task` (the function's name is used).
+    The handler receives the payload dict; what it returns (JSON) becomes the job's result.
+    """
+
+    def mark(fn: F, task_name: str | None) -> F:
+        if not callable(fn):
+            raise TypeError("@task decorates functions")
+        setattr(fn, _MARK, task_name or fn.__name__)
+        return fn
+
+    if callable(name):
+        return mark(name, None)
+    return lambda fn: mark(fn, name)
+
+
+def marked_tasks(module: ModuleType) -> list[TaskSpec]:
+    """Every @task-marked function reachable as an attribute of `module`."""
+    found: dict[int, TaskSpec] = {}
+    for value in vars(module).values():
+        task_name = getattr(value, _MARK, None)
+        if isinstance(task_name, str) and callable(value):
+            found.setdefault(id(value), TaskSpec.of(task_name, value))
+    return list(found.values())
+
+
+class TaskRegistry:
+    """Handlers by task name."""
+
+    def __init__(self, specs: Iterable[TaskSpec] = ()) -> None:
+        self._specs: dict[str, TaskSpec] = {}
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: TaskSpec) -> None:
+        """Register one handler; a second handler for one name is an error."""
+        existing = self._specs.get(spec.name)
+        if existing is not None and existing.fn is not spec.fn:
+            raise DuplicateTask(f"task {spec.name!r} has two handlers")
+        self._specs[spec.name] = spec
+
+    def register(self, name: str, fn: Handler | Callable[..., Awaitable[Any]]) -> None:
+        """Register `fn` as the handler of `name`."""
+        self.add(TaskSpec.of(name, fn))
+
+    def get(self, name: str | None) -> TaskSpec | None:
+        """The handler for `name`, or None."""
+        return self._specs.get(name) if name is not None else None
+
+    def names(self) -> list[str]:
+        """Registered task names, sorted."""
+        return sorted(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
