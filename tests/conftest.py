@@ -1,0 +1,51 @@
+"""Shared fixtures: a real PostgreSQL for every test that needs one, isolated per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from jqs.logging import configure_logging
+from jqs.store import Database, JobStore
+from tests.support.pg import PgTestServer
+
+configure_logging("warning")
+
+
+@pytest.fixture(scope="session")
+async def pg_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PgTestServer]:
+    server = PgTestServer(tmp_path_factory.mktemp("pg") / "data")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def dsn(pg_server: PgTestServer) -> AsyncIterator[str]:
+    """A migrated database of this test's own."""
+    async with pg_server.database() as url:
+        yield url
+
+
+@pytest.fixture
+async def database(dsn: str, tmp_path: Path) -> AsyncIterator[Database]:
+    db = Database(url=dsn, data_dir=tmp_path / "unused", pool_max=10)
+    await db.start()
+    yield db
+    await db.stop()
+
+
+@pytest.fixture
+def store(database: Database) -> JobStore:
+    return database.jobs
+
+
+@pytest.fixture
+async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the test database, for looking behind the store's back."""
+    connection = await asyncpg.connect(dsn)
+    yield connection
+    await connection.close()

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import orjson
+import pytest
+
+from jqs.errors import JobNotFound
+from jqs.jsonutil import RawJSON
+from jqs.models import JobFilter, JobStatus
+from jqs.store import MAX_JOB_ID, JobStore
+
+
+def raw(value: object) -> RawJSON:
+    return RawJSON(orjson.dumps(value))
+
+
+async def test_insert_and_get(store: JobStore) -> None:
+    job = await store.insert(raw({"task": "send_email", "to": "a@b.c"}))
+    assert job.status is JobStatus.QUEUED
+    assert job.result is None
+    assert job.task == "send_email"
+    assert job.created_at == job.updated_at
+    again = await store.get(job.id)
+    assert again == job
+
+
+@pytest.mark.parametrize("job_id", [0, -1, MAX_JOB_ID, 10**6])
+async def test_get_unknown_raises_not_found(store: JobStore, job_id: int) -> None:
+    with pytest.raises(JobNotFound):
+        await store.get(job_id)
+
+
+async def test_find_is_newest_first_and_filters(store: JobStore) -> None:
+    ids = [(await store.insert(raw({"task": t}))).id for t in ("a", "b", "a", "c")]
+    found = await store.find(JobFilter(), limit=10, offset=0)
+    assert [j.id for j in found] == sorted(ids, reverse=True)
+    only_a = await store.find(JobFilter(task="a"), limit=10, offset=0)
+    assert [j.id for j in only_a] == [ids[2], ids[0]]
+    page2 = await store.find(JobFilter(), limit=2, offset=2)
+    assert [j.id for j in page2] == [ids[1], ids[0]]
+    assert await store.find(JobFilter(status=JobStatus.COMPLETED), limit=10, offset=0) == []
+
+
+async def test_claim_complete_and_fencing(store: JobStore, conn: asyncpg.Connection) -> None:
+    first = await store.insert(raw({"task": "x"}))
+    second = await store.insert(raw({"task": "y"}))
+    claimed = await store.claim("default", limit=10, lease_seconds=30, worker_id="w1")
+    assert [c.id for c in claimed] == [first.id, second.id], "FIFO within one priority"
+    assert all(c.attempt == 1 for c in claimed)
+    assert await store.claim("default", limit=10, lease_seconds=30, worker_id="w2") == []
+
+    assert not await store.complete(first.id, uuid.uuid4(), raw({"stale": True}))
+    assert await store.complete(first.id, claimed[0].lease_token, raw({"ok": 1}))
+    assert not await store.complete(first.id, claimed[0].lease_token, raw({"twice": 1}))
+    done = await store.get(first.id)
+    assert done.status is JobStatus.COMPLETED
+    assert done.result == {"ok": 1}
+    assert done.finished_at is not None
+
+    assert await store.fail(second.id, claimed[1].lease_token, raw({"error": "x"}))
+    failed = await store.get(second.id)
+    assert failed.status is JobStatus.FAILED
+    errors = await conn.fetchval("SELECT errors FROM jobs WHERE id = $1", second.id)
+    assert orjson.loads(errors) == [{"error": "x"}]
+
+
+async def test_claim_respects_limit_priority_and_run_at(
+    store: JobStore, conn: asyncpg.Connection
+) -> None:
+    low = await store.insert(raw({"task": "low"}))
+    high = await store.insert(raw({"task": "high"}))
+    later = await store.insert(raw({"task": "later"}))
+    await conn.execute("UPDATE jobs SET priority = 5 WHERE id = $1", high.id)
+    await conn.execute("UPDATE jobs SET run_at = now() + interval '1 hour' WHERE id = $1", later.id)
+    claimed = await store.claim("default", limit=1, lease_seconds=30, worker_id="w")
+    assert [c.id for c in claimed] == [high.id]
+    claimed = await store.claim("default", limit=5, lease_seconds=30, worker_id="w")
+    assert [c.id for c in claimed] == [low.id]
+
+
+async def test_release_returns_jobs_without_spending_an_attempt(store: JobStore) -> None:
+    job = await store.insert(raw({"task": "x"}))
+    [claim] = await store.claim("default", limit=1, lease_seconds=30, worker_id="w")
+    assert await store.release([(claim.id, uuid.uuid4())]) == 0, "a wrong token releases nothing"
+    assert await store.release([(claim.id, claim.lease_token)]) == 1
+    back = await store.get(job.id)
+    assert back.status is JobStatus.QUEUED
+    assert back.attempts == 0
+    [again] = await store.claim("default", limit=1, lease_seconds=30, worker_id="w")
+    assert again.attempt == 1
+
+
+async def test_count_by_status(store: JobStore) -> None:
+    await store.insert(raw({"task": "x"}))
+    counts = await store.count_by_status()
+    assert counts[JobStatus.QUEUED] == 1
+    assert counts[JobStatus.FAILED] == 0

@@ -1,0 +1,79 @@
+"""Test databases: one server per session, one migrated template, one clone per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from jqs.store.embedded import EmbeddedPostgres
+from jqs.store.migrate import migrate
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server, another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+class PgTestServer:
+    """The PostgreSQL the tests use: JQS_TEST_DATABASE_URL, or an embedded one."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._url = os.environ.get("JQS_TEST_DATABASE_URL") or None
+        self._embedded = None if self._url else EmbeddedPostgres(data_dir)
+        self.admin_dsn = ""
+        self.template = f"jqs_tpl_{uuid.uuid4().hex[:8]}"
+
+    async def start(self) -> None:
+        self.admin_dsn = self._url or self._embedded.start()  # type: ignore[union-attr]
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{self.template}"')
+        finally:
+            await conn.close()
+        tpl = await asyncpg.connect(with_database(self.admin_dsn, self.template))
+        try:
+            await migrate(tpl)
+        finally:
+            await tpl.close()
+
+    async def stop(self) -> None:
+        if self.admin_dsn:
+            await self.drop(self.template)
+        if self._embedded is not None:
+            self._embedded.stop()
+
+    async def create(self, *, migrated: bool = True) -> str:
+        """A fresh database (a clone of the migrated template, or empty); returns its DSN."""
+        name = f"jqs_t_{uuid.uuid4().hex[:12]}"
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            if migrated:
+                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+            else:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return with_database(self.admin_dsn, name)
+
+    async def drop(self, name_or_dsn: str) -> None:
+        name = urlsplit(name_or_dsn).path.lstrip("/") if "://" in name_or_dsn else name_or_dsn
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    @asynccontextmanager
+    async def database(self, *, migrated: bool = True) -> AsyncIterator[str]:
+        dsn = await self.create(migrated=migrated)
+        try:
+            yield dsn
+        finally:
+            await self.drop(dsn)

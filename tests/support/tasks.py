@@ -1,0 +1,41 @@
+"""Handlers used by the tests (loaded with JQS_TASKS=tests.support.tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from jqs import current_job, task
+
+
+def _record(payload: dict[str, Any], event: str) -> None:
+    """Append one line per execution event, so tests count runs instead of assuming them."""
+    path = payload.get("record_to") or os.environ.get("JQS_TEST_RECORD")
+    if path:
+        job = current_job()
+        with Path(path).open("a", encoding="utf-8") as fh:
+            fh.write(f"{event} {job.job_id} {job.attempt} {os.getpid()}\n")
+
+
+@task("sleep")
+async def sleep(payload: dict[str, Any]) -> dict[str, Any]:
+    _record(payload, "start")
+    await asyncio.sleep(float(payload.get("seconds", 0.1)))
+    _record(payload, "end")
+    return {"slept": payload.get("seconds", 0.1)}
+
+
+@task("sync_sleep")
+def sync_sleep(payload: dict[str, Any]) -> dict[str, Any]:
+    _record(payload, "start")
+    time.sleep(float(payload.get("seconds", 0.1)))
+    _record(payload, "end")
+    return {"slept": payload.get("seconds", 0.1), "pid": os.getpid()}
+
+
+@task
+def boom(payload: dict[str, Any]) -> None:
+    raise ValueError(payload.get("message", "boom"))

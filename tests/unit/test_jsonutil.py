@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+
+from jqs.jsonutil import InvalidJSON, check_storable, loads
+
+
+def _nest(depth: int) -> object:
+    value: object = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_depth_at_the_limit_passes_and_beyond_fails() -> None:
+    check_storable(_nest(5), max_depth=5)
+    with pytest.raises(InvalidJSON, match="deeper than the limit of 5"):
+        check_storable(_nest(6), max_depth=5)
+    with pytest.raises(InvalidJSON, match="deeper"):
+        check_storable({"a": [[[[[1]]]]]}, max_depth=5)
+
+
+@pytest.mark.parametrize("value", [{"a": "x\x00y"}, {"a\x00": 1}, {"a": ["\x00"]}])
+def test_nul_is_refused(value: object) -> None:
+    with pytest.raises(InvalidJSON, match="NUL"):
+        check_storable(value, max_depth=10)
+
+
+def test_raw_text_without_escaped_nul_skips_the_string_scan() -> None:
+    # A NUL can only arrive as the escape; without it in the raw text, strings are fine.
+    check_storable({"a": "plain"}, max_depth=10, raw=b'{"a": "plain"}')
+    with pytest.raises(InvalidJSON):
+        check_storable(loads(b'{"a": "\\u0000"}'), max_depth=10, raw=b'{"a": "\\u0000"}')
+
+
+@pytest.mark.parametrize("text", [b"NaN", b'{"a": Infinity}', b'{"a": 1e400}', b'"\\ud800"', b"{"])
+def test_loads_refuses_what_jsonb_cannot_hold(text: bytes) -> None:
+    with pytest.raises(InvalidJSON):
+        loads(text)
