@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 from collections.abc import Coroutine
 from typing import Annotated, Any
 
@@ -13,6 +16,7 @@ from jqs.errors import ConfigError, JQSError
 from jqs.logging import configure_logging, get_logger
 from jqs.runtime import Runner, database_for
 from jqs.settings import Settings, load_settings
+from jqs.worker.pool import TASK_THREAD_PREFIX
 
 app = typer.Typer(
     name="jqs",
@@ -46,6 +50,20 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coro)
 
 
+def _exit_past_lingering_handlers(code: int) -> None:
+    """Exit now if sync handlers are still running in threads after the drain deadline.
+
+    Their jobs were already handed back; Python would otherwise wait for those threads at
+    exit, and a handler stuck for an hour would hold the shutdown for an hour.
+    """
+    lingering = [t.name for t in threading.enumerate() if t.name.startswith(TASK_THREAD_PREFIX)]
+    if lingering:
+        log.warning("handler_threads_abandoned", threads=lingering)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def _run_service(settings: Settings, *, api: bool, worker: bool) -> None:
     try:
         code = _run(Runner(settings, api=api, worker=worker).run())
@@ -53,6 +71,7 @@ def _run_service(settings: Settings, *, api: bool, worker: bool) -> None:
         raise _fail(str(exc), 2) from None
     except JQSError as exc:
         raise _fail(str(exc), 1) from None
+    _exit_past_lingering_handlers(code)
     raise typer.Exit(code)
 
 

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
         description="PostgreSQL URL; unset starts an embedded server in JQS_DATA_DIR.",
     )
     port: int = Field(
-        default=8080, ge=1, le=65535, validation_alias=AliasChoices("PORT", "JQS_PORT")
+        default=8080, ge=0, le=65535, validation_alias=AliasChoices("PORT", "JQS_PORT")
     )
     host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")  # noqa: S104
     data_dir: Path = Field(
@@ -77,7 +77,12 @@ class Settings(BaseSettings):
         return [name.strip() for name in self.tasks.split(",") if name.strip()]
 
 
-_ALIASES = {"database_url": "DATABASE_URL", "port": "PORT"}
+_SEED_NAMES = {"database_url": "DATABASE_URL", "port": "PORT"}
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field` (the seed's names kept unprefixed)."""
+    return _SEED_NAMES.get(field, f"JQS_{field.upper()}")
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -87,5 +92,5 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "settings"
-        name = _ALIASES.get(field, field if field.isupper() else f"JQS_{field.upper()}")
+        name = field if field.isupper() else env_name(field)
         raise ConfigError(f"invalid setting {name}: {first['msg']}") from exc

@@ -71,7 +71,13 @@ async def test_post_accepts_json_media_type_variants(client: httpx.AsyncClient) 
 
 
 async def test_big_and_unicode_payloads_round_trip(client: httpx.AsyncClient) -> None:
-    payload = {"task": "x", "text": "héllo ✓ \U0001f600", "n": 2**53, "f": 0.1, "nested": [{"a": None}]}
+    payload = {
+        "task": "x",
+        "text": "héllo ✓ \U0001f600",
+        "n": 2**53,
+        "f": 0.1,
+        "nested": [{"a": None}],
+    }
     response = await client.post("/jobs", json=payload)
     assert response.status_code == 201
     got = await client.get(f"/jobs/{response.json()['id']}")
@@ -138,7 +144,9 @@ async def test_get_job(client: httpx.AsyncClient) -> None:
         ("/jobs/99999999999999999999999999", 422),
     ],
 )
-async def test_get_unknown_or_malformed_id(client: httpx.AsyncClient, path: str, status: int) -> None:
+async def test_get_unknown_or_malformed_id(
+    client: httpx.AsyncClient, path: str, status: int
+) -> None:
     assert_problem(await client.get(path), status)
 
 
@@ -212,9 +220,7 @@ async def test_unknown_route_and_wrong_method_are_problems(client: httpx.AsyncCl
 
 async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
-    operation_ids = {
-        op["operationId"] for path in spec["paths"].values() for op in path.values()
-    }
+    operation_ids = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
     assert {"submit_job", "get_job", "list_jobs", "health", "ready"} <= operation_ids
     assert "requestBody" in spec["paths"]["/jobs"]["post"]
     docs = await client.get("/docs")

@@ -14,7 +14,7 @@ from jqs.tasks.http import HttpTaskError, http_task
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -57,8 +57,9 @@ def http() -> Any:
 
 
 async def test_get_with_headers(http: Any, server_url: str) -> None:
-    result = await http({"task": "http", "url": f"{server_url}/hello?x=1",
-                         "headers": {"Authorization": "Bearer t"}})
+    result = await http(
+        {"task": "http", "url": f"{server_url}/hello?x=1", "headers": {"Authorization": "Bearer t"}}
+    )
     assert result["status_code"] == 200
     assert result["headers"]["x-test"] == "yes"
     assert json.loads(result["body"]) == {"method": "GET", "path": "/hello?x=1", "auth": "Bearer t"}
@@ -97,7 +98,9 @@ async def test_error_status_is_kept_unless_raise_for_status(http: Any, server_ur
         ({"task": "http", "url": "http://x", "timeout": -1}, "timeout"),
     ],
 )
-async def test_invalid_payloads_fail_clearly(http: Any, payload: dict[str, Any], message: str) -> None:
+async def test_invalid_payloads_fail_clearly(
+    http: Any, payload: dict[str, Any], message: str
+) -> None:
     with pytest.raises(HttpTaskError, match=message):
         await http(payload)
 

@@ -56,7 +56,7 @@ async def test_claim_uses_the_partial_runnable_index(conn: asyncpg.Connection) -
         "SELECT jsonb_build_object('task', 'x', 'n', g), 'completed' "
         "FROM generate_series(1, 20000) g"
     )
-    await conn.execute("INSERT INTO jobs (payload) VALUES ('{\"task\": \"x\"}')")
+    await conn.execute('INSERT INTO jobs (payload) VALUES (\'{"task": "x"}\')')
     await conn.execute("ANALYZE jobs")
     rows = await conn.fetch(
         "EXPLAIN (FORMAT TEXT) SELECT id FROM jobs WHERE status = 'queued' AND queue = 'default' "

@@ -14,8 +14,12 @@ from tests.support.waiting import eventually
 
 SEED_EXAMPLES: list[dict[str, Any]] = [
     {"task": "send_email", "to": "user1@example.com", "subject": "Welcome!", "body": "Hello User1"},
-    {"task": "resize_image", "image_url": "https://example.com/image1.jpg", "width": 800,
-     "height": 600},
+    {
+        "task": "resize_image",
+        "image_url": "https://example.com/image1.jpg",
+        "width": 800,
+        "height": 600,
+    },
     {"task": "generate_report", "report_type": "sales", "date": "2025-06-30"},
     {"task": "backup_database", "db_name": "prod_db", "destination": "s3://backups/prod_db.bak"},
     {"task": "notify_user", "user_id": 42, "message": "Your order has shipped."},
@@ -44,7 +48,7 @@ async def test_all_seed_examples_complete(store: JobStore) -> None:
                 jobs = [(await client.get(f"/jobs/{job['id']}")).json() for job in created]
                 return jobs if all(j["status"] == "completed" for j in jobs) else None
 
-            jobs = await eventually(all_done, timeout=15)
+            jobs = await eventually(all_done, within=15)
             listed = (await client.get("/jobs", params={"status": "completed"})).json()
     finally:
         await pool.stop(5)

@@ -146,7 +146,7 @@ async def test_failures_are_recorded(store: JobStore, conn: asyncpg.Connection) 
     assert failed_b.result["registered"] == ["not_json", "ok", "raises"]
 
     failed_c = await store.get(c.id)
-    assert "no \"task\" field" in failed_c.result["error"]
+    assert 'no "task" field' in failed_c.result["error"]
 
     failed_d = await store.get(d.id)
     assert failed_d.status is JobStatus.FAILED
@@ -182,7 +182,7 @@ async def test_notify_starts_jobs_before_the_next_poll(store: JobStore) -> None:
         await asyncio.sleep(0.05)  # let the first (empty) claim happen
         job = await store.insert(raw({"task": "ok"}))
         pool.notify()
-        done = await eventually(lambda: _finished(store, job.id), timeout=5)
+        done = await eventually(lambda: _finished(store, job.id), within=5)
     finally:
         await pool.stop(5)
     assert done.status is JobStatus.COMPLETED

@@ -12,7 +12,9 @@ def _lines(out: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def test_app_and_uvicorn_lines_are_json_with_stable_keys(capsys: pytest.CaptureFixture[str]) -> None:
+def test_app_and_uvicorn_lines_are_json_with_stable_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     configure_logging("info")
     try:
         get_logger("jqs.test").info("job_completed", job_id=7, task="x", status="completed")

@@ -24,6 +24,7 @@ from jqs.tasks.registry import TaskRegistry
 from jqs.worker.executor import JobExecutor
 
 log = get_logger(__name__)
+TASK_THREAD_PREFIX = "jqs-task"
 
 
 def make_worker_id() -> str:
@@ -53,7 +54,7 @@ class WorkerPool:
         self._queue = queue
         self._poll_interval = poll_interval
         self._lease_seconds = lease_seconds
-        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="jqs-task")
+        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix=TASK_THREAD_PREFIX)
         self._executor = JobExecutor(
             store, registry, worker_id=self.worker_id, threads=self._threads
         )

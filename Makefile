@@ -1,0 +1,46 @@
+# The README's commands. `make run` and `make test` do all set-up themselves.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install run worker migrate test lint typecheck format clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install JQS with its dev tools
+
+run: $(STAMP) ## Start JQS: API + workers (embedded PostgreSQL when DATABASE_URL is unset)
+	$(BIN)/jqs serve
+
+worker: $(STAMP) ## Start a worker-only process
+	$(BIN)/jqs worker
+
+migrate: $(STAMP) ## Apply database migrations and exit
+	$(BIN)/jqs migrate
+
+lint: $(STAMP) ## ruff (lint + format check) and the import layering contracts
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP) ## mypy --strict on src/
+	$(BIN)/mypy
+
+test: lint typecheck ## Lint, type-check and run every test against a real PostgreSQL
+	$(BIN)/pytest
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+clean: ## Remove the virtualenv, caches and the embedded database's data
+	rm -rf $(VENV) .jqs .pytest_cache .mypy_cache .ruff_cache

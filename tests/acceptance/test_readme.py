@@ -1,0 +1,62 @@
+"""The curl examples in the README work, as written, against a real `jqs serve`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.proc import REPO, JqsProcess, jqs_env
+
+README = REPO / "README.md"
+
+
+def readme_curl_commands() -> list[str]:
+    text = README.read_text()
+    section = text.split("## Try it", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    return [line for line in block.group(1).splitlines() if line.startswith("curl ")]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_curl_examples(tmp_path: Path, dsn: str) -> None:
+    commands = readme_curl_commands()
+    assert len(commands) >= 5
+    env = jqs_env(DATABASE_URL=dsn, PORT="0", JQS_HOST="127.0.0.1", JQS_DEMO_DELAY="0.05")
+    proc = JqsProcess("serve", env=env, cwd=tmp_path)
+    try:
+        base = proc.url
+
+        def curl(command: str) -> str:
+            argv = shlex.split(command.replace("http://localhost:8080", base))
+            return subprocess.run(
+                argv, capture_output=True, text=True, check=True, timeout=10
+            ).stdout
+
+        outputs = [curl(c) for c in commands]
+        created = json.loads(outputs[0])
+        assert created["id"] == 1
+        assert created["status"] == "queued"
+        assert json.loads(outputs[1])["id"] == 1
+        assert isinstance(json.loads(outputs[2]), list)
+        assert "OK" in outputs
+
+        deadline = time.monotonic() + 10
+        while json.loads(curl(commands[1]))["status"] != "completed":
+            assert time.monotonic() < deadline, "job 1 never completed"
+            time.sleep(0.05)
+        filtered = json.loads(curl(commands[3]))
+        assert [job["id"] for job in filtered] == [1]
+        assert filtered[0]["result"]["message"] == "Job completed successfully"
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        proc.kill()
