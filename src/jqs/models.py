@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -47,6 +47,27 @@ class Job:
     max_attempts: int
     started_at: datetime | None
     finished_at: datetime | None
+    timeout_seconds: float | None = None
+    cancel_requested: bool = False
+    errors: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOptions:
+    """How a job is to be run; resolved by the API before the insert (never in the payload)."""
+
+    max_attempts: int = 3
+    timeout_seconds: float | None = None
+    idempotency_key: str | None = None
+    request_digest: str | None = None
+
+
+class InsertOutcome(enum.Enum):
+    """What an insert with an idempotency key found."""
+
+    CREATED = "created"
+    DUPLICATE = "duplicate"  # same key, same request: the original job
+    CONFLICT = "conflict"  # same key, another request
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +79,21 @@ class ClaimedJob:
     task: str | None
     queue: str
     attempt: int
+    max_attempts: int
+    timeout_seconds: float | None
     lease_token: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class RescuedJob:
+    """A job whose lease expired, and where the rescuer put it."""
+
+    id: int
+    task: str | None
+    queue: str
+    attempt: int
+    status: JobStatus
+    worker: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,12 @@ from jqs.errors import ConfigError
 from jqs.logging import get_logger
 from jqs.settings import Settings
 from jqs.store import Database
+from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker import WorkerPool
+from jqs.worker.executor import RetryPolicy
+from jqs.worker.rescuer import Rescuer
 
 log = get_logger(__name__)
 
@@ -106,7 +109,7 @@ class Runner:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
-        registry = registry_for(settings) if self._worker else None
+        registry = registry_for(settings)
         sock = bind_socket(settings.host, settings.port) if self._api else None
         db = database_for(settings)
         try:
@@ -122,22 +125,34 @@ class Runner:
         return 0
 
     async def _serve(
-        self, db: Database, registry: TaskRegistry | None, sock: socket.socket | None
+        self, db: Database, registry: TaskRegistry, sock: socket.socket | None
     ) -> None:
         settings = self.settings
         pool: WorkerPool | None = None
-        if registry is not None:
+        rescuer = Rescuer(db.jobs, interval=settings.rescue_interval)
+        log.info("tasks_registered", tasks=registry.names())
+        if self._worker:
             pool = WorkerPool(
                 db.jobs,
                 registry,
                 concurrency=settings.worker_concurrency,
                 poll_interval=settings.poll_interval,
                 lease_seconds=settings.lease_seconds,
+                retry_policy=RetryPolicy(
+                    backoff_base=settings.retry_backoff_base,
+                    backoff_max=settings.retry_backoff_max,
+                    persist_for=settings.lease_seconds,
+                ),
             )
-            log.info("tasks_registered", tasks=registry.names())
             await pool.start()
+        # In API-only processes too: workers may all be dead, and someone must take their
+        # jobs back. The rescue statement's try-lock keeps the processes from competing.
+        await rescuer.start()
         state = ApiState(
             jobs=db.jobs,
+            defaults=JobDefaults(
+                registry, max_attempts=settings.max_attempts, timeout=settings.job_timeout
+            ),
             limits=Limits(
                 max_body_bytes=settings.max_body_bytes,
                 max_json_depth=settings.max_json_depth,
@@ -172,6 +187,7 @@ class Runner:
         if pool is not None:
             stopping.append(asyncio.ensure_future(pool.stop(settings.shutdown_timeout)))
         results = await asyncio.gather(*stopping, return_exceptions=True)
+        await rescuer.stop()
         for result in results:
             if isinstance(result, BaseException):
                 log.error("stop_failed", error=repr(result))

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=5, ge=1, le=10_000)
     poll_interval: float = Field(default=1.0, gt=0, le=60)
     lease_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    rescue_interval: float = Field(default=5.0, gt=0, le=3_600)
+    max_attempts: int = Field(default=3, ge=1, le=1_000)
+    retry_backoff_base: float = Field(default=1.0, ge=0, le=86_400)
+    retry_backoff_max: float = Field(default=300.0, ge=0, le=7 * 86_400)
+    job_timeout: float | None = Field(default=None, gt=0, le=7 * 86_400)
     shutdown_timeout: float = Field(default=30.0, ge=0, le=3_600)
     tasks: str = Field(default="", description="Comma-separated modules with @task handlers.")
     demo_tasks: bool = True
@@ -65,6 +70,11 @@ class Settings(BaseSettings):
         if not value.startswith(("postgres://", "postgresql://")):
             raise ValueError("must start with postgres:// or postgresql://")
         return value
+
+    @field_validator("job_timeout", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip() == "" else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -7,8 +7,8 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from jqs.jsonutil import RawJSON
 from jqs.store import Database
+from tests.support.jobs import add
 
 
 def _postmaster_pid(data_dir: Path) -> int:
@@ -20,7 +20,7 @@ async def test_embedded_start_restart_stop(tmp_path: Path) -> None:
     db = Database(url=None, data_dir=data_dir)
     await db.start()
     try:
-        job = await db.jobs.insert(RawJSON(b'{"task": "keep me"}'))
+        job = await add(db.jobs, {"task": "keep me"})
         pid = _postmaster_pid(data_dir)
         assert psutil.pid_exists(pid)
         assert db.dsn is not None

@@ -3,21 +3,16 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-import orjson
 import pytest
 
 from jqs.errors import JobNotFound
-from jqs.jsonutil import RawJSON
 from jqs.models import JobFilter, JobStatus
 from jqs.store import MAX_JOB_ID, JobStore
-
-
-def raw(value: object) -> RawJSON:
-    return RawJSON(orjson.dumps(value))
+from tests.support.jobs import add, raw
 
 
 async def test_insert_and_get(store: JobStore) -> None:
-    job = await store.insert(raw({"task": "send_email", "to": "a@b.c"}))
+    job = await add(store, {"task": "send_email", "to": "a@b.c"})
     assert job.status is JobStatus.QUEUED
     assert job.result is None
     assert job.task == "send_email"
@@ -33,7 +28,7 @@ async def test_get_unknown_raises_not_found(store: JobStore, job_id: int) -> Non
 
 
 async def test_find_is_newest_first_and_filters(store: JobStore) -> None:
-    ids = [(await store.insert(raw({"task": t}))).id for t in ("a", "b", "a", "c")]
+    ids = [(await add(store, {"task": t})).id for t in ("a", "b", "a", "c")]
     found = await store.find(JobFilter(), limit=10, offset=0)
     assert [j.id for j in found] == sorted(ids, reverse=True)
     only_a = await store.find(JobFilter(task="a"), limit=10, offset=0)
@@ -44,8 +39,8 @@ async def test_find_is_newest_first_and_filters(store: JobStore) -> None:
 
 
 async def test_claim_complete_and_fencing(store: JobStore, conn: asyncpg.Connection) -> None:
-    first = await store.insert(raw({"task": "x"}))
-    second = await store.insert(raw({"task": "y"}))
+    first = await add(store, {"task": "x"})
+    second = await add(store, {"task": "y"})
     claimed = await store.claim("default", limit=10, lease_seconds=30, worker_id="w1")
     assert [c.id for c in claimed] == [first.id, second.id], "FIFO within one priority"
     assert all(c.attempt == 1 for c in claimed)
@@ -59,19 +54,23 @@ async def test_claim_complete_and_fencing(store: JobStore, conn: asyncpg.Connect
     assert done.result == {"ok": 1}
     assert done.finished_at is not None
 
-    assert await store.fail(second.id, claimed[1].lease_token, raw({"error": "x"}))
+    outcome = await store.fail_attempt(
+        second.id, claimed[1].lease_token, raw({"error": "x"}), retry=True
+    )
+    assert outcome is not None
+    assert outcome[0] is JobStatus.FAILED, "one attempt allowed: no retry"
     failed = await store.get(second.id)
     assert failed.status is JobStatus.FAILED
-    errors = await conn.fetchval("SELECT errors FROM jobs WHERE id = $1", second.id)
-    assert orjson.loads(errors) == [{"error": "x"}]
+    assert failed.errors == [{"error": "x"}]
+    assert failed.result == {"error": "x"}
 
 
 async def test_claim_respects_limit_priority_and_run_at(
     store: JobStore, conn: asyncpg.Connection
 ) -> None:
-    low = await store.insert(raw({"task": "low"}))
-    high = await store.insert(raw({"task": "high"}))
-    later = await store.insert(raw({"task": "later"}))
+    low = await add(store, {"task": "low"})
+    high = await add(store, {"task": "high"})
+    later = await add(store, {"task": "later"})
     await conn.execute("UPDATE jobs SET priority = 5 WHERE id = $1", high.id)
     await conn.execute("UPDATE jobs SET run_at = now() + interval '1 hour' WHERE id = $1", later.id)
     claimed = await store.claim("default", limit=1, lease_seconds=30, worker_id="w")
@@ -81,7 +80,7 @@ async def test_claim_respects_limit_priority_and_run_at(
 
 
 async def test_release_returns_jobs_without_spending_an_attempt(store: JobStore) -> None:
-    job = await store.insert(raw({"task": "x"}))
+    job = await add(store, {"task": "x"})
     [claim] = await store.claim("default", limit=1, lease_seconds=30, worker_id="w")
     assert await store.release([(claim.id, uuid.uuid4())]) == 0, "a wrong token releases nothing"
     assert await store.release([(claim.id, claim.lease_token)]) == 1
@@ -93,7 +92,7 @@ async def test_release_returns_jobs_without_spending_an_attempt(store: JobStore)
 
 
 async def test_count_by_status(store: JobStore) -> None:
-    await store.insert(raw({"task": "x"}))
+    await add(store, {"task": "x"})
     counts = await store.count_by_status()
     assert counts[JobStatus.QUEUED] == 1
     assert counts[JobStatus.FAILED] == 0

@@ -10,16 +10,12 @@ import asyncpg
 import orjson
 import pytest
 
-from jqs.jsonutil import RawJSON
 from jqs.models import JobStatus
 from jqs.store import JobStore
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker import WorkerPool
+from tests.support.jobs import add
 from tests.support.waiting import eventually
-
-
-def raw(value: object) -> RawJSON:
-    return RawJSON(orjson.dumps(value))
 
 
 async def statuses(conn: asyncpg.Connection) -> dict[str, int]:
@@ -69,7 +65,7 @@ async def test_pool_runs_n_at_once_and_never_more(
     registry = TaskRegistry()
     registry.register("work", work)
     for n in range(jobs):
-        await store.insert(raw({"task": "work", "n": n}))
+        await add(store, {"task": "work", "n": n})
     pool = WorkerPool(store, registry, concurrency=concurrency, poll_interval=0.05)
     await pool.start()
     try:
@@ -101,7 +97,7 @@ async def test_sync_handlers_run_in_threads_concurrently(
     registry = TaskRegistry()
     registry.register("blocking", blocking)
     for _ in range(3):
-        await store.insert(raw({"task": "blocking"}))
+        await add(store, {"task": "blocking"})
     pool = WorkerPool(store, registry, concurrency=3, poll_interval=0.05)
     await pool.start()
     try:
@@ -123,10 +119,10 @@ async def test_failures_are_recorded(store: JobStore, conn: asyncpg.Connection) 
     registry.register("raises", raises)
     registry.register("not_json", not_json)
     registry.register("ok", lambda payload: "fine")
-    a = await store.insert(raw({"task": "raises"}))
-    b = await store.insert(raw({"task": "missing_task"}))
-    c = await store.insert(raw({"no_task": True}))
-    d = await store.insert(raw({"task": "not_json"}))
+    a = await add(store, {"task": "raises"})
+    b = await add(store, {"task": "missing_task"})
+    c = await add(store, {"no_task": True})
+    d = await add(store, {"task": "not_json"})
     pool = WorkerPool(store, registry, concurrency=2, poll_interval=0.05)
     await pool.start()
     try:
@@ -156,7 +152,7 @@ async def test_failures_are_recorded(store: JobStore, conn: asyncpg.Connection) 
 async def test_results_with_nul_are_stored_safely(store: JobStore) -> None:
     registry = TaskRegistry()
     registry.register("nul", lambda payload: {"text": "a\x00b"})
-    job = await store.insert(raw({"task": "nul"}))
+    job = await add(store, {"task": "nul"})
     pool = WorkerPool(store, registry, concurrency=1, poll_interval=0.05)
     await pool.start()
     try:
@@ -180,7 +176,7 @@ async def test_notify_starts_jobs_before_the_next_poll(store: JobStore) -> None:
     await pool.start()
     try:
         await asyncio.sleep(0.05)  # let the first (empty) claim happen
-        job = await store.insert(raw({"task": "ok"}))
+        job = await add(store, {"task": "ok"})
         pool.notify()
         done = await eventually(lambda: _finished(store, job.id), within=5)
     finally:
@@ -197,8 +193,8 @@ async def test_stop_drains_short_jobs_and_hands_back_long_ones(
 
     registry = TaskRegistry()
     registry.register("nap", nap)
-    short = await store.insert(raw({"task": "nap", "s": 0.1}))
-    long = await store.insert(raw({"task": "nap", "s": 30}))
+    short = await add(store, {"task": "nap", "s": 0.1})
+    long = await add(store, {"task": "nap", "s": 30})
     pool = WorkerPool(store, registry, concurrency=2, poll_interval=0.05)
     await pool.start()
     await eventually(lambda: _processing(conn, 2))
@@ -226,7 +222,7 @@ async def test_two_pools_share_the_work_without_running_a_job_twice(
     registry = TaskRegistry()
     registry.register("once", once)
     for n in range(60):
-        await store.insert(raw({"task": "once", "n": n}))
+        await add(store, {"task": "once", "n": n})
     pools = [WorkerPool(store, registry, concurrency=3, poll_interval=0.05) for _ in range(2)]
     for pool in pools:
         await pool.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 
 from jqs.api.problems import ProblemError
@@ -30,8 +32,10 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json_object(request: Request, *, max_bytes: int, max_depth: int) -> RawJSON:
-    """The body as storable JSON text, after checking it is one JSON object."""
+async def read_json_object(
+    request: Request, *, max_bytes: int, max_depth: int
+) -> tuple[RawJSON, dict[str, Any]]:
+    """The body as storable JSON text and as parsed, after checking it is one JSON object."""
     content_type = request.headers.get("content-type", "")
     if not _is_json_media_type(content_type):
         shown = content_type or "none"
@@ -59,4 +63,4 @@ async def read_json_object(request: Request, *, max_bytes: int, max_depth: int) 
         check_storable(value, max_depth=max_depth, raw=raw)
     except InvalidJSON as exc:
         raise ProblemError(422, str(exc)) from None
-    return RawJSON(raw)
+    return RawJSON(raw), value

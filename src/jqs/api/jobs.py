@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.responses import Response
 
+from jqs.api import idempotency
 from jqs.api.body import read_json_object
+from jqs.api.problems import ProblemError
 from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
 from jqs.api.schemas import JobOut, job_to_json
 from jqs.api.state import ApiState, api_state
 from jqs.logging import get_logger
-from jqs.models import JobFilter, JobStatus
+from jqs.models import EnqueueOptions, InsertOutcome, JobFilter, JobStatus
+from jqs.outcome import cancelled_result
 from jqs.store import MAX_JOB_ID
 
 log = get_logger(__name__)
 router = APIRouter(tags=["jobs"])
 State = Annotated[ApiState, Depends(api_state)]
+JobId = Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="job id")]
+MAX_TIMEOUT = 7 * 24 * 3600.0
 
 _PROBLEM: dict[str, Any] = {
     "description": "Problem details (RFC 9457)",
@@ -43,22 +48,82 @@ _PAYLOAD_BODY: dict[str, Any] = {
     operation_id="submit_job",
     summary="Submit a job",
     response_model=JobOut,
-    responses={400: _PROBLEM, 413: _PROBLEM, 415: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+    responses={
+        200: {"description": "Idempotency-Key replay: the job this key created", "model": JobOut},
+        400: _PROBLEM,
+        413: _PROBLEM,
+        415: _PROBLEM,
+        422: _PROBLEM,
+        503: _PROBLEM,
+    },
     openapi_extra=_PAYLOAD_BODY,
 )
-async def submit_job(request: Request, state: State) -> Response:
+async def submit_job(
+    request: Request,
+    state: State,
+    max_attempts: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="attempts before the job fails (default: task/settings)"),
+    ] = None,
+    attempt_timeout: Annotated[
+        float | None,
+        Query(alias="timeout", gt=0, le=MAX_TIMEOUT, description="seconds one attempt may run"),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            description="same key + same request: the original job (200); another request: 422",
+        ),
+    ] = None,
+) -> Response:
     """Queue a job; answered only once the job is committed."""
-    payload = await read_json_object(
+    key = idempotency.validate_key(idempotency_key)
+    raw, payload = await read_json_object(
         request,
         max_bytes=state.limits.max_body_bytes,
         max_depth=state.limits.max_json_depth,
     )
-    job = await state.jobs.insert(payload)
-    state.on_enqueue()
-    log.info("job_enqueued", job_id=job.id, task=job.task, queue=job.queue, status=job.status.value)
-    return JSONBytesResponse(
-        job_to_json(job), status_code=201, headers={"Location": f"/jobs/{job.id}"}
+    task = payload.get("task") if isinstance(payload.get("task"), str) else None
+    attempts, limit = state.defaults.resolve(
+        task, max_attempts=max_attempts, timeout=attempt_timeout
     )
+    options = EnqueueOptions(
+        max_attempts=attempts,
+        timeout_seconds=limit,
+        idempotency_key=key,
+        request_digest=(
+            idempotency.request_digest(
+                payload, {"max_attempts": max_attempts, "timeout": attempt_timeout}
+            )
+            if key is not None
+            else None
+        ),
+    )
+    job, outcome = await state.jobs.insert(raw, options)
+    if outcome is InsertOutcome.CONFLICT:
+        raise ProblemError(
+            422,
+            f"{idempotency.HEADER} {key!r} was already used for another request (job {job.id}); "
+            "use a new key for a new job",
+            job_id=job.id,
+        )
+    location = {"Location": f"/jobs/{job.id}"}
+    if outcome is InsertOutcome.DUPLICATE:
+        return JSONBytesResponse(
+            job_to_json(job), status_code=200, headers={**location, "Idempotent-Replayed": "true"}
+        )
+    state.on_enqueue()
+    log.info(
+        "job_enqueued",
+        job_id=job.id,
+        task=job.task,
+        queue=job.queue,
+        status=job.status.value,
+        attempt=job.attempts,
+        max_attempts=job.max_attempts,
+    )
+    return JSONBytesResponse(job_to_json(job), status_code=201, headers=location)
 
 
 @router.get(
@@ -68,9 +133,7 @@ async def submit_job(request: Request, state: State) -> Response:
     response_model=JobOut,
     responses={404: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
 )
-async def get_job(
-    state: State, job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="job id")]
-) -> Response:
+async def get_job(state: State, job_id: JobId) -> Response:
     """One job with its current status and result."""
     job = await state.jobs.get(job_id)
     return JSONBytesResponse(job_to_json(job))
@@ -100,3 +163,48 @@ async def list_jobs(
         JobFilter(status=status, task=task), limit=limit, offset=(page - 1) * limit
     )
     return JSONBytesResponse([job_to_json(job) for job in jobs])
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    operation_id="cancel_job",
+    summary="Cancel a job",
+    response_model=JobOut,
+    responses={
+        202: {"description": "running: its worker will stop it shortly", "model": JobOut},
+        404: _PROBLEM,
+        409: _PROBLEM,
+        422: _PROBLEM,
+        503: _PROBLEM,
+    },
+)
+async def cancel_job(state: State, job_id: JobId) -> Response:
+    """A queued job ends `cancelled` at once (200); a running one is interrupted by its
+    worker within about a second (202, then `cancelled`); a finished one is a 409."""
+    job, changed = await state.jobs.cancel(job_id, cancelled_result(attempt=0))
+    if not changed:
+        raise ProblemError(409, f"job {job.id} is already {job.status.value}; nothing to cancel")
+    if job.status is JobStatus.PROCESSING:
+        log.info("job_cancel_requested", job_id=job.id, task=job.task, status=job.status.value)
+        return JSONBytesResponse(job_to_json(job), status_code=202)
+    log.info("job_cancelled", job_id=job.id, task=job.task, status=job.status.value)
+    return JSONBytesResponse(job_to_json(job))
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    operation_id="retry_job",
+    summary="Run a failed or cancelled job again",
+    response_model=JobOut,
+    responses={404: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+)
+async def retry_job(state: State, job_id: JobId) -> Response:
+    """Put a failed or cancelled job back to `queued` with a fresh set of attempts."""
+    job, changed = await state.jobs.retry(job_id)
+    if not changed:
+        raise ProblemError(
+            409, f"job {job.id} is {job.status.value}; only failed or cancelled jobs can be retried"
+        )
+    state.on_enqueue()
+    log.info("job_retried", job_id=job.id, task=job.task, status=job.status.value)
+    return JSONBytesResponse(job_to_json(job))

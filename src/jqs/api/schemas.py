@@ -29,6 +29,9 @@ class JobOut(BaseModel):
     max_attempts: int
     started_at: datetime | None
     finished_at: datetime | None
+    timeout: float | None = Field(description="seconds one attempt may run; null: no limit")
+    cancel_requested: bool = Field(description="cancellation was asked for")
+    errors: list[Any] = Field(description="the error of each failed attempt, oldest first")
 
 
 def job_to_json(job: Job) -> dict[str, Any]:
@@ -48,4 +51,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "max_attempts": job.max_attempts,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
+        "timeout": job.timeout_seconds,
+        "cancel_requested": job.cancel_requested,
+        "errors": job.errors,
     }

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from jqs.store import JobStore
+from jqs.tasks.defaults import JobDefaults
+from jqs.tasks.registry import TaskRegistry
 
 
 @dataclass(slots=True)
@@ -25,6 +27,7 @@ class ApiState:
 
     jobs: JobStore
     limits: Limits = field(default_factory=Limits)
+    defaults: JobDefaults = field(default_factory=lambda: JobDefaults(TaskRegistry()))
     on_enqueue: Callable[[], None] = lambda: None
     shutting_down: bool = False
 

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
 from jqs.errors import JobNotFound
 from jqs.jsonutil import RawJSON
-from jqs.models import ClaimedJob, Job, JobFilter, JobStatus
+from jqs.models import (
+    ClaimedJob,
+    EnqueueOptions,
+    InsertOutcome,
+    Job,
+    JobFilter,
+    JobStatus,
+    RescuedJob,
+)
 from jqs.store.database import wrap_errors
 from jqs.store.queries import q
 
 # Largest value of PostgreSQL's bigint: ids beyond it cannot exist.
 MAX_JOB_ID = 2**63 - 1
+# Any constant every JQS process agrees on: the advisory lock of the lease rescuer.
+RESCUER_LOCK_KEY = 0x4A51_5300_0002
 
 
 def _job(row: asyncpg.Record) -> Job:
@@ -33,7 +44,18 @@ def _job(row: asyncpg.Record) -> Job:
         max_attempts=row["max_attempts"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        timeout_seconds=row["timeout_seconds"],
+        cancel_requested=row["cancel_requested_at"] is not None,
+        errors=row["errors"],
     )
+
+
+def _claims(claims: Sequence[tuple[int, UUID]]) -> tuple[list[int], list[UUID]]:
+    return [job_id for job_id, _ in claims], [token for _, token in claims]
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[1])
 
 
 class JobStore:
@@ -42,12 +64,36 @@ class JobStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def insert(self, payload: RawJSON) -> Job:
-        """Insert one queued job; returns it once committed."""
+    async def insert(
+        self, payload: RawJSON, options: EnqueueOptions | None = None
+    ) -> tuple[Job, InsertOutcome]:
+        """Insert one queued job, committed on return.
+
+        With an idempotency key that exists already, nothing is inserted: the existing job
+        comes back as DUPLICATE (same request digest) or CONFLICT (another request).
+        """
+        opts = options or EnqueueOptions()
+        args = (
+            payload,
+            opts.max_attempts,
+            opts.timeout_seconds,
+            opts.idempotency_key,
+            opts.request_digest,
+        )
         with wrap_errors():
-            row = await self._pool.fetchrow(q("job_insert"), payload)
-        assert row is not None
-        return _job(row)
+            # Twice at most: the job holding the key may be deleted between the two reads.
+            for _ in range(2):
+                row = await self._pool.fetchrow(q("job_insert"), *args)
+                if row is not None:
+                    return _job(row), InsertOutcome.CREATED
+                existing = await self._pool.fetchrow(
+                    q("job_get_by_idempotency_key"), opts.idempotency_key
+                )
+                if existing is not None:
+                    same = existing["request_digest"] == opts.request_digest
+                    outcome = InsertOutcome.DUPLICATE if same else InsertOutcome.CONFLICT
+                    return _job(existing), outcome
+        raise RuntimeError("idempotency key neither inserted nor found")  # pragma: no cover
 
     async def get(self, job_id: int) -> Job:
         """The job with this id, or JobNotFound."""
@@ -79,6 +125,8 @@ class JobStore:
                 task=row["task"],
                 queue=row["queue"],
                 attempt=row["attempts"],
+                max_attempts=row["max_attempts"],
+                timeout_seconds=row["timeout_seconds"],
                 lease_token=row["lease_token"],
             )
             for row in rows
@@ -86,26 +134,103 @@ class JobStore:
 
     async def complete(self, job_id: int, lease_token: UUID, result: RawJSON) -> bool:
         """Finish an attempt as completed; False when the lease was no longer ours."""
-        return await self._finish("job_complete", job_id, lease_token, result)
-
-    async def fail(self, job_id: int, lease_token: UUID, error: RawJSON) -> bool:
-        """Finish an attempt as failed; False when the lease was no longer ours."""
-        return await self._finish("job_fail", job_id, lease_token, error)
-
-    async def _finish(self, query: str, job_id: int, lease_token: UUID, data: RawJSON) -> bool:
         with wrap_errors():
-            status = await self._pool.execute(q(query), job_id, lease_token, data)
-        return status.endswith(" 1")
+            status = await self._pool.execute(q("job_complete"), job_id, lease_token, result)
+        return _count(status) == 1
+
+    async def fail_attempt(
+        self,
+        job_id: int,
+        lease_token: UUID,
+        error: RawJSON,
+        *,
+        retry: bool,
+        retry_in: float = 0.0,
+    ) -> tuple[JobStatus, datetime] | None:
+        """Record a failed attempt: queued again in `retry_in` seconds while attempts remain
+        (and `retry`), else failed. Returns (new status, run_at), or None if the lease was lost.
+        """
+        with wrap_errors():
+            row = await self._pool.fetchrow(
+                q("job_fail_attempt"), job_id, lease_token, error, retry, retry_in
+            )
+        return None if row is None else (JobStatus(row["status"]), row["run_at"])
+
+    async def finish_cancelled(self, job_id: int, lease_token: UUID, result: RawJSON) -> bool:
+        """End a running job as cancelled (its worker's side); False when the lease was lost."""
+        with wrap_errors():
+            status = await self._pool.execute(q("job_cancel_finish"), job_id, lease_token, result)
+        return _count(status) == 1
+
+    async def cancel(self, job_id: int, result: RawJSON) -> tuple[Job, bool]:
+        """Cancel a queued job now, or ask the worker of a running one to stop it.
+
+        Returns the job and whether anything changed (False: it had finished already).
+        Raises JobNotFound.
+        """
+        return await self._change("job_cancel", job_id, result)
+
+    async def retry(self, job_id: int) -> tuple[Job, bool]:
+        """Queue a failed or cancelled job again with fresh attempts.
+
+        Returns the job and whether anything changed (False: it was in another status).
+        Raises JobNotFound.
+        """
+        return await self._change("job_retry", job_id)
+
+    async def _change(self, query: str, job_id: int, *args: object) -> tuple[Job, bool]:
+        if not 0 < job_id <= MAX_JOB_ID:
+            raise JobNotFound(job_id)
+        with wrap_errors():
+            row = await self._pool.fetchrow(q(query), job_id, *args)
+        if row is None:
+            return await self.get(job_id), False
+        return _job(row), True
+
+    async def heartbeat(
+        self, claims: Sequence[tuple[int, UUID]], lease_seconds: float
+    ) -> dict[int, bool]:
+        """Extend the leases still held: {job id: cancellation asked}. Missing ids were lost."""
+        if not claims:
+            return {}
+        ids, tokens = _claims(claims)
+        with wrap_errors():
+            rows = await self._pool.fetch(q("job_heartbeat_many"), ids, tokens, lease_seconds)
+        return {row["id"]: row["cancel_requested"] for row in rows}
+
+    async def cancel_requested(self, claims: Sequence[tuple[int, UUID]]) -> set[int]:
+        """Which of these running jobs someone asked to cancel."""
+        if not claims:
+            return set()
+        ids, tokens = _claims(claims)
+        with wrap_errors():
+            rows = await self._pool.fetch(q("job_cancel_requested_many"), ids, tokens)
+        return {row["id"] for row in rows}
+
+    async def rescue_expired(self, limit: int = 500) -> list[RescuedJob]:
+        """Return jobs with expired leases to the queue (or end them); one process at a time."""
+        with wrap_errors():
+            rows = await self._pool.fetch(q("job_rescue_expired"), limit, RESCUER_LOCK_KEY)
+        return [
+            RescuedJob(
+                id=row["id"],
+                task=row["task"],
+                queue=row["queue"],
+                attempt=row["attempts"],
+                status=JobStatus(row["status"]),
+                worker=row["worker"],
+            )
+            for row in rows
+        ]
 
     async def release(self, claims: Sequence[tuple[int, UUID]]) -> int:
         """Hand claimed jobs back to the queue without counting the attempt."""
         if not claims:
             return 0
-        ids = [job_id for job_id, _ in claims]
-        tokens = [token for _, token in claims]
+        ids, tokens = _claims(claims)
         with wrap_errors():
             status = await self._pool.execute(q("job_release"), ids, tokens)
-        return int(status.rsplit(" ", 1)[1])
+        return _count(status)
 
     async def count_by_status(self) -> dict[JobStatus, int]:
         """How many jobs are in each status (zero for none)."""

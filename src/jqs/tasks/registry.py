@@ -22,34 +22,64 @@ _MARK = "__jqs_task__"
 
 
 @dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """What a task may set for its jobs; a job's own options win over these."""
+
+    max_attempts: int | None = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
-    """A named handler and how to call it."""
+    """A named handler, how to call it, and its job defaults."""
 
     name: str
     fn: Handler
     is_async: bool
+    options: TaskOptions = TaskOptions()
 
     @classmethod
-    def of(cls, name: str, fn: Handler) -> TaskSpec:
+    def of(cls, name: str, fn: Handler, options: TaskOptions | None = None) -> TaskSpec:
         """Describe `fn` as the handler of `name`."""
-        return cls(name=name, fn=fn, is_async=inspect.iscoroutinefunction(fn))
+        return cls(
+            name=name,
+            fn=fn,
+            is_async=inspect.iscoroutinefunction(fn),
+            options=options or TaskOptions(),
+        )
 
 
 @overload
 def task(name: F, /) -> F: ...
 @overload
-def task(name: str | None = None, /) -> Callable[[F], F]: ...
-def task(name: str | Callable[..., Any] | None = None, /) -> Any:
+def task(
+    name: str | None = None, /, *, max_attempts: int | None = None, timeout: float | None = None
+) -> Callable[[F], F]: ...
+def task(
+    name: str | Callable[..., Any] | None = None,
+    /,
+    *,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+) -> Any:
     """Mark a function (async or sync) as the handler of `payload["task"] == name`.
 
     Use `@task("send_email")`, `@task()` or bare `@task` (the function's name is used).
     The handler receives the payload dict; what it returns (JSON) becomes the job's result.
+    `max_attempts` and `timeout` (seconds per attempt) apply to jobs that do not set their own.
     """
+    options = TaskOptions(max_attempts=max_attempts, timeout=timeout)
 
     def mark(fn: F, task_name: str | None) -> F:
         if not callable(fn):
             raise TypeError("@task decorates functions")
-        setattr(fn, _MARK, task_name or fn.__name__)
+        setattr(fn, _MARK, (task_name or fn.__name__, options))
         return fn
 
     if callable(name):
@@ -61,9 +91,10 @@ def marked_tasks(module: ModuleType) -> list[TaskSpec]:
     """Every @task-marked function reachable as an attribute of `module`."""
     found: dict[int, TaskSpec] = {}
     for value in vars(module).values():
-        task_name = getattr(value, _MARK, None)
-        if isinstance(task_name, str) and callable(value):
-            found.setdefault(id(value), TaskSpec.of(task_name, value))
+        mark = getattr(value, _MARK, None)
+        if isinstance(mark, tuple) and callable(value):
+            task_name, options = mark
+            found.setdefault(id(value), TaskSpec.of(task_name, value, options))
     return list(found.values())
 
 

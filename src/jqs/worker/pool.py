@@ -1,9 +1,10 @@
-"""WorkerPool: claims jobs and runs at most `concurrency` of them at once.
+"""WorkerPool: claims jobs, runs at most `concurrency` of them at once, keeps their leases.
 
 One claim loop per pool. It claims as many jobs as there are free slots in one statement,
 then sleeps until a slot frees, an in-process enqueue wakes it, or the poll interval passes.
-On stop it claims nothing more, lets running jobs finish until the deadline, and hands the
-rest back to the queue without counting the attempt.
+A second loop heartbeats the leases of the running jobs (every lease/3) and checks for
+cancellation requests (every second). On stop it claims nothing more, lets running jobs
+finish until the deadline, and hands the rest back to the queue without counting the attempt.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import os
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from uuid import UUID
 
 from jqs.errors import StoreError
 from jqs.logging import get_logger
 from jqs.models import ClaimedJob, JobStatus
 from jqs.store import JobStore
 from jqs.tasks.registry import TaskRegistry
-from jqs.worker.executor import JobExecutor
+from jqs.worker.executor import Attempt, JobExecutor, RetryPolicy
 
 log = get_logger(__name__)
 TASK_THREAD_PREFIX = "jqs-task"
+# Cancellation of a running job should take effect within about a second.
+CANCEL_CHECK_INTERVAL = 1.0
 
 
 def make_worker_id() -> str:
@@ -44,6 +46,7 @@ class WorkerPool:
         queue: str = "default",
         poll_interval: float = 1.0,
         lease_seconds: float = 30.0,
+        retry_policy: RetryPolicy | None = None,
         worker_id: str | None = None,
     ) -> None:
         if concurrency < 1:
@@ -55,12 +58,13 @@ class WorkerPool:
         self._poll_interval = poll_interval
         self._lease_seconds = lease_seconds
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix=TASK_THREAD_PREFIX)
+        policy = retry_policy or RetryPolicy(persist_for=lease_seconds)
         self._executor = JobExecutor(
-            store, registry, worker_id=self.worker_id, threads=self._threads
+            store, registry, worker_id=self.worker_id, threads=self._threads, policy=policy
         )
-        self._running: dict[asyncio.Task[None], ClaimedJob] = {}
+        self._running: dict[asyncio.Task[None], Attempt] = {}
         self._wake = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
     @property
@@ -74,22 +78,26 @@ class WorkerPool:
 
     async def start(self) -> None:
         """Begin claiming. Idempotent."""
-        if self._loop_task is None and not self._stopping:
-            self._loop_task = asyncio.create_task(self._claim_loop(), name="jqs-claim-loop")
-            log.info(
-                "worker_started",
-                worker=self.worker_id,
-                concurrency=self.concurrency,
-                queue=self._queue,
-            )
+        if self._loops or self._stopping:
+            return
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="jqs-claim-loop"),
+            asyncio.create_task(self._lease_loop(), name="jqs-lease-loop"),
+        ]
+        log.info(
+            "worker_started",
+            worker=self.worker_id,
+            concurrency=self.concurrency,
+            queue=self._queue,
+            lease_seconds=self._lease_seconds,
+        )
 
     async def stop(self, drain_seconds: float) -> None:
         """Stop claiming, drain for up to `drain_seconds`, hand back the rest. Idempotent."""
         self._stopping = True
         self._wake.set()
-        if self._loop_task is not None:
-            await self._loop_task
-            self._loop_task = None
+        claim_loop, *others = self._loops or [asyncio.create_task(asyncio.sleep(0))]
+        await claim_loop
         if self._running:
             log.info(
                 "worker_draining",
@@ -97,10 +105,19 @@ class WorkerPool:
                 running=len(self._running),
                 timeout=drain_seconds,
             )
+            # Leases keep being renewed while we drain.
             await asyncio.wait(list(self._running), timeout=drain_seconds or None)
+        for loop_task in others:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+        self._loops = []
         await self._hand_back()
         self._threads.shutdown(wait=False, cancel_futures=True)
         log.info("worker_stopped", worker=self.worker_id)
+
+    def _claims(self) -> list[tuple[int, uuid.UUID]]:
+        return [(a.job.id, a.job.lease_token) for a in self._running.values()]
 
     async def _hand_back(self) -> None:
         leftover = dict(self._running)
@@ -109,18 +126,19 @@ class WorkerPool:
         for job_task in leftover:
             job_task.cancel()
         await asyncio.wait(list(leftover))
-        claims: list[tuple[int, UUID]] = [(job.id, job.lease_token) for job in leftover.values()]
+        claims = [(a.job.id, a.job.lease_token) for a in leftover.values()]
         try:
             released = await self._store.release(claims)
         except StoreError as exc:
+            # The leases expire and the rescuer brings them back; nothing is lost.
             log.error("jobs_not_released", error=str(exc), job_ids=[c[0] for c in claims])
             return
-        for job in leftover.values():
+        for attempt in leftover.values():
             log.info(
                 "job_released",
-                job_id=job.id,
-                task=job.task,
-                attempt=job.attempt,
+                job_id=attempt.job.id,
+                task=attempt.job.task,
+                attempt=attempt.job.attempt,
                 status=JobStatus.QUEUED.value,
                 worker=self.worker_id,
             )
@@ -130,7 +148,6 @@ class WorkerPool:
         while not self._stopping:
             self._wake.clear()
             free = self.concurrency - len(self._running)
-            claimed = 0
             if free > 0:
                 try:
                     jobs = await self._store.claim(
@@ -141,23 +158,59 @@ class WorkerPool:
                     )
                 except StoreError as exc:
                     log.warning("claim_failed", error=str(exc), retry_in=self._poll_interval)
-                    jobs = []
+                    # Not the wake event: enqueues must not turn a dead database into a spin.
+                    await asyncio.sleep(self._poll_interval)
+                    continue
                 if self._stopping:
                     # A claim that raced with stop(): run nothing new, give them back.
-                    await self._store.release([(j.id, j.lease_token) for j in jobs])
+                    with contextlib.suppress(StoreError):
+                        await self._store.release([(j.id, j.lease_token) for j in jobs])
                     return
                 for job in jobs:
                     self._spawn(job)
-                claimed = len(jobs)
-            if free > 0 and claimed == free:
-                continue  # the queue may hold more; claim again at once
+                if len(jobs) == free:
+                    continue  # the queue may hold more; claim again at once
             timeout = self._poll_interval if free > 0 else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
+    async def _lease_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        beat_every = self._lease_seconds / 3
+        tick = min(CANCEL_CHECK_INTERVAL, beat_every)
+        last_beat = loop.time()
+        while True:
+            await asyncio.sleep(tick)
+            claims = self._claims()
+            if not claims:
+                last_beat = loop.time()
+                continue
+            try:
+                if loop.time() - last_beat >= beat_every - tick / 2:
+                    held = await self._store.heartbeat(claims, self._lease_seconds)
+                    last_beat = loop.time()
+                    lost = {job_id for job_id, _ in claims} - held.keys()
+                    cancel = {job_id for job_id, asked in held.items() if asked}
+                else:
+                    lost, cancel = set(), await self._store.cancel_requested(claims)
+            except StoreError as exc:
+                log.warning("heartbeat_failed", error=str(exc))
+                continue
+            self._interrupt(lost, cancel)
+
+    def _interrupt(self, lost: set[int], cancel: set[int]) -> None:
+        for job_task, attempt in list(self._running.items()):
+            if attempt.job.id in lost and not attempt.lease_lost:
+                attempt.lease_lost = True
+                job_task.cancel()
+            elif attempt.job.id in cancel and not attempt.cancel_requested:
+                attempt.cancel_requested = True
+                job_task.cancel()
+
     def _spawn(self, job: ClaimedJob) -> None:
-        job_task = asyncio.create_task(self._executor.run(job), name=f"jqs-job-{job.id}")
-        self._running[job_task] = job
+        attempt = Attempt(job)
+        job_task = asyncio.create_task(self._executor.run(attempt), name=f"jqs-job-{job.id}")
+        self._running[job_task] = attempt
         job_task.add_done_callback(self._on_done)
 
     def _on_done(self, job_task: asyncio.Task[None]) -> None:

@@ -41,3 +41,8 @@ def encode_error(
         text = "".join(traceback.format_exception(exc))
         error["traceback"] = text[-_TRACEBACK_LIMIT:]
     return encode_result(error)
+
+
+def cancelled_result(attempt: int) -> RawJSON:
+    """The result of a job that was cancelled (before or during `attempt`)."""
+    return encode_error("the job was cancelled", kind="Cancelled", attempt=attempt)
