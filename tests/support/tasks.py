@@ -25,7 +25,7 @@ async def sleep(payload: dict[str, Any]) -> dict[str, Any]:
     _record(payload, "start")
     await asyncio.sleep(float(payload.get("seconds", 0.1)))
     _record(payload, "end")
-    return {"slept": payload.get("seconds", 0.1)}
+    return {"slept": payload.get("seconds", 0.1), "pid": os.getpid()}
 
 
 @task("sync_sleep")
@@ -39,3 +39,10 @@ def sync_sleep(payload: dict[str, Any]) -> dict[str, Any]:
 @task
 def boom(payload: dict[str, Any]) -> None:
     raise ValueError(payload.get("message", "boom"))
+
+
+@task("exit")
+def exit_process(payload: dict[str, Any]) -> None:
+    """Kill the process running this job, as a segfaulting extension or OOM kill would."""
+    _record(payload, "start")
+    os._exit(int(payload.get("code", 1)))

@@ -79,7 +79,7 @@ class JobExecutor:
         self._worker_id = worker_id
         self._threads = threads
         self._policy = policy or RetryPolicy()
-        self._rng = rng or random.Random()
+        self._rng = self._policy.rng or random.Random()  # jitter only, not security
 
     async def run(self, attempt: Attempt) -> None:
         """Run the attempt once; a CancelledError from shutdown passes through unwritten."""
