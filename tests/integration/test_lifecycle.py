@@ -1,0 +1,331 @@
+"""Retries, timeouts, cancellation, leases and rescue, in-process against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import pytest
+
+from jqs import FailNow, RetryLater
+from jqs.models import Job, JobStatus
+from jqs.outcome import cancelled_result
+from jqs.store import JobStore
+from jqs.tasks.registry import TaskRegistry
+from jqs.worker import WorkerPool
+from jqs.worker.executor import RetryPolicy
+from jqs.worker.rescuer import Rescuer
+from tests.support.jobs import add, raw
+from tests.support.waiting import eventually
+
+
+class _NoJitter(random.Random):
+    def random(self) -> float:
+        return 0.0
+
+
+@asynccontextmanager
+async def running(
+    store: JobStore,
+    handlers: dict[str, Callable[..., Any]],
+    *,
+    concurrency: int = 2,
+    lease_seconds: float = 30.0,
+    backoff_base: float = 0.05,
+) -> AsyncIterator[WorkerPool]:
+    registry = TaskRegistry()
+    for name, fn in handlers.items():
+        registry.register(name, fn)
+    pool = WorkerPool(
+        store,
+        registry,
+        concurrency=concurrency,
+        poll_interval=0.02,
+        lease_seconds=lease_seconds,
+        retry_policy=RetryPolicy(backoff_base=backoff_base, backoff_max=10, rng=_NoJitter()),
+    )
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.stop(2)
+
+
+async def finished(store: JobStore, job_id: int, within: float = 10) -> Job:
+    async def check() -> Job | None:
+        job = await store.get(job_id)
+        return job if job.status.finished else None
+
+    return await eventually(check, within=within)
+
+
+async def test_always_failing_handler_runs_max_attempts_with_growing_delays(
+    store: JobStore,
+) -> None:
+    starts: list[float] = []
+
+    def always(payload: dict[str, Any]) -> None:
+        starts.append(time.monotonic())
+        raise ConnectionError(f"attempt {len(starts)} failed")
+
+    job = await add(store, {"task": "always"}, max_attempts=4)
+    async with running(store, {"always": always}, backoff_base=0.2):
+        done = await finished(store, job.id)
+    assert done.status is JobStatus.FAILED
+    assert len(starts) == 4
+    assert done.attempts == 4
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # No jitter: delays are 0.1, 0.2, 0.4 s (half of base * 2^(n-1)), plus polling slack.
+    assert gaps[0] >= 0.1
+    assert gaps[0] < gaps[1] < gaps[2], gaps
+    assert [e["attempt"] for e in done.errors] == [1, 2, 3, 4]
+    assert [e["error"] for e in done.errors] == [f"attempt {n} failed" for n in range(1, 5)]
+    assert done.result["error"] == "attempt 4 failed"
+    assert done.result["type"] == "ConnectionError"
+
+
+async def test_a_retry_that_succeeds_completes(store: JobStore) -> None:
+    calls: list[int] = []
+
+    async def flaky(payload: dict[str, Any]) -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("not yet")
+        return "finally"
+
+    job = await add(store, {"task": "flaky"}, max_attempts=5)
+    async with running(store, {"flaky": flaky}):
+        done = await finished(store, job.id)
+    assert done.status is JobStatus.COMPLETED
+    assert done.result == "finally"
+    assert done.attempts == 3
+    assert len(done.errors) == 2
+
+
+async def test_retry_later_and_fail_now(store: JobStore) -> None:
+    seen: list[float] = []
+
+    async def later(payload: dict[str, Any]) -> str:
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            raise RetryLater(0.3, "busy upstream")
+        return "ok"
+
+    async def hopeless(payload: dict[str, Any]) -> None:
+        raise FailNow("the input can never work")
+
+    a = await add(store, {"task": "later"}, max_attempts=3)
+    b = await add(store, {"task": "hopeless"}, max_attempts=5)
+    async with running(store, {"later": later, "hopeless": hopeless}):
+        done_a = await finished(store, a.id)
+        done_b = await finished(store, b.id)
+    assert done_a.status is JobStatus.COMPLETED
+    assert seen[1] - seen[0] >= 0.3
+    assert done_a.errors[0]["error"] == "busy upstream"
+    assert done_b.status is JobStatus.FAILED
+    assert done_b.attempts == 1, "FailNow spends no more attempts"
+    assert done_b.result["type"] == "FailNow"
+
+
+async def test_timeouts_fail_the_attempt(store: JobStore) -> None:
+    async def slow(payload: dict[str, Any]) -> None:
+        await asyncio.sleep(30)
+
+    def slow_sync(payload: dict[str, Any]) -> None:
+        time.sleep(1.0)
+
+    a = await add(store, {"task": "slow"}, max_attempts=2, attempt_timeout=0.2)
+    b = await add(store, {"task": "slow_sync"}, max_attempts=1, attempt_timeout=0.2)
+    began = time.monotonic()
+    async with running(store, {"slow": slow, "slow_sync": slow_sync}):
+        done_a = await finished(store, a.id)
+        done_b = await finished(store, b.id)
+    assert time.monotonic() - began < 5
+    assert done_a.status is JobStatus.FAILED
+    assert done_a.attempts == 2
+    assert [e["type"] for e in done_a.errors] == ["Timeout", "Timeout"]
+    assert "timed out after 0.2s" in done_a.result["error"]
+    assert done_b.status is JobStatus.FAILED
+    assert done_b.result["type"] == "Timeout"
+
+
+async def test_task_level_timeout_applies_when_the_job_sets_none(store: JobStore) -> None:
+    from jqs.tasks.registry import TaskOptions, TaskSpec
+
+    async def slow(payload: dict[str, Any]) -> None:
+        await asyncio.sleep(30)
+
+    registry = TaskRegistry([TaskSpec.of("slow", slow, TaskOptions(timeout=0.2))])
+    pool = WorkerPool(store, registry, concurrency=1, poll_interval=0.02)
+    job = await add(store, {"task": "slow"})
+    await pool.start()
+    try:
+        done = await finished(store, job.id)
+    finally:
+        await pool.stop(1)
+    assert done.result["type"] == "Timeout"
+
+
+async def test_cancel_queued_job_never_runs(store: JobStore) -> None:
+    job = await add(store, {"task": "never"})
+    cancelled, changed = await store.cancel(job.id, cancelled_result(0))
+    assert changed
+    assert cancelled.status is JobStatus.CANCELLED
+    ran: list[int] = []
+    async with running(store, {"never": lambda p: ran.append(1)}):
+        await asyncio.sleep(0.2)
+    assert ran == []
+    again, changed = await store.cancel(job.id, cancelled_result(0))
+    assert not changed
+    assert again.status is JobStatus.CANCELLED
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_cancel_running_job_interrupts_it_within_a_second(store: JobStore, kind: str) -> None:
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def long_async(payload: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    def long_sync(payload: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(started.set)
+        time.sleep(3)
+
+    handler = long_async if kind == "async" else long_sync
+    job = await add(store, {"task": "long"}, max_attempts=3)
+    async with running(store, {"long": handler}):
+        await asyncio.wait_for(started.wait(), 5)
+        asked, changed = await store.cancel(job.id, cancelled_result(0))
+        assert changed
+        assert asked.status is JobStatus.PROCESSING
+        assert asked.cancel_requested
+        began = time.monotonic()
+        done = await finished(store, job.id)
+        took = time.monotonic() - began
+    assert done.status is JobStatus.CANCELLED
+    assert took < 2.0, f"cancel took {took:.2f}s"
+    assert done.result["type"] == "Cancelled"
+    assert done.attempts == 1
+
+
+async def test_manual_retry_of_failed_and_cancelled_jobs(store: JobStore) -> None:
+    outcomes = iter([RuntimeError("first run fails"), "second run works"])
+
+    def once_bad(payload: dict[str, Any]) -> str:
+        value = next(outcomes)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    job = await add(store, {"task": "once_bad"}, max_attempts=1)
+    async with running(store, {"once_bad": once_bad}) as pool:
+        failed = await finished(store, job.id)
+        assert failed.status is JobStatus.FAILED
+        queued, changed = await store.retry(job.id)
+        assert changed
+        assert queued.status is JobStatus.QUEUED
+        assert queued.attempts == 0
+        assert queued.result is None
+        pool.notify()
+        done = await finished(store, job.id)
+    assert done.status is JobStatus.COMPLETED
+    assert done.attempts == 1
+    assert len(done.errors) == 1, "the earlier attempt's error is kept"
+    _, changed = await store.retry(job.id)
+    assert not changed, "a completed job is not retried"
+
+
+async def test_heartbeats_keep_a_long_job_from_being_rescued(store: JobStore) -> None:
+    runs: list[int] = []
+
+    async def long(payload: dict[str, Any]) -> str:
+        runs.append(1)
+        await asyncio.sleep(2.0)  # more than three lease lengths
+        return "done"
+
+    job = await add(store, {"task": "long"}, max_attempts=3)
+    rescuer = Rescuer(store, interval=0.05)
+    await rescuer.start()
+    try:
+        async with running(store, {"long": long}, lease_seconds=0.6):
+            done = await finished(store, job.id)
+    finally:
+        await rescuer.stop()
+    assert done.status is JobStatus.COMPLETED
+    assert runs == [1]
+    assert done.attempts == 1
+    assert done.errors == []
+
+
+async def test_rescuer_returns_expired_leases(store: JobStore, conn: asyncpg.Connection) -> None:
+    again = await add(store, {"task": "x"}, max_attempts=2)
+    spent = await add(store, {"task": "x"}, max_attempts=1)
+    cancel = await add(store, {"task": "x"}, max_attempts=3)
+    claims = await store.claim("default", limit=3, lease_seconds=0.05, worker_id="gone")
+    assert len(claims) == 3
+    await store.cancel(cancel.id, cancelled_result(0))
+    await asyncio.sleep(0.1)
+    moved = await Rescuer(store).rescue_once()
+    assert moved == 3
+    back = await store.get(again.id)
+    assert back.status is JobStatus.QUEUED
+    assert back.attempts == 1
+    assert back.errors[0]["type"] == "LeaseExpired"
+    assert back.errors[0]["worker"] == "gone"
+    assert (await store.get(spent.id)).status is JobStatus.FAILED
+    assert (await store.get(spent.id)).result["type"] == "LeaseExpired"
+    assert (await store.get(cancel.id)).status is JobStatus.CANCELLED
+    # The lost worker comes back: its writes change nothing.
+    stale = {c.id: c for c in claims}[again.id]
+    assert not await store.complete(again.id, stale.lease_token, raw(1))
+    assert await store.heartbeat([(again.id, stale.lease_token)], 30) == {}
+    assert await Rescuer(store).rescue_once() == 0
+
+
+async def test_rescue_is_done_by_one_process_at_a_time(
+    store: JobStore, conn: asyncpg.Connection
+) -> None:
+    from jqs.store.jobs import RESCUER_LOCK_KEY
+
+    await add(store, {"task": "x"}, max_attempts=2)
+    await store.claim("default", limit=1, lease_seconds=0.01, worker_id="gone")
+    await asyncio.sleep(0.05)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", RESCUER_LOCK_KEY)
+        assert await store.rescue_expired() == [], "another process holds the rescuer lock"
+    assert len(await store.rescue_expired()) == 1
+
+
+async def test_lost_lease_interrupts_the_stale_runner(
+    store: JobStore, conn: asyncpg.Connection
+) -> None:
+    started = asyncio.Event()
+    finished_runs: list[int] = []
+
+    async def long(payload: dict[str, Any]) -> None:
+        started.set()
+        await asyncio.sleep(5)
+        finished_runs.append(1)
+
+    job = await add(store, {"task": "long"}, max_attempts=3)
+    async with running(store, {"long": long}, lease_seconds=0.6) as pool:
+        await asyncio.wait_for(started.wait(), 5)
+        # Someone else took the job over (as the rescuer and another worker would).
+        await conn.execute("UPDATE jobs SET lease_token = gen_random_uuid() WHERE id = $1", job.id)
+
+        async def stopped() -> bool:
+            return pool.active == 0
+
+        # The next heartbeat (every 0.2 s) finds the lease gone; the handler had 5 s left.
+        await eventually(stopped, within=2)
+        job_now = await store.get(job.id)
+    assert finished_runs == []
+    assert job_now.status is JobStatus.PROCESSING, "the new owner's job was left alone"
