@@ -65,6 +65,7 @@ def database_for(settings: Settings) -> Database:
         pool_min=settings.db_pool_min,
         pool_max=settings.db_pool_max,
         connect_timeout=settings.db_connect_timeout,
+        command_timeout=settings.db_command_timeout,
     )
 
 

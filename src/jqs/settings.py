@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=1, ge=0, le=1_000)
     db_pool_max: int = Field(default=10, ge=1, le=1_000)
     db_connect_timeout: float = Field(default=10.0, gt=0, le=600)
+    db_command_timeout: float = Field(default=30.0, gt=0, le=3_600)
     max_body_bytes: int = Field(default=1_048_576, ge=1, le=64 * 1024 * 1024)
     max_json_depth: int = Field(default=64, ge=1, le=1_000)
     page_size_max: int = Field(default=100, ge=1, le=10_000)

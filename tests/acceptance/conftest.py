@@ -1,11 +1,38 @@
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import pytest
 
-pytestmark = pytest.mark.acceptance
+from tests.support.proc import JqsProcess, jqs_env
+
+StartJqs = Callable[..., JqsProcess]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "acceptance" in str(item.path):
             item.add_marker(pytest.mark.acceptance)
+
+
+@pytest.fixture
+def start_jqs(tmp_path: Path) -> Iterator[StartJqs]:
+    """Start `jqs ARGS` (default: serve) with test-friendly settings; killed at teardown."""
+    started: list[JqsProcess] = []
+
+    def start(*args: str, **env: str) -> JqsProcess:
+        defaults = {
+            "PORT": "0",
+            "JQS_HOST": "127.0.0.1",
+            "JQS_TASKS": "tests.support.tasks",
+            "JQS_DEMO_DELAY": "0.05",
+            "JQS_POLL_INTERVAL": "0.2",
+        }
+        proc = JqsProcess(*(args or ("serve",)), env=jqs_env(**{**defaults, **env}), cwd=tmp_path)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()

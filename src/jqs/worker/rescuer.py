@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from jqs.errors import StoreError
 from jqs.logging import get_logger
 from jqs.store import JobStore
 
@@ -61,6 +60,6 @@ class Rescuer:
         while True:
             try:
                 await self.rescue_once()
-            except StoreError as exc:
-                log.warning("rescue_failed", error=str(exc))
+            except Exception as exc:  # never let the loop die
+                log.warning("rescue_failed", error=repr(exc))
             await asyncio.sleep(self._interval)
