@@ -139,3 +139,19 @@ def test_embedded_database_by_default(tmp_path: Path, start_jqs: StartJqs) -> No
         assert client.get(f"/jobs/{job_id}").json()["status"] == "completed", "data kept"
     again.signal(signal.SIGTERM)
     assert again.wait(20) == 0
+
+
+def test_cancel_reaches_the_worker_process_running_the_job(start_jqs: StartJqs, dsn: str) -> None:
+    api = start_jqs("serve", "--no-worker", DATABASE_URL=dsn)
+    worker = start_jqs("worker", DATABASE_URL=dsn)
+    with httpx.Client(base_url=api.url, timeout=10) as client:
+        job_id = client.post("/jobs", json={"task": "sleep", "seconds": 30}).json()["id"]
+        worker.wait_for("job_started")
+        asked = client.post(f"/jobs/{job_id}/cancel")
+        assert asked.status_code == 202
+        began = time.monotonic()
+        job = _wait_status(client, job_id, "cancelled", timeout=5)
+        took = time.monotonic() - began
+    assert took < 2.5, f"cancellation took {took:.1f}s"
+    assert job["result"]["type"] == "Cancelled"
+    assert worker.wait_for("job_cancelled")[0]["job_id"] == job_id
