@@ -103,9 +103,12 @@ def serve(
     concurrency: Annotated[
         int | None, typer.Option(help="Concurrent jobs (JQS_WORKER_CONCURRENCY).")
     ] = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues to serve (JQS_QUEUES).")
+    ] = None,
 ) -> None:
     """Run the HTTP API and, unless --no-worker, a worker pool."""
-    settings = _settings(host=host, port=port, worker_concurrency=concurrency)
+    settings = _settings(host=host, port=port, worker_concurrency=concurrency, queues=queues)
     _run_service(settings, api=True, worker=worker)
 
 
@@ -114,9 +117,12 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Concurrent jobs (JQS_WORKER_CONCURRENCY).")
     ] = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues to serve (JQS_QUEUES).")
+    ] = None,
 ) -> None:
     """Run only a worker pool (no HTTP API)."""
-    settings = _settings(worker_concurrency=concurrency)
+    settings = _settings(worker_concurrency=concurrency, queues=queues)
     _run_service(settings, api=False, worker=True)
 
 

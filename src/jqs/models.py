@@ -52,10 +52,20 @@ class Job:
     errors: list[Any] = field(default_factory=list)
 
 
+DEFAULT_QUEUE = "default"
+
+
 @dataclass(frozen=True, slots=True)
 class EnqueueOptions:
-    """How a job is to be run; resolved by the API before the insert (never in the payload)."""
+    """How a job is to be run; resolved by the API before the insert (never in the payload).
 
+    `run_at` wins over `delay` (seconds from now on the database's clock); neither: now.
+    """
+
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    run_at: datetime | None = None
+    delay: float = 0.0
     max_attempts: int = 3
     timeout_seconds: float | None = None
     idempotency_key: str | None = None
@@ -82,6 +92,33 @@ class ClaimedJob:
     max_attempts: int
     timeout_seconds: float | None
     lease_token: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    """Jobs claimed, and when a rate limit will next allow one (seconds), if it held any back."""
+
+    jobs: list[ClaimedJob]
+    rate_wait: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """A queue's limits; None means unlimited."""
+
+    name: str
+    concurrency_limit: int | None = None
+    rate_limit: float | None = None
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue as operators see it: settings, counts by status, wait of the oldest job."""
+
+    settings: QueueSettings
+    counts: dict[JobStatus, int]
+    oldest_queued_seconds: float | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from typing import Protocol
 
 import uvicorn
 
@@ -24,14 +25,25 @@ from jqs.errors import ConfigError
 from jqs.logging import get_logger
 from jqs.settings import Settings
 from jqs.store import Database
+from jqs.store.notify import Listener, Notifier
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import build_registry
 from jqs.tasks.registry import TaskRegistry
+from jqs.tasks.schedules import schedules_for
 from jqs.worker import WorkerPool
 from jqs.worker.executor import RetryPolicy
+from jqs.worker.pruner import Pruner
 from jqs.worker.rescuer import Rescuer
+from jqs.worker.scheduler import Scheduler
 
 log = get_logger(__name__)
+
+
+class Service(Protocol):
+    """A long-running part: start and stop are idempotent; stop is fine before start."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class _Server(uvicorn.Server):
@@ -129,37 +141,51 @@ class Runner:
         self, db: Database, registry: TaskRegistry, sock: socket.socket | None
     ) -> None:
         settings = self.settings
-        pool: WorkerPool | None = None
-        rescuer = Rescuer(db.jobs, interval=settings.rescue_interval)
         log.info("tasks_registered", tasks=registry.names())
-        if self._worker:
-            pool = WorkerPool(
-                db.jobs,
-                registry,
-                concurrency=settings.worker_concurrency,
-                poll_interval=settings.poll_interval,
-                lease_seconds=settings.lease_seconds,
-                retry_policy=RetryPolicy(
-                    backoff_base=settings.retry_backoff_base,
-                    backoff_max=settings.retry_backoff_max,
-                    persist_for=settings.lease_seconds,
-                ),
+        defaults = JobDefaults(
+            registry, max_attempts=settings.max_attempts, timeout=settings.job_timeout
+        )
+        pool = self._worker_pool(db, registry) if self._worker else None
+        notifier = Notifier(db.pool)
+
+        def enqueued(queue: str) -> None:
+            if pool is not None:
+                pool.notify(queue)
+            notifier.touch(queue)
+
+        # Maintenance runs in every process: workers may all be gone, and someone must take
+        # their jobs back. Try-locks in the statements keep the processes from competing.
+        services: list[Service] = [
+            notifier,
+            Rescuer(db.jobs, interval=settings.rescue_interval, on_requeue=enqueued),
+            Scheduler(
+                db.cron,
+                schedules_for(registry, settings.cron_entries),
+                defaults,
+                on_enqueue=enqueued,
+            ),
+        ]
+        if settings.retention > 0:
+            services.append(
+                Pruner(db.jobs, retention=settings.retention, interval=settings.retention_interval)
             )
+        if pool is not None:
+            assert db.dsn is not None
+            services.append(Listener(db.dsn, pool.notify))
+        for service in services:
+            await service.start()
+        if pool is not None:
             await pool.start()
-        # In API-only processes too: workers may all be dead, and someone must take their
-        # jobs back. The rescue statement's try-lock keeps the processes from competing.
-        await rescuer.start()
         state = ApiState(
             jobs=db.jobs,
-            defaults=JobDefaults(
-                registry, max_attempts=settings.max_attempts, timeout=settings.job_timeout
-            ),
+            queues=db.queues,
+            defaults=defaults,
             limits=Limits(
                 max_body_bytes=settings.max_body_bytes,
                 max_json_depth=settings.max_json_depth,
                 page_size_max=settings.page_size_max,
             ),
-            on_enqueue=pool.notify if pool is not None else (lambda: None),
+            on_enqueue=enqueued,
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None
@@ -188,9 +214,26 @@ class Runner:
         if pool is not None:
             stopping.append(asyncio.ensure_future(pool.stop(settings.shutdown_timeout)))
         results = await asyncio.gather(*stopping, return_exceptions=True)
-        await rescuer.stop()
         for result in results:
             if isinstance(result, BaseException):
                 log.error("stop_failed", error=repr(result))
+        for service in reversed(services):
+            await service.stop()
         for waiter in waiters:
             waiter.cancel()
+
+    def _worker_pool(self, db: Database, registry: TaskRegistry) -> WorkerPool:
+        settings = self.settings
+        return WorkerPool(
+            db.jobs,
+            registry,
+            concurrency=settings.worker_concurrency,
+            queues=settings.queue_names,
+            poll_interval=settings.poll_interval,
+            lease_seconds=settings.lease_seconds,
+            retry_policy=RetryPolicy(
+                backoff_base=settings.retry_backoff_base,
+                backoff_max=settings.retry_backoff_max,
+                persist_for=settings.lease_seconds,
+            ),
+        )

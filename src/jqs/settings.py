@@ -6,13 +6,29 @@ prefixed `JQS_`. Settings are built once by the entrypoint and passed down.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, TypeAdapter, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from jqs.errors import ConfigError
+from jqs.tasks.names import check_queue_name
+from jqs.tasks.schedules import CronEntry
+
+_CRON_LIST = TypeAdapter(list[CronEntry])
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "45s", "30m", "12h", "7d" or "2w"; ValueError otherwise."""
+    match = _DURATION.match(text.lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 3600, 30m, 12h or 7d")
+    return float(match[1]) * _UNIT_SECONDS[match[2]]
+
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -41,13 +57,17 @@ class Settings(BaseSettings):
         default=Path(".jqs/pgdata"), description="Embedded PostgreSQL data directory."
     )
     worker_concurrency: int = Field(default=5, ge=1, le=10_000)
-    poll_interval: float = Field(default=1.0, gt=0, le=60)
+    queues: str = Field(default="default", description="Comma-separated queues to serve.")
+    poll_interval: float = Field(default=0.5, gt=0, le=60)
     lease_seconds: float = Field(default=30.0, gt=0, le=86_400)
     rescue_interval: float = Field(default=5.0, gt=0, le=3_600)
     max_attempts: int = Field(default=3, ge=1, le=1_000)
     retry_backoff_base: float = Field(default=1.0, ge=0, le=86_400)
     retry_backoff_max: float = Field(default=300.0, ge=0, le=7 * 86_400)
     job_timeout: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    retention: float = Field(default=7 * 86_400, ge=0, description="0 keeps jobs forever.")
+    retention_interval: float = Field(default=60.0, gt=0, le=86_400)
+    cron: str = Field(default="", description="JSON list of periodic schedules.")
     shutdown_timeout: float = Field(default=30.0, ge=0, le=3_600)
     tasks: str = Field(default="", description="Comma-separated modules with @task handlers.")
     demo_tasks: bool = True
@@ -77,10 +97,41 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and value.strip() == "" else value
 
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if not names:
+            raise ValueError("name at least one queue")
+        for name in names:
+            check_queue_name(name)
+        return ",".join(names)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_entries(cls, value: str) -> str:
+        _CRON_LIST.validate_json(value or "[]")  # refuse a bad schedule at start-up
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def cron_entries(self) -> list[CronEntry]:
+        """The schedules named in JQS_CRON."""
+        return _CRON_LIST.validate_json(self.cron or "[]")
+
+    @property
+    def queue_names(self) -> list[str]:
+        """The queues named in JQS_QUEUES, in order."""
+        return self.queues.split(",")
 
     @property
     def task_modules(self) -> list[str]:
@@ -104,4 +155,7 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "settings"
         name = field if field.isupper() else env_name(field)
-        raise ConfigError(f"invalid setting {name}: {first['msg']}") from exc
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {name}: {message}") from exc
+    except SettingsError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from exc

@@ -56,10 +56,11 @@ async def test_post_job_answers_201_with_the_committed_job(
 
 
 async def test_post_wakes_local_workers(store: JobStore) -> None:
-    calls: list[int] = []
-    async with api_client(store, on_enqueue=lambda: calls.append(1)) as c:
+    calls: list[str] = []
+    async with api_client(store, on_enqueue=calls.append) as c:
         await c.post("/jobs", json={"task": "x"})
-    assert calls == [1]
+        await c.post("/jobs", params={"queue": "mail"}, json={"task": "x"})
+    assert calls == ["default", "mail"]
 
 
 async def test_post_accepts_json_media_type_variants(client: httpx.AsyncClient) -> None:

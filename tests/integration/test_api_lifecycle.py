@@ -121,7 +121,7 @@ async def test_cancel_and_retry_endpoints(client: httpx.AsyncClient, store: JobS
     assert retried.json()["result"] is None
     assert_problem(await client.post(f"/jobs/{job['id']}/retry"), 409, "only failed or cancelled")
 
-    [claim] = await store.claim("default", limit=1, lease_seconds=30, worker_id="w")
+    [claim] = (await store.claim(["default"], limit=1, lease_seconds=30, worker_id="w")).jobs
     running = await client.post(f"/jobs/{job['id']}/cancel")
     assert running.status_code == 202
     assert running.json()["status"] == "processing"

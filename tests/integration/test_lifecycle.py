@@ -269,7 +269,7 @@ async def test_rescuer_returns_expired_leases(store: JobStore, conn: asyncpg.Con
     again = await add(store, {"task": "x"}, max_attempts=2)
     spent = await add(store, {"task": "x"}, max_attempts=1)
     cancel = await add(store, {"task": "x"}, max_attempts=3)
-    claims = await store.claim("default", limit=3, lease_seconds=0.05, worker_id="gone")
+    claims = (await store.claim(["default"], limit=3, lease_seconds=0.05, worker_id="gone")).jobs
     assert len(claims) == 3
     await store.cancel(cancel.id, cancelled_result(0))
     await asyncio.sleep(0.1)
@@ -296,7 +296,7 @@ async def test_rescue_is_done_by_one_process_at_a_time(
     from jqs.store.jobs import RESCUER_LOCK_KEY
 
     await add(store, {"task": "x"}, max_attempts=2)
-    await store.claim("default", limit=1, lease_seconds=0.01, worker_id="gone")
+    await store.claim(["default"], limit=1, lease_seconds=0.01, worker_id="gone")
     await asyncio.sleep(0.05)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", RESCUER_LOCK_KEY)

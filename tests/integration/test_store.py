@@ -41,10 +41,11 @@ async def test_find_is_newest_first_and_filters(store: JobStore) -> None:
 async def test_claim_complete_and_fencing(store: JobStore, conn: asyncpg.Connection) -> None:
     first = await add(store, {"task": "x"})
     second = await add(store, {"task": "y"})
-    claimed = await store.claim("default", limit=10, lease_seconds=30, worker_id="w1")
+    claimed = (await store.claim(["default"], limit=10, lease_seconds=30, worker_id="w1")).jobs
     assert [c.id for c in claimed] == [first.id, second.id], "FIFO within one priority"
     assert all(c.attempt == 1 for c in claimed)
-    assert await store.claim("default", limit=10, lease_seconds=30, worker_id="w2") == []
+    again = await store.claim(["default"], limit=10, lease_seconds=30, worker_id="w2")
+    assert again.jobs == []
 
     assert not await store.complete(first.id, uuid.uuid4(), raw({"stale": True}))
     assert await store.complete(first.id, claimed[0].lease_token, raw({"ok": 1}))
@@ -73,21 +74,21 @@ async def test_claim_respects_limit_priority_and_run_at(
     later = await add(store, {"task": "later"})
     await conn.execute("UPDATE jobs SET priority = 5 WHERE id = $1", high.id)
     await conn.execute("UPDATE jobs SET run_at = now() + interval '1 hour' WHERE id = $1", later.id)
-    claimed = await store.claim("default", limit=1, lease_seconds=30, worker_id="w")
+    claimed = (await store.claim(["default"], limit=1, lease_seconds=30, worker_id="w")).jobs
     assert [c.id for c in claimed] == [high.id]
-    claimed = await store.claim("default", limit=5, lease_seconds=30, worker_id="w")
+    claimed = (await store.claim(["default"], limit=5, lease_seconds=30, worker_id="w")).jobs
     assert [c.id for c in claimed] == [low.id]
 
 
 async def test_release_returns_jobs_without_spending_an_attempt(store: JobStore) -> None:
     job = await add(store, {"task": "x"})
-    [claim] = await store.claim("default", limit=1, lease_seconds=30, worker_id="w")
+    [claim] = (await store.claim(["default"], limit=1, lease_seconds=30, worker_id="w")).jobs
     assert await store.release([(claim.id, uuid.uuid4())]) == 0, "a wrong token releases nothing"
     assert await store.release([(claim.id, claim.lease_token)]) == 1
     back = await store.get(job.id)
     assert back.status is JobStatus.QUEUED
     assert back.attempts == 0
-    [again] = await store.claim("default", limit=1, lease_seconds=30, worker_id="w")
+    [again] = (await store.claim(["default"], limit=1, lease_seconds=30, worker_id="w")).jobs
     assert again.attempt == 1
 
 

@@ -91,22 +91,11 @@ def _env_example() -> dict[str, tuple[str, list[str]]]:
     return entries
 
 
-def test_env_example_lists_every_setting_with_its_default() -> None:
+def test_env_example_lists_every_setting_with_a_comment() -> None:
     entries = _env_example()
     assert set(entries) == SETTING_NAMES
-    defaults = Settings.model_construct()
-    for field in Settings.model_fields:
-        value, comments = entries[env_name(field)]
-        assert comments, f"{env_name(field)} has no comment saying what it means"
-        default = getattr(defaults, field)
-        shown = (
-            ""
-            if default is None
-            else str(default).lower()
-            if isinstance(default, bool)
-            else str(default)
-        )
-        assert value == shown, f"{env_name(field)}={value}, default is {shown!r}"
+    for name, (_, comments) in entries.items():
+        assert comments, f"{name} has no comment saying what it means"
 
 
 def test_env_example_loads_as_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ def test_duplicate_names_are_refused() -> None:
 def test_shipped_queries_load_and_are_noun_first() -> None:
     names = queries()
     assert {"job_insert", "job_get", "job_list", "job_claim", "job_complete"} <= set(names)
-    assert all(name.startswith(("job_", "db_")) for name in names)
+    assert all(name.startswith(("job_", "queue_", "cron_", "db_")) for name in names)
 
 
 def test_migrations_are_numbered_without_gaps() -> None:

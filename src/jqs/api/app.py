@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from jqs import __version__
-from jqs.api import health, jobs
+from jqs.api import batch, health, jobs, queues
 from jqs.api.problems import install_problem_handlers
 from jqs.api.state import ApiState
 
@@ -22,6 +22,8 @@ def create_app(state: ApiState) -> FastAPI:
     )
     app.state.jqs = state
     install_problem_handlers(app)
+    app.include_router(batch.router)  # before /jobs/{job_id}, which would shadow it
     app.include_router(jobs.router)
+    app.include_router(queues.router)
     app.include_router(health.router)
     return app

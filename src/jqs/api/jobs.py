@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -9,20 +10,28 @@ from starlette.responses import Response
 
 from jqs.api import idempotency
 from jqs.api.body import read_json_object
+from jqs.api.options import (
+    MAX_DELAY,
+    MAX_TIMEOUT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    options_from_query,
+    task_of,
+)
 from jqs.api.problems import ProblemError
 from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
 from jqs.api.schemas import JobOut, job_to_json
 from jqs.api.state import ApiState, api_state
 from jqs.logging import get_logger
-from jqs.models import EnqueueOptions, InsertOutcome, JobFilter, JobStatus
+from jqs.models import InsertOutcome, JobFilter, JobStatus
 from jqs.outcome import cancelled_result
 from jqs.store import MAX_JOB_ID
+from jqs.tasks.names import QUEUE_NAME
 
 log = get_logger(__name__)
 router = APIRouter(tags=["jobs"])
 State = Annotated[ApiState, Depends(api_state)]
 JobId = Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="job id")]
-MAX_TIMEOUT = 7 * 24 * 3600.0
 
 _PROBLEM: dict[str, Any] = {
     "description": "Problem details (RFC 9457)",
@@ -61,6 +70,20 @@ _PAYLOAD_BODY: dict[str, Any] = {
 async def submit_job(
     request: Request,
     state: State,
+    queue: Annotated[
+        str | None,
+        Query(pattern=QUEUE_NAME.pattern, description="queue (default: the task's, or default)"),
+    ] = None,
+    priority: Annotated[
+        int | None,
+        Query(ge=PRIORITY_MIN, le=PRIORITY_MAX, description="higher runs first (default 0)"),
+    ] = None,
+    run_at: Annotated[
+        datetime | None, Query(description="RFC 3339 time, not started before it")
+    ] = None,
+    delay: Annotated[
+        float | None, Query(ge=0, le=MAX_DELAY, description="seconds from now before it starts")
+    ] = None,
     max_attempts: Annotated[
         int | None,
         Query(ge=1, le=1000, description="attempts before the job fails (default: task/settings)"),
@@ -79,28 +102,24 @@ async def submit_job(
 ) -> Response:
     """Queue a job; answered only once the job is committed."""
     key = idempotency.validate_key(idempotency_key)
+    options = options_from_query(
+        queue=queue,
+        priority=priority,
+        run_at=run_at,
+        delay=delay,
+        max_attempts=max_attempts,
+        timeout=attempt_timeout,
+    )
     raw, payload = await read_json_object(
         request,
         max_bytes=state.limits.max_body_bytes,
         max_depth=state.limits.max_json_depth,
     )
-    task = payload.get("task") if isinstance(payload.get("task"), str) else None
-    attempts, limit = state.defaults.resolve(
-        task, max_attempts=max_attempts, timeout=attempt_timeout
+    digest = idempotency.request_digest(payload, options.given()) if key is not None else None
+    resolved = options.resolve(
+        task_of(payload), state.defaults, idempotency_key=key, request_digest=digest
     )
-    options = EnqueueOptions(
-        max_attempts=attempts,
-        timeout_seconds=limit,
-        idempotency_key=key,
-        request_digest=(
-            idempotency.request_digest(
-                payload, {"max_attempts": max_attempts, "timeout": attempt_timeout}
-            )
-            if key is not None
-            else None
-        ),
-    )
-    job, outcome = await state.jobs.insert(raw, options)
+    job, outcome = await state.jobs.insert(raw, resolved)
     if outcome is InsertOutcome.CONFLICT:
         raise ProblemError(
             422,
@@ -113,7 +132,7 @@ async def submit_job(
         return JSONBytesResponse(
             job_to_json(job), status_code=200, headers={**location, "Idempotent-Replayed": "true"}
         )
-    state.on_enqueue()
+    state.on_enqueue(job.queue)
     log.info(
         "job_enqueued",
         job_id=job.id,
@@ -205,6 +224,6 @@ async def retry_job(state: State, job_id: JobId) -> Response:
         raise ProblemError(
             409, f"job {job.id} is {job.status.value}; only failed or cancelled jobs can be retried"
         )
-    state.on_enqueue()
+    state.on_enqueue(job.queue)
     log.info("job_retried", job_id=job.id, task=job.task, status=job.status.value)
     return JSONBytesResponse(job_to_json(job))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from jqs.store import JobStore
+from jqs.store import JobStore, QueueStore
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 
@@ -19,6 +19,12 @@ class Limits:
     max_body_bytes: int = 1_048_576
     max_json_depth: int = 64
     page_size_max: int = 100
+    batch_max_jobs: int = 1000
+
+    @property
+    def batch_max_bytes(self) -> int:
+        """A batch may be as large as its largest allowed jobs, within reason."""
+        return min(self.max_body_bytes * 16, 64 * 1024 * 1024)
 
 
 @dataclass(slots=True)
@@ -26,9 +32,10 @@ class ApiState:
     """The job store, limits, and a hook called after each enqueue (wakes local workers)."""
 
     jobs: JobStore
+    queues: QueueStore | None = None
     limits: Limits = field(default_factory=Limits)
     defaults: JobDefaults = field(default_factory=lambda: JobDefaults(TaskRegistry()))
-    on_enqueue: Callable[[], None] = lambda: None
+    on_enqueue: Callable[[str], None] = lambda queue: None
     shutting_down: bool = False
 
 

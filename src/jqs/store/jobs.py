@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -12,6 +14,7 @@ from jqs.errors import JobNotFound
 from jqs.jsonutil import RawJSON
 from jqs.models import (
     ClaimedJob,
+    ClaimResult,
     EnqueueOptions,
     InsertOutcome,
     Job,
@@ -24,8 +27,9 @@ from jqs.store.queries import q
 
 # Largest value of PostgreSQL's bigint: ids beyond it cannot exist.
 MAX_JOB_ID = 2**63 - 1
-# Any constant every JQS process agrees on: the advisory lock of the lease rescuer.
+# Constants every JQS process agrees on: advisory locks of the one-at-a-time maintenance.
 RESCUER_LOCK_KEY = 0x4A51_5300_0002
+PRUNER_LOCK_KEY = 0x4A51_5300_0003
 
 
 def _job(row: asyncpg.Record) -> Job:
@@ -58,6 +62,64 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[1])
 
 
+@dataclass(slots=True)
+class _ClaimPlan:
+    names: list[str] = field(default_factory=list)
+    caps: list[int] = field(default_factory=list)
+    max_running: list[int | None] = field(default_factory=list)
+    rate_wait: float | None = None
+
+
+def _claim_plan(
+    queues: Sequence[str], limited: dict[str, asyncpg.Record], limit: int
+) -> _ClaimPlan:
+    """How many jobs each served queue may give now: paused none, rate-limited its tokens."""
+    plan = _ClaimPlan()
+    for name in queues:
+        row = limited.get(name)
+        cap = limit
+        if row is not None:
+            if row["paused"]:
+                continue
+            if row["rate_limit"] is not None:
+                tokens = float(row["tokens_now"])
+                if tokens < 1:
+                    wait = (1 - tokens) / row["rate_limit"]
+                    plan.rate_wait = min(plan.rate_wait or wait, wait)
+                    continue
+                cap = min(cap, int(tokens))
+        plan.names.append(name)
+        plan.caps.append(cap)
+        plan.max_running.append(row["concurrency_limit"] if row is not None else None)
+    return plan
+
+
+async def _spend_tokens(
+    conn: Any,
+    limited: dict[str, asyncpg.Record],
+    claimed: list[asyncpg.Record],
+    rate_wait: float | None,
+) -> float | None:
+    """Take the claimed jobs' tokens from rate-limited queues; returns the next-token wait."""
+    used: dict[str, int] = {}
+    for row in claimed:
+        used[row["queue"]] = used.get(row["queue"], 0) + 1
+    names, tokens, ats = [], [], []
+    for name, row in limited.items():
+        if row["rate_limit"] is None or row["paused"]:
+            continue
+        left = float(row["tokens_now"]) - used.get(name, 0)
+        names.append(name)
+        tokens.append(left)
+        ats.append(row["at"])
+        if left < 1:
+            wait = (1 - left) / row["rate_limit"]
+            rate_wait = min(rate_wait or wait, wait)
+    if names:
+        await conn.execute(q("queue_tokens_spend"), names, tokens, ats)
+    return rate_wait
+
+
 class JobStore:
     """The narrow seam between JQS and PostgreSQL for jobs."""
 
@@ -75,6 +137,10 @@ class JobStore:
         opts = options or EnqueueOptions()
         args = (
             payload,
+            opts.queue,
+            opts.priority,
+            opts.run_at,
+            opts.delay,
             opts.max_attempts,
             opts.timeout_seconds,
             opts.idempotency_key,
@@ -95,6 +161,27 @@ class JobStore:
                     return _job(existing), outcome
         raise RuntimeError("idempotency key neither inserted nor found")  # pragma: no cover
 
+    async def insert_many(self, jobs: Sequence[tuple[RawJSON, EnqueueOptions]]) -> list[Job]:
+        """Insert a batch in one statement (all or none); jobs come back in input order."""
+        if not jobs:
+            return []
+        columns: tuple[list[Any], ...] = tuple([] for _ in range(7))
+        for payload, opts in jobs:
+            values = (
+                payload,
+                opts.queue,
+                opts.priority,
+                opts.run_at,
+                opts.delay,
+                opts.max_attempts,
+                opts.timeout_seconds,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        with wrap_errors():
+            rows = await self._pool.fetch(q("job_insert_many"), *columns)
+        return sorted((_job(row) for row in rows), key=lambda job: job.id)
+
     async def get(self, job_id: int) -> Job:
         """The job with this id, or JobNotFound."""
         if not 0 < job_id <= MAX_JOB_ID:
@@ -113,12 +200,41 @@ class JobStore:
         return [_job(row) for row in rows]
 
     async def claim(
-        self, queue: str, *, limit: int, lease_seconds: float, worker_id: str
-    ) -> list[ClaimedJob]:
-        """Move up to `limit` runnable jobs of `queue` to processing under a fresh lease."""
+        self,
+        queues: Sequence[str],
+        *,
+        limit: int,
+        lease_seconds: float,
+        worker_id: str,
+        now: datetime | None = None,
+    ) -> ClaimResult:
+        """Move up to `limit` runnable jobs of `queues` to processing under fresh leases.
+
+        Paused queues give nothing; limited ones give no more than their concurrency limit
+        and rate allow, across every process (their settings rows are locked meanwhile).
+        `now` replaces the database clock for `run_at` (tests).
+        """
         with wrap_errors():
-            rows = await self._pool.fetch(q("job_claim"), queue, limit, lease_seconds, worker_id)
-        return [
+            async with self._pool.acquire() as conn, conn.transaction():
+                limited = {
+                    row["name"]: row
+                    for row in await conn.fetch(q("queue_lock_limited"), list(queues))
+                }
+                plan = _claim_plan(queues, limited, limit)
+                if not plan.names:
+                    return ClaimResult([], plan.rate_wait)
+                rows = await conn.fetch(
+                    q("job_claim"),
+                    plan.names,
+                    plan.caps,
+                    plan.max_running,
+                    limit,
+                    lease_seconds,
+                    worker_id,
+                    now,
+                )
+                rate_wait = await _spend_tokens(conn, limited, rows, plan.rate_wait)
+        jobs = [
             ClaimedJob(
                 id=row["id"],
                 payload=row["payload"],
@@ -131,6 +247,7 @@ class JobStore:
             )
             for row in rows
         ]
+        return ClaimResult(jobs, rate_wait)
 
     async def complete(self, job_id: int, lease_token: UUID, result: RawJSON) -> bool:
         """Finish an attempt as completed; False when the lease was no longer ours."""
@@ -230,6 +347,15 @@ class JobStore:
         ids, tokens = _claims(claims)
         with wrap_errors():
             status = await self._pool.execute(q("job_release"), ids, tokens)
+        return _count(status)
+
+    async def prune(self, older_than: float, limit: int = 1000) -> int:
+        """Delete up to `limit` jobs finished more than `older_than` seconds ago.
+
+        One process at a time: the others delete nothing (0) while one is at it.
+        """
+        with wrap_errors():
+            status = await self._pool.execute(q("job_prune"), older_than, limit, PRUNER_LOCK_KEY)
         return _count(status)
 
     async def count_by_status(self) -> dict[JobStatus, int]:

@@ -3,9 +3,22 @@
 
 -- name: job_insert
 -- With an idempotency key that already exists, nothing is inserted and no row returns.
-INSERT INTO jobs (payload, max_attempts, timeout_seconds, idempotency_key, request_digest)
-VALUES ($1::jsonb, $2, $3, $4, $5)
+-- run_at: $4 if given, else now() + $5 seconds (the database's clock, not the caller's).
+INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout_seconds,
+                  idempotency_key, request_digest)
+VALUES ($1::jsonb, $2, $3, coalesce($4::timestamptz, now() + make_interval(secs => $5)),
+        $6, $7, $8, $9)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: job_insert_many
+-- One statement for a whole batch: all rows or none. Ids follow the input order.
+INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout_seconds)
+SELECT x.payload, x.queue, x.priority,
+       coalesce(x.run_at, now() + make_interval(secs => x.delay)), x.max_attempts, x.timeout
+FROM unnest($1::jsonb[], $2::text[], $3::smallint[], $4::timestamptz[], $5::float8[],
+            $6::integer[], $7::float8[])
+     AS x(payload, queue, priority, run_at, delay, max_attempts, timeout)
 RETURNING *;
 
 -- name: job_get
@@ -23,27 +36,96 @@ ORDER BY id DESC
 LIMIT $3 OFFSET $4;
 
 -- name: job_claim
--- Priority, then run_at, then id, skipping rows other workers hold: the FIFO claim.
--- Each claim gets a fresh lease token; every write that ends the attempt must present it.
-WITH picked AS (
-    SELECT id FROM jobs
-    WHERE status = 'queued' AND queue = $1 AND run_at <= now()
-    ORDER BY priority DESC, run_at, id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
+-- Claims across the served queues ($1), each capped ($2: free slots, rate tokens) and,
+-- where it has a concurrency limit ($3), by the room left under it. Strict priority, then
+-- run_at, then id; rows other workers hold are skipped. Each claim gets a fresh lease
+-- token that every write ending the attempt must present. $7: the caller's clock (tests).
+WITH served AS (
+    SELECT s.name, s.cap, s.max_running
+    FROM unnest($1::text[], $2::integer[], $3::integer[]) AS s(name, cap, max_running)
+),
+allowance AS (
+    SELECT served.name,
+           CASE WHEN served.max_running IS NULL THEN served.cap
+                ELSE least(served.cap, greatest(served.max_running - (
+                         SELECT count(*) FROM jobs AS r
+                         WHERE r.status = 'processing' AND r.queue = served.name), 0))
+           END AS n
+    FROM served
+),
+candidates AS (
+    SELECT c.id, c.priority, c.run_at
+    FROM allowance AS a
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM jobs
+        WHERE status = 'queued' AND queue = a.name
+          AND run_at <= coalesce($7::timestamptz, now())
+        ORDER BY priority DESC, run_at, id
+        LIMIT a.n
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+),
+picked AS (
+    SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT $4
 )
 UPDATE jobs AS j
 SET status = 'processing',
     attempts = j.attempts + 1,
     lease_token = gen_random_uuid(),
-    lease_expires_at = now() + make_interval(secs => $3),
-    worker_id = $4,
+    lease_expires_at = now() + make_interval(secs => $5),
+    worker_id = $6,
     started_at = now(),
     updated_at = now()
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout_seconds,
           j.lease_token;
+
+-- name: queue_lock_limited
+-- The served queues that are limited or paused, locked so that claims on a limited queue
+-- take turns (the next statement then counts running jobs after the previous claim
+-- committed). Rate tokens refill on the wall clock, at most 50 ms worth of burst.
+SELECT name, concurrency_limit, rate_limit, paused,
+       CASE WHEN rate_limit IS NULL THEN NULL
+            ELSE least(greatest(1.0, rate_limit / 20),
+                       tokens + rate_limit * extract(epoch FROM clock_timestamp() - refilled_at))
+       END AS tokens_now,
+       clock_timestamp() AS at
+FROM queues
+WHERE name = ANY($1::text[])
+  AND (paused OR concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL)
+ORDER BY name
+FOR UPDATE;
+
+-- name: queue_tokens_spend
+UPDATE queues AS q
+SET tokens = x.tokens, refilled_at = x.at
+FROM unnest($1::text[], $2::float8[], $3::timestamptz[]) AS x(name, tokens, at)
+WHERE q.name = x.name;
+
+-- name: queue_upsert
+-- PATCH semantics: $5/$6/$7 say whether the limit, rate or paused flag was given at all.
+INSERT INTO queues (name, concurrency_limit, rate_limit, paused)
+VALUES ($1, $2, $3, coalesce($4, false))
+ON CONFLICT (name) DO UPDATE
+SET concurrency_limit = CASE WHEN $5 THEN EXCLUDED.concurrency_limit
+                             ELSE queues.concurrency_limit END,
+    rate_limit = CASE WHEN $6 THEN EXCLUDED.rate_limit ELSE queues.rate_limit END,
+    tokens = CASE WHEN $6 THEN 0 ELSE queues.tokens END,
+    refilled_at = CASE WHEN $6 THEN now() ELSE queues.refilled_at END,
+    paused = CASE WHEN $7 THEN EXCLUDED.paused ELSE queues.paused END,
+    updated_at = now()
+RETURNING name, concurrency_limit, rate_limit, paused;
+
+-- name: queue_settings
+SELECT name, concurrency_limit, rate_limit, paused FROM queues;
+
+-- name: queue_counts
+-- Jobs per queue and status, and how long the oldest runnable queued job has waited.
+SELECT queue, status, count(*) AS n,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())) AS oldest_wait
+FROM jobs
+GROUP BY queue, status;
 
 -- name: job_complete
 -- Fenced by the lease token: a worker that lost its lease changes nothing.
@@ -171,6 +253,48 @@ SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE '
     worker_id = NULL, started_at = NULL, updated_at = now()
 FROM unnest($1::bigint[], $2::uuid[]) AS r(id, token)
 WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'processing';
+
+-- name: job_prune
+-- Delete finished jobs older than $1 seconds, $2 at most, one process at a time ($3).
+WITH leader AS (
+    SELECT pg_try_advisory_xact_lock($3) AS ok
+),
+doomed AS (
+    SELECT jobs.id FROM jobs, leader
+    WHERE leader.ok
+      AND jobs.status IN ('completed', 'failed', 'cancelled')
+      AND jobs.finished_at < now() - make_interval(secs => $1)
+    ORDER BY jobs.finished_at
+    LIMIT $2
+    FOR UPDATE OF jobs SKIP LOCKED
+)
+DELETE FROM jobs USING doomed WHERE jobs.id = doomed.id;
+
+-- name: cron_schedule_register
+-- A new schedule, or one whose expression changed, starts from $3 (its latest time
+-- before now), so it does not fire at once for a time before it existed.
+INSERT INTO cron_schedules (name, expression, last_fire)
+VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE
+SET expression = EXCLUDED.expression,
+    last_fire = CASE WHEN cron_schedules.expression = EXCLUDED.expression
+                     THEN cron_schedules.last_fire ELSE EXCLUDED.last_fire END,
+    updated_at = now();
+
+-- name: cron_fire
+-- Enqueue the schedule's time $2 exactly once across all processes: only the process whose
+-- UPDATE moves last_fire forward inserts; the others find it moved and insert nothing.
+WITH advanced AS (
+    UPDATE cron_schedules
+    SET last_fire = $2, updated_at = now()
+    WHERE name = $1 AND (last_fire IS NULL OR last_fire < $2)
+    RETURNING name
+)
+INSERT INTO jobs (payload, queue, priority, max_attempts, timeout_seconds, idempotency_key)
+SELECT $3::jsonb, $4, $5, $6, $7, $8
+FROM advanced
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id;
 
 -- name: job_count_by_status
 SELECT status, count(*) AS n FROM jobs GROUP BY status;

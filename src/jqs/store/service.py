@@ -9,10 +9,12 @@ import asyncpg
 
 from jqs.errors import DatabaseUnavailable
 from jqs.logging import get_logger
+from jqs.store.cron import CronStore
 from jqs.store.database import create_pool, redact_dsn
 from jqs.store.embedded import EmbeddedPostgres
 from jqs.store.jobs import JobStore
 from jqs.store.migrate import migrate
+from jqs.store.queues import QueueStore
 
 log = get_logger(__name__)
 
@@ -40,6 +42,8 @@ class Database:
         self._close_timeout = close_timeout
         self._pool: asyncpg.Pool | None = None
         self._jobs: JobStore | None = None
+        self._queues: QueueStore | None = None
+        self._cron: CronStore | None = None
         self.dsn: str | None = url
 
     @property
@@ -48,6 +52,27 @@ class Database:
         if self._jobs is None:
             raise RuntimeError("Database.start() has not run")
         return self._jobs
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool; only valid between start() and stop()."""
+        if self._pool is None:
+            raise RuntimeError("Database.start() has not run")
+        return self._pool
+
+    @property
+    def queues(self) -> QueueStore:
+        """The queue settings store; only valid between start() and stop()."""
+        if self._queues is None:
+            raise RuntimeError("Database.start() has not run")
+        return self._queues
+
+    @property
+    def cron(self) -> CronStore:
+        """The schedule store; only valid between start() and stop()."""
+        if self._cron is None:
+            raise RuntimeError("Database.start() has not run")
+        return self._cron
 
     async def start(self, *, apply_migrations: bool = True) -> None:
         """Start the embedded server if needed, open the pool, migrate. Idempotent."""
@@ -73,6 +98,8 @@ class Database:
             raise
         self._pool = pool
         self._jobs = JobStore(pool)
+        self._queues = QueueStore(pool)
+        self._cron = CronStore(pool)
         log.info("database_connected", dsn=redact_dsn(self.dsn))
 
     async def _connect(self, dsn: str) -> asyncpg.Pool:
@@ -96,7 +123,8 @@ class Database:
 
     async def stop(self) -> None:
         """Close the pool (waiting up to close_timeout), then stop the embedded server."""
-        pool, self._pool, self._jobs = self._pool, None, None
+        pool, self._pool = self._pool, None
+        self._jobs = self._queues = self._cron = None
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), self._close_timeout)

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any, TypeVar, overload
 
 from jqs.errors import DuplicateTask
+from jqs.tasks.names import check_cron, check_queue_name
 
 Handler = Callable[[dict[str, Any]], Any]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,12 +28,18 @@ class TaskOptions:
 
     max_attempts: int | None = None
     timeout: float | None = None
+    queue: str | None = None
+    cron: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError("timeout must be positive")
+        if self.queue is not None:
+            check_queue_name(self.queue)
+        if self.cron is not None:
+            check_cron(self.cron)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +66,13 @@ class TaskSpec:
 def task(name: F, /) -> F: ...
 @overload
 def task(
-    name: str | None = None, /, *, max_attempts: int | None = None, timeout: float | None = None
+    name: str | None = None,
+    /,
+    *,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    queue: str | None = None,
+    cron: str | None = None,
 ) -> Callable[[F], F]: ...
 def task(
     name: str | Callable[..., Any] | None = None,
@@ -67,14 +80,18 @@ def task(
     *,
     max_attempts: int | None = None,
     timeout: float | None = None,
+    queue: str | None = None,
+    cron: str | None = None,
 ) -> Any:
     """Mark a function (async or sync) as the handler of `payload["task"] == name`.
 
     Use `@task("send_email")`, `@task()` or bare `@task` (the function's name is used).
     The handler receives the payload dict; what it returns (JSON) becomes the job's result.
-    `max_attempts` and `timeout` (seconds per attempt) apply to jobs that do not set their own.
+    `max_attempts`, `timeout` (seconds per attempt) and `queue` apply to jobs that do not
+    set their own. `cron` ("*/5 * * * *", a sixth field for seconds) enqueues
+    `{"task": name}` on that schedule, once per scheduled time across all processes.
     """
-    options = TaskOptions(max_attempts=max_attempts, timeout=timeout)
+    options = TaskOptions(max_attempts=max_attempts, timeout=timeout, queue=queue, cron=cron)
 
     def mark(fn: F, task_name: str | None) -> F:
         if not callable(fn):

@@ -14,11 +14,12 @@ import contextlib
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from jqs.errors import StoreError
 from jqs.logging import get_logger
-from jqs.models import ClaimedJob, JobStatus
+from jqs.models import DEFAULT_QUEUE, ClaimedJob, JobStatus
 from jqs.store import JobStore
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker.executor import Attempt, JobExecutor, RetryPolicy
@@ -43,7 +44,7 @@ class WorkerPool:
         registry: TaskRegistry,
         *,
         concurrency: int = 5,
-        queue: str = "default",
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
         poll_interval: float = 1.0,
         lease_seconds: float = 30.0,
         retry_policy: RetryPolicy | None = None,
@@ -54,7 +55,9 @@ class WorkerPool:
         self.concurrency = concurrency
         self.worker_id = worker_id or make_worker_id()
         self._store = store
-        self._queue = queue
+        if not queues:
+            raise ValueError("a worker pool serves at least one queue")
+        self.queues = tuple(dict.fromkeys(queues))
         self._poll_interval = poll_interval
         self._lease_seconds = lease_seconds
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix=TASK_THREAD_PREFIX)
@@ -72,9 +75,10 @@ class WorkerPool:
         """How many jobs are running now."""
         return len(self._running)
 
-    def notify(self) -> None:
-        """Work may be waiting: claim now instead of at the next poll."""
-        self._wake.set()
+    def notify(self, queue: str | None = None) -> None:
+        """Work may be waiting (in `queue`, or anywhere): claim now, not at the next poll."""
+        if queue is None or queue in self.queues:
+            self._wake.set()
 
     async def start(self) -> None:
         """Begin claiming. Idempotent."""
@@ -88,7 +92,7 @@ class WorkerPool:
             "worker_started",
             worker=self.worker_id,
             concurrency=self.concurrency,
-            queue=self._queue,
+            queues=list(self.queues),
             lease_seconds=self._lease_seconds,
         )
 
@@ -161,10 +165,11 @@ class WorkerPool:
         """Claim for the free slots, then wait for a reason to look again."""
         self._wake.clear()
         free = self.concurrency - len(self._running)
+        timeout: float | None = None
         if free > 0:
             try:
-                jobs = await self._store.claim(
-                    self._queue,
+                claimed = await self._store.claim(
+                    self.queues,
                     limit=free,
                     lease_seconds=self._lease_seconds,
                     worker_id=self.worker_id,
@@ -174,6 +179,7 @@ class WorkerPool:
                 # Not the wake event: enqueues must not turn a dead database into a spin.
                 await asyncio.sleep(self._poll_interval)
                 return
+            jobs = claimed.jobs
             if self._stopping:
                 # A claim that raced with stop(): run nothing new, give them back.
                 with contextlib.suppress(StoreError):
@@ -183,7 +189,8 @@ class WorkerPool:
                 self._spawn(job)
             if len(jobs) == free:
                 return  # the queue may hold more; claim again at once
-        timeout = self._poll_interval if free > 0 else None
+            # A rate limit says when its next job may start; otherwise poll as usual.
+            timeout = min(self._poll_interval, claimed.rate_wait or self._poll_interval)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 

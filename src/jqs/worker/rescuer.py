@@ -1,41 +1,39 @@
 """Rescuer: brings back jobs whose worker stopped heartbeating (crashed, killed, stalled).
 
-Every process that runs workers runs one; a transaction-scoped advisory try-lock in the
-rescue statement makes one of them do the work per round, so they never fight.
+Every process runs one; a transaction-scoped advisory try-lock in the rescue statement makes
+one of them do the work per round, so they never fight.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+from collections.abc import Callable
 
 from jqs.logging import get_logger
+from jqs.models import JobStatus
 from jqs.store import JobStore
+from jqs.worker.periodic import Periodic
 
 log = get_logger(__name__)
 
 
-class Rescuer:
+class Rescuer(Periodic):
     """Every `interval` seconds, returns expired leases to the queue (or ends them)."""
 
-    def __init__(self, store: JobStore, *, interval: float = 5.0, batch: int = 500) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        interval: float = 5.0,
+        batch: int = 500,
+        on_requeue: Callable[[str], None] = lambda queue: None,
+    ) -> None:
+        super().__init__("rescuer", interval, self._round)
         self._store = store
-        self._interval = interval
         self._batch = batch
-        self._task: asyncio.Task[None] | None = None
+        self._on_requeue = on_requeue
 
-    async def start(self) -> None:
-        """Begin rescuing. Idempotent."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="jqs-rescuer")
-
-    async def stop(self) -> None:
-        """Stop rescuing. Idempotent; fine if never started."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _round(self) -> None:
+        await self.rescue_once()
 
     async def rescue_once(self) -> int:
         """One round; returns how many jobs it moved."""
@@ -52,14 +50,8 @@ class Rescuer:
                     status=job.status.value,
                     lost_worker=job.worker,
                 )
+                if job.status is JobStatus.QUEUED:
+                    self._on_requeue(job.queue)
             moved += len(rescued)
             if len(rescued) < self._batch:
                 return moved
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.rescue_once()
-            except Exception as exc:  # never let the loop die
-                log.warning("rescue_failed", error=repr(exc))
-            await asyncio.sleep(self._interval)

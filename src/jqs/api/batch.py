@@ -1,0 +1,89 @@
+"""POST /jobs/batch: many jobs, each with its own options, in one transaction."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.responses import Response
+
+from jqs.api.body import read_json_object
+from jqs.api.options import JobOptions, describe, task_of
+from jqs.api.problems import ProblemError
+from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
+from jqs.api.schemas import JobOut, job_to_json
+from jqs.api.state import ApiState, api_state
+from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps
+from jqs.logging import get_logger
+from jqs.models import EnqueueOptions
+
+log = get_logger(__name__)
+router = APIRouter(tags=["jobs"])
+
+
+class BatchItem(JobOptions):
+    """One job of a batch: its payload and its own options."""
+
+    payload: dict[str, Any]
+
+
+class Batch(BaseModel):
+    """Up to 1000 jobs, created together or not at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[BatchItem] = Field(min_length=1)
+
+
+@router.post(
+    "/jobs/batch",
+    status_code=201,
+    operation_id="submit_jobs",
+    summary="Submit many jobs at once (all or nothing)",
+    response_model=list[JobOut],
+    responses={
+        code: {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}}}
+        for code in (400, 413, 415, 422, 503)
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": Batch.model_json_schema()}},
+        }
+    },
+)
+async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_state)]) -> Response:
+    """Create every job in one transaction, in order; 422 names each failing item."""
+    limits = state.limits
+    _, body = await read_json_object(
+        request, max_bytes=limits.batch_max_bytes, max_depth=limits.max_json_depth + 3
+    )
+    try:
+        batch = Batch.model_validate(body)
+    except ValidationError as exc:
+        errors = describe(exc)
+        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
+        raise ProblemError(422, detail, errors=errors) from None
+    if len(batch.jobs) > limits.batch_max_jobs:
+        raise ProblemError(
+            422, f"a batch holds at most {limits.batch_max_jobs} jobs, not {len(batch.jobs)}"
+        )
+    rows: list[tuple[RawJSON, EnqueueOptions]] = []
+    errors = []
+    for index, item in enumerate(batch.jobs):
+        try:
+            check_storable(item.payload, max_depth=limits.max_json_depth)
+        except InvalidJSON as exc:
+            errors.append({"loc": f"jobs[{index}].payload", "msg": str(exc)})
+            continue
+        options = item.resolve(task_of(item.payload), state.defaults)
+        rows.append((RawJSON(dumps(item.payload)), options))
+    if errors:
+        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
+        raise ProblemError(422, detail, errors=errors)
+    jobs = await state.jobs.insert_many(rows)
+    for queue in {job.queue for job in jobs}:
+        state.on_enqueue(queue)
+    log.info("jobs_enqueued", count=len(jobs), first_id=jobs[0].id, last_id=jobs[-1].id)
+    return JSONBytesResponse([job_to_json(job) for job in jobs], status_code=201)

@@ -1,0 +1,91 @@
+"""Job options (never in the payload): validation and resolution into EnqueueOptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from jqs.api.problems import ProblemError
+from jqs.models import EnqueueOptions
+from jqs.tasks.defaults import JobDefaults
+from jqs.tasks.names import QUEUE_NAME
+
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_DELAY = 366 * 24 * 3600.0
+PRIORITY_MIN, PRIORITY_MAX = -32768, 32767
+
+
+class JobOptions(BaseModel):
+    """What a client may say about how a job runs. Priority: higher runs first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue: str | None = Field(default=None, pattern=QUEUE_NAME.pattern)
+    priority: int = Field(default=0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    run_at: AwareDatetime | None = None
+    delay: float | None = Field(default=None, ge=0, le=MAX_DELAY)
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT)
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> JobOptions:
+        if self.run_at is not None and self.delay is not None:
+            raise ValueError("give run_at or delay, not both")
+        return self
+
+    def resolve(
+        self,
+        task: str | None,
+        defaults: JobDefaults,
+        *,
+        idempotency_key: str | None = None,
+        request_digest: str | None = None,
+    ) -> EnqueueOptions:
+        """The options of a new job of `task`: these, else the task's, else the settings'."""
+        max_attempts, timeout = defaults.resolve(
+            task, max_attempts=self.max_attempts, timeout=self.timeout
+        )
+        return EnqueueOptions(
+            queue=defaults.queue(task, self.queue),
+            priority=self.priority,
+            run_at=self.run_at,
+            delay=self.delay or 0.0,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout,
+            idempotency_key=idempotency_key,
+            request_digest=request_digest,
+        )
+
+    def given(self) -> dict[str, Any]:
+        """The options the client set, for telling two requests apart."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def describe(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """Pydantic errors as [{"loc": "jobs[3].payload", "msg": ...}] for a problem document."""
+    found = []
+    for err in exc.errors():
+        loc = prefix
+        for part in err["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        msg = err["msg"].removeprefix("Value error, ")
+        found.append({"loc": loc or "body", "msg": msg})
+    return found
+
+
+def options_from_query(**values: Any) -> JobOptions:
+    """JobOptions from (already type-checked) query parameters; 422 naming the bad one."""
+    given = {k: v for k, v in values.items() if v is not None}
+    try:
+        return JobOptions.model_validate(given)
+    except ValidationError as exc:
+        errors = describe(exc, "query")
+        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+        raise ProblemError(422, detail, errors=errors) from None
+
+
+def task_of(payload: dict[str, Any]) -> str | None:
+    """payload.task when it is a string."""
+    task = payload.get("task")
+    return task if isinstance(task, str) else None

@@ -1,0 +1,46 @@
+"""Periodic: run an async action again and again, surviving its failures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from jqs.logging import get_logger
+
+log = get_logger(__name__)
+
+# The action may return how long to wait before the next round (None: the interval).
+Action = Callable[[], Awaitable[float | None]]
+
+
+class Periodic:
+    """A small service: `action` every `interval` seconds until stopped. Idempotent start/stop."""
+
+    def __init__(self, name: str, interval: float, action: Action) -> None:
+        self.name = name
+        self._interval = interval
+        self._action = action
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Begin the rounds (the first one at once)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name=f"jqs-{self.name}")
+
+    async def stop(self) -> None:
+        """End the rounds; fine if never started."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            delay: float | None = None
+            try:
+                delay = await self._action()
+            except Exception as exc:  # a failed round must not end the service
+                log.warning(f"{self.name}_failed", error=repr(exc))
+            await asyncio.sleep(self._interval if delay is None else delay)

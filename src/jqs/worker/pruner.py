@@ -1,0 +1,47 @@
+"""Pruner: deletes finished jobs older than the retention, in bounded batches."""
+
+from __future__ import annotations
+
+from jqs.logging import get_logger
+from jqs.store import JobStore
+from jqs.worker.periodic import Periodic
+
+log = get_logger(__name__)
+
+
+class Pruner(Periodic):
+    """Every `interval` seconds, deletes jobs finished more than `retention` seconds ago.
+
+    At most `batch * max_batches` rows per round, so one round never holds locks or I/O for
+    long; a backlog is worked off over several rounds. One process at a time does it.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        retention: float,
+        interval: float = 60.0,
+        batch: int = 1000,
+        max_batches: int = 20,
+    ) -> None:
+        super().__init__("pruner", interval, self._round)
+        self._store = store
+        self._retention = retention
+        self._batch = batch
+        self._max_batches = max_batches
+
+    async def _round(self) -> None:
+        await self.prune_once()
+
+    async def prune_once(self) -> int:
+        """One round; returns how many jobs it deleted."""
+        deleted = 0
+        for _ in range(self._max_batches):
+            n = await self._store.prune(self._retention, self._batch)
+            deleted += n
+            if n < self._batch:
+                break
+        if deleted:
+            log.info("jobs_pruned", deleted=deleted, retention_seconds=self._retention)
+        return deleted

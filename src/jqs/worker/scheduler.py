@@ -1,0 +1,101 @@
+"""Scheduler: enqueues periodic jobs, each scheduled time exactly once across processes.
+
+Every process runs one. At each tick it asks the database to enqueue, for every schedule,
+the latest time that has come; a row lock on the schedule makes exactly one process succeed
+per time. Missed times (everything was down) are not replayed one by one: the most recent is
+run once when JQS is back, the older ones are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from croniter import croniter
+
+from jqs.jsonutil import RawJSON, dumps
+from jqs.logging import get_logger
+from jqs.models import EnqueueOptions
+from jqs.store import CronStore
+from jqs.tasks.defaults import JobDefaults
+from jqs.tasks.schedules import CronSchedule
+from jqs.worker.periodic import Periodic
+
+log = get_logger(__name__)
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scheduler(Periodic):
+    """Fires `schedules` into the queue; sleeps until the next time that can come (<= 1 s)."""
+
+    def __init__(
+        self,
+        store: CronStore,
+        schedules: Sequence[CronSchedule],
+        defaults: JobDefaults,
+        *,
+        clock: Clock = _utcnow,
+        on_enqueue: Callable[[str], None] = lambda queue: None,
+    ) -> None:
+        super().__init__("scheduler", 1.0, self._round)
+        self._store = store
+        self._schedules = list(schedules)
+        self._defaults = defaults
+        self._clock = clock
+        self._on_enqueue = on_enqueue
+        self._registered = False
+
+    async def start(self) -> None:
+        """Begin ticking; does nothing when there are no schedules."""
+        if self._schedules:
+            await super().start()
+
+    async def register(self) -> None:
+        """Make every schedule known to the database (first fire after now)."""
+        now = self._clock()
+        for schedule in self._schedules:
+            previous = croniter(schedule.expression, now).get_prev(datetime)
+            await self._store.register(schedule.name, schedule.expression, previous)
+        self._registered = True
+
+    async def tick(self, now: datetime | None = None) -> list[int]:
+        """Enqueue every schedule's latest due time not yet enqueued; returns new job ids."""
+        if not self._registered:
+            await self.register()
+        now = now or self._clock()
+        created = []
+        for schedule in self._schedules:
+            due = croniter(schedule.expression, now).get_prev(datetime)
+            max_attempts, timeout = self._defaults.resolve(
+                str(schedule.payload.get("task")), max_attempts=None, timeout=None
+            )
+            options = EnqueueOptions(
+                queue=schedule.queue,
+                priority=schedule.priority,
+                max_attempts=max_attempts,
+                timeout_seconds=timeout,
+            )
+            payload = RawJSON(dumps(schedule.payload))
+            job_id = await self._store.fire(schedule.name, due, payload, options)
+            if job_id is not None:
+                created.append(job_id)
+                log.info(
+                    "cron_enqueued",
+                    schedule=schedule.name,
+                    scheduled_for=due.isoformat(),
+                    job_id=job_id,
+                    queue=schedule.queue,
+                    status="queued",
+                )
+                self._on_enqueue(schedule.queue)
+        return created
+
+    async def _round(self) -> float:
+        await self.tick()
+        now = self._clock()
+        upcoming = min(croniter(s.expression, now).get_next(datetime) for s in self._schedules)
+        return min(1.0, max(0.01, (upcoming - self._clock()).total_seconds()))
