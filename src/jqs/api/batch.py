@@ -56,9 +56,8 @@ class Batch(BaseModel):
 async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_state)]) -> Response:
     """Create every job in one transaction, in order; 422 names each failing item."""
     limits = state.limits
-    _, body = await read_json_object(
-        request, max_bytes=limits.batch_max_bytes, max_depth=limits.max_json_depth + 3
-    )
+    # Each payload is checked on its own below, so a problem names its item.
+    _, body = await read_json_object(request, max_bytes=limits.batch_max_bytes, max_depth=None)
     try:
         batch = Batch.model_validate(body)
     except ValidationError as exc:

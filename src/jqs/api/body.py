@@ -33,9 +33,10 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 async def read_json_object(
-    request: Request, *, max_bytes: int, max_depth: int
+    request: Request, *, max_bytes: int, max_depth: int | None
 ) -> tuple[RawJSON, dict[str, Any]]:
-    """The body as storable JSON text and as parsed, after checking it is one JSON object."""
+    """The body as JSON text and as parsed, after checking it is one JSON object and, unless
+    `max_depth` is None (the caller checks its parts itself), that JSONB can store it."""
     content_type = request.headers.get("content-type", "")
     if not _is_json_media_type(content_type):
         shown = content_type or "none"
@@ -59,6 +60,8 @@ async def read_json_object(
             "bool": "boolean",
         }.get(kind, kind)
         raise ProblemError(422, f"the payload must be a JSON object, not {kind}")
+    if max_depth is None:
+        return RawJSON(raw), value
     try:
         check_storable(value, max_depth=max_depth, raw=raw)
     except InvalidJSON as exc:

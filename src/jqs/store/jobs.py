@@ -245,7 +245,8 @@ class JobStore:
                 timeout_seconds=row["timeout_seconds"],
                 lease_token=row["lease_token"],
             )
-            for row in rows
+            # RETURNING has no order: start them in claim order.
+            for row in sorted(rows, key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         ]
         return ClaimResult(jobs, rate_wait)
 

@@ -79,7 +79,7 @@ SET status = 'processing',
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout_seconds,
-          j.lease_token;
+          j.lease_token, j.priority, j.run_at;
 
 -- name: queue_lock_limited
 -- The served queues that are limited or paused, locked so that claims on a limited queue

@@ -9,7 +9,7 @@ run once when JQS is back, the older ones are skipped.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
@@ -27,6 +27,13 @@ Clock = Callable[[], datetime]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def latest_due(expression: str, now: datetime) -> datetime:
+    """The latest time the expression names that is not after `now` (`now` itself counts)."""
+    # croniter's get_prev is strictly before its start, so start a microsecond later.
+    due: datetime = croniter(expression, now + timedelta(microseconds=1)).get_prev(datetime)
+    return due
 
 
 class Scheduler(Periodic):
@@ -58,8 +65,9 @@ class Scheduler(Periodic):
         """Make every schedule known to the database (first fire after now)."""
         now = self._clock()
         for schedule in self._schedules:
-            previous = croniter(schedule.expression, now).get_prev(datetime)
-            await self._store.register(schedule.name, schedule.expression, previous)
+            await self._store.register(
+                schedule.name, schedule.expression, latest_due(schedule.expression, now)
+            )
         self._registered = True
 
     async def tick(self, now: datetime | None = None) -> list[int]:
@@ -69,7 +77,7 @@ class Scheduler(Periodic):
         now = now or self._clock()
         created = []
         for schedule in self._schedules:
-            due = croniter(schedule.expression, now).get_prev(datetime)
+            due = latest_due(schedule.expression, now)
             max_attempts, timeout = self._defaults.resolve(
                 str(schedule.payload.get("task")), max_attempts=None, timeout=None
             )

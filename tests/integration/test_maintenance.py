@@ -1,0 +1,211 @@
+"""Retention, cron schedules and LISTEN/NOTIFY wake-up, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from jqs.models import JobStatus
+from jqs.store import CronStore, Database, JobStore
+from jqs.store.notify import Listener, Notifier
+from jqs.tasks.defaults import JobDefaults
+from jqs.tasks.registry import TaskRegistry
+from jqs.tasks.schedules import CronSchedule
+from jqs.worker import WorkerPool
+from jqs.worker.pruner import Pruner
+from jqs.worker.scheduler import Scheduler
+from tests.support.jobs import add
+from tests.support.waiting import eventually
+
+
+async def test_pruner_deletes_old_finished_jobs_in_bounded_batches(
+    store: JobStore, conn: asyncpg.Connection
+) -> None:
+    old_ids = [(await add(store, {"task": "old"})).id for _ in range(25)]
+    recent = await add(store, {"task": "recent"})
+    queued_old = await add(store, {"task": "waiting"})
+    await conn.execute(
+        "UPDATE jobs SET status = 'completed', finished_at = now() - interval '8 days' "
+        "WHERE id = ANY($1)",
+        old_ids,
+    )
+    await conn.execute(
+        "UPDATE jobs SET status = 'failed', finished_at = now() - interval '1 day' WHERE id = $1",
+        recent.id,
+    )
+    await conn.execute(
+        "UPDATE jobs SET created_at = now() - interval '30 days' WHERE id = $1", queued_old.id
+    )
+    pruner = Pruner(store, retention=7 * 86400, batch=10, max_batches=2)
+    assert await pruner.prune_once() == 20, "a round is bounded"
+    assert await pruner.prune_once() == 5
+    assert await pruner.prune_once() == 0
+    left = {r["id"] for r in await conn.fetch("SELECT id FROM jobs")}
+    assert left == {recent.id, queued_old.id}
+
+
+async def test_prune_is_one_process_at_a_time(store: JobStore, conn: asyncpg.Connection) -> None:
+    from jqs.store.jobs import PRUNER_LOCK_KEY
+
+    job = await add(store, {"task": "old"})
+    await conn.execute(
+        "UPDATE jobs SET status = 'completed', finished_at = now() - interval '1 hour' "
+        "WHERE id = $1",
+        job.id,
+    )
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", PRUNER_LOCK_KEY)
+        assert await store.prune(60) == 0
+    assert await store.prune(60) == 1
+
+
+def _scheduler(database: Database, clock: datetime, expression: str = "*/5 * * * *") -> Scheduler:
+    schedule = CronSchedule(name="report", expression=expression, payload={"task": "report"})
+    return Scheduler(
+        database.cron,
+        [schedule],
+        JobDefaults(TaskRegistry()),
+        clock=lambda: clock,
+    )
+
+
+async def cron_jobs(conn: asyncpg.Connection) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT idempotency_key FROM jobs WHERE idempotency_key LIKE 'cron:%' ORDER BY id"
+    )
+    return [r["idempotency_key"] for r in rows]
+
+
+async def test_three_schedulers_enqueue_each_time_once(
+    database: Database, conn: asyncpg.Connection
+) -> None:
+    start = datetime(2030, 1, 1, 12, 1, tzinfo=UTC)
+    schedulers = [_scheduler(database, start) for _ in range(3)]
+    for scheduler in schedulers:
+        await scheduler.register()
+    for minutes in (0, 2, 4, 5, 6, 9, 10, 12, 15):
+        now = start + timedelta(minutes=minutes)
+        await asyncio.gather(*(s.tick(now) for s in schedulers))
+    assert await cron_jobs(conn) == [
+        f"cron:report:2030-01-01T12:{m:02d}:00+00:00" for m in (5, 10, 15)
+    ]
+    payloads = await conn.fetch("SELECT payload FROM jobs")
+    assert all(p["payload"] == '{"task": "report"}' for p in payloads)
+
+
+async def test_missed_times_run_once_and_restarts_do_not_repeat(
+    database: Database, conn: asyncpg.Connection
+) -> None:
+    start = datetime(2030, 1, 1, 12, 1, tzinfo=UTC)
+    first = _scheduler(database, start)
+    await first.register()
+    await first.tick(start + timedelta(minutes=6))  # fires 12:05
+    # Everything is down from 12:07 to 12:33: 12:10 ... 12:30 are missed.
+    back = start + timedelta(minutes=32)
+    second = _scheduler(database, back)
+    await second.register()
+    await second.tick(back)
+    await second.tick(back + timedelta(seconds=30))
+    assert await cron_jobs(conn) == [
+        "cron:report:2030-01-01T12:05:00+00:00",
+        "cron:report:2030-01-01T12:30:00+00:00",
+    ]
+
+
+async def test_a_new_schedule_does_not_fire_for_a_time_before_it_existed(
+    database: Database, conn: asyncpg.Connection
+) -> None:
+    start = datetime(2030, 1, 1, 12, 7, tzinfo=UTC)
+    scheduler = _scheduler(database, start)
+    await scheduler.tick(start)
+    assert await cron_jobs(conn) == []
+    await scheduler.tick(start + timedelta(minutes=3))
+    assert await cron_jobs(conn) == ["cron:report:2030-01-01T12:10:00+00:00"]
+
+
+async def test_cron_store_fire_is_exactly_once(database: Database) -> None:
+    cron: CronStore = database.cron
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    await cron.register("s", "* * * * *", at - timedelta(minutes=1))
+    from jqs.models import EnqueueOptions
+    from tests.support.jobs import raw
+
+    results = await asyncio.gather(
+        *(cron.fire("s", at, raw({"task": "t"}), EnqueueOptions()) for _ in range(10))
+    )
+    assert len([r for r in results if r is not None]) == 1
+
+
+async def test_notify_wakes_a_worker_in_another_process_quickly(
+    database: Database, store: JobStore, dsn: str
+) -> None:
+    ran = asyncio.Event()
+
+    async def mark(payload: dict[str, Any]) -> None:
+        ran.set()
+
+    registry = TaskRegistry()
+    registry.register("mark", mark)
+    # A poll interval far beyond the test: only the notification can start the job.
+    pool = WorkerPool(store, registry, concurrency=1, poll_interval=60)
+    listener = Listener(dsn, pool.notify)
+    notifier = Notifier(database.pool)
+    await listener.start()
+    await notifier.start()
+    await pool.start()
+    try:
+        await asyncio.wait_for(listener.connected.wait(), 5)
+        await asyncio.sleep(0.1)  # the pool's first (empty) claim
+        await add(store, {"task": "mark"})
+        notifier.touch("default")
+        await asyncio.wait_for(ran.wait(), 5)
+    finally:
+        await pool.stop(1)
+        await notifier.stop()
+        await listener.stop()
+
+
+async def test_listener_reconnects_and_asks_for_a_recheck(
+    dsn: str, conn: asyncpg.Connection
+) -> None:
+    heard: list[str | None] = []
+    listener = Listener(dsn, heard.append, check_interval=0.1)
+    await listener.start()
+    try:
+        await asyncio.wait_for(listener.connected.wait(), 5)
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'jqs' AND query LIKE 'LISTEN%' OR "
+            "(application_name = 'jqs' AND pid <> pg_backend_pid())"
+        )
+
+        async def rechecked() -> bool:
+            return None in heard
+
+        await eventually(rechecked, within=10)
+        await eventually(lambda: _connected(listener), within=10)
+        await conn.execute("SELECT pg_notify('jqs_jobs', 'mail,default')")
+
+        async def heard_both() -> bool:
+            return "mail" in heard and "default" in heard
+
+        await eventually(heard_both, within=5)
+    finally:
+        await listener.stop()
+
+
+async def _connected(listener: Listener) -> bool:
+    return listener.connected.is_set()
+
+
+async def test_job_status_enum_is_closed() -> None:
+    assert {s.value for s in JobStatus} == {
+        "queued",
+        "processing",
+        "completed",
+        "failed",
+        "cancelled",
+    }

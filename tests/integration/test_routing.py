@@ -1,0 +1,132 @@
+"""Queues, priorities, run_at, limits and pause, against a real PostgreSQL.
+
+Time-dependent cases pass the claim an explicit `now` instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import asyncpg
+import pytest
+
+from jqs.models import EnqueueOptions, JobStatus
+from jqs.store import JobStore, QueueStore
+from tests.support.jobs import raw
+
+
+async def put(store: JobStore, name: str, **options: object) -> int:
+    job, _ = await store.insert(raw({"task": name}), EnqueueOptions(**options))  # type: ignore[arg-type]
+    return job.id
+
+
+async def claim_ids(
+    store: JobStore, queues: list[str], limit: int = 100, **kw: object
+) -> list[int]:
+    result = await store.claim(queues, limit=limit, lease_seconds=30, worker_id="t", **kw)  # type: ignore[arg-type]
+    return [job.id for job in result.jobs]
+
+
+@pytest.fixture
+def queues(store: JobStore) -> QueueStore:
+    return QueueStore(store._pool)
+
+
+async def db_now(conn: asyncpg.Connection) -> datetime:
+    value: datetime = await conn.fetchval("SELECT now()")
+    return value
+
+
+async def test_strict_priority_then_fifo(store: JobStore) -> None:
+    low1 = await put(store, "low1", priority=-5)
+    mid1 = await put(store, "mid1")
+    high1 = await put(store, "high1", priority=10)
+    mid2 = await put(store, "mid2")
+    high2 = await put(store, "high2", priority=10)
+    low2 = await put(store, "low2", priority=-5)
+    claimed = []
+    for _ in range(6):  # one at a time, as a busy worker would take them
+        claimed += await claim_ids(store, ["default"], limit=1)
+    assert claimed == [high1, high2, mid1, mid2, low1, low2]
+
+
+async def test_run_at_is_never_early_and_orders_within_a_priority(
+    store: JobStore, conn: asyncpg.Connection
+) -> None:
+    now = await db_now(conn)
+    later = await put(store, "later", run_at=now + timedelta(hours=1))
+    sooner = await put(store, "sooner", run_at=now + timedelta(minutes=30))
+    delayed = await put(store, "delayed", delay=120.0)
+    assert await claim_ids(store, ["default"]) == []
+    assert await claim_ids(store, ["default"], now=now + timedelta(minutes=10)) == [delayed]
+    assert await claim_ids(store, ["default"], now=now + timedelta(minutes=59)) == [sooner]
+    assert await claim_ids(store, ["default"], now=now + timedelta(minutes=61)) == [later]
+
+
+async def test_workers_get_only_their_queues_in_priority_order(store: JobStore) -> None:
+    a = await put(store, "a", queue="a", priority=1)
+    b = await put(store, "b", queue="b", priority=5)
+    c = await put(store, "c", queue="c", priority=9)
+    assert await claim_ids(store, ["a", "b"]) == [b, a]
+    assert await claim_ids(store, ["a", "b"]) == []
+    assert await claim_ids(store, ["c", "nothing"]) == [c]
+
+
+async def test_pause_and_resume(store: JobStore, queues: QueueStore) -> None:
+    job = await put(store, "x", queue="mail")
+    await queues.update("mail", paused=True)
+    assert await claim_ids(store, ["mail"]) == []
+    await queues.update("mail", paused=False)
+    assert await claim_ids(store, ["mail"]) == [job]
+
+
+async def test_concurrency_limit_counts_running_jobs(store: JobStore, queues: QueueStore) -> None:
+    ids = [await put(store, f"j{n}", queue="lim") for n in range(5)]
+    await queues.update("lim", concurrency_limit=2)
+    first = await store.claim(["lim"], limit=10, lease_seconds=30, worker_id="t")
+    assert [j.id for j in first.jobs] == ids[:2]
+    assert await claim_ids(store, ["lim"]) == [], "two are running: the limit is reached"
+    await store.complete(first.jobs[0].id, first.jobs[0].lease_token, raw("ok"))
+    assert await claim_ids(store, ["lim"]) == [ids[2]]
+    await queues.update("lim", concurrency_limit=None)
+    assert await claim_ids(store, ["lim"]) == ids[3:]
+
+
+async def test_rate_limit_hands_out_tokens(store: JobStore, queues: QueueStore) -> None:
+    for n in range(5):
+        await put(store, f"j{n}", queue="slow")
+    await queues.update("slow", rate_limit=10)
+    result = await store.claim(["slow"], limit=10, lease_seconds=30, worker_id="t")
+    # The bucket starts empty: nothing yet, and the store says when the next token comes.
+    assert len(result.jobs) <= 1
+    if not result.jobs:
+        assert result.rate_wait is not None
+        assert 0 < result.rate_wait <= 0.1
+
+
+async def test_queue_settings_round_trip(queues: QueueStore, store: JobStore) -> None:
+    await put(store, "x", queue="q1")
+    settings = await queues.update("q1", concurrency_limit=3, rate_limit=2.5)
+    assert (settings.concurrency_limit, settings.rate_limit, settings.paused) == (3, 2.5, False)
+    settings = await queues.update("q1", paused=True)
+    assert (settings.concurrency_limit, settings.rate_limit, settings.paused) == (3, 2.5, True)
+    settings = await queues.update("q1", rate_limit=None)
+    assert settings.rate_limit is None
+    infos = {info.settings.name: info for info in await queues.infos()}
+    assert infos["q1"].counts[JobStatus.QUEUED] == 1
+    assert infos["q1"].settings.paused is True
+    assert infos["q1"].oldest_queued_seconds is not None
+
+
+async def test_batch_insert_is_one_transaction_in_order(store: JobStore) -> None:
+    jobs = await store.insert_many(
+        [
+            (raw({"task": "a"}), EnqueueOptions(queue="x", priority=3)),
+            (raw({"task": "b"}), EnqueueOptions(delay=60)),
+            (raw({"task": "c"}), EnqueueOptions(max_attempts=9)),
+        ]
+    )
+    assert [j.task for j in jobs] == ["a", "b", "c"]
+    assert (jobs[0].queue, jobs[0].priority) == ("x", 3)
+    assert jobs[1].run_at > jobs[0].run_at
+    assert jobs[2].max_attempts == 9
