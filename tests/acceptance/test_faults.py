@@ -21,6 +21,7 @@ import pytest
 from tests.acceptance.conftest import StartJqs
 from tests.support.pg import OwnedPostgres
 from tests.support.proc import JqsProcess
+from tests.support.records import read_runs
 from tests.support.waiting import eventually
 
 FAST_LEASES = {
@@ -33,13 +34,7 @@ FAST_LEASES = {
 
 def runs(record: Path) -> list[tuple[str, int, int, int]]:
     """(event, job id, attempt, pid) per recorded line."""
-    if not record.exists():
-        return []
-    out = []
-    for line in record.read_text().splitlines():
-        event, job_id, attempt, pid = line.split()
-        out.append((event, int(job_id), int(attempt), int(pid)))
-    return out
+    return [(r.event, r.job_id, r.attempt, r.pid) for r in read_runs(record)]
 
 
 @pytest.fixture

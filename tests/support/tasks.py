@@ -17,7 +17,7 @@ def _record(payload: dict[str, Any], event: str) -> None:
     if path:
         job = current_job()
         with Path(path).open("a", encoding="utf-8") as fh:
-            fh.write(f"{event} {job.job_id} {job.attempt} {os.getpid()}\n")
+            fh.write(f"{event} {job.job_id} {job.attempt} {os.getpid()} {time.time():.6f}\n")
 
 
 @task("sleep")
