@@ -28,8 +28,8 @@ migrate: $(STAMP) ## Apply database migrations and exit
 	$(BIN)/jqs migrate
 
 lint: $(STAMP) ## ruff (lint + format check) and the import layering contracts
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict on src/
@@ -39,8 +39,8 @@ test: lint typecheck ## Lint, type-check and run every test against a real Postg
 	$(BIN)/pytest
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
 
 clean: ## Remove the virtualenv, caches and the embedded database's data
 	rm -rf $(VENV) .jqs .pytest_cache .mypy_cache .ruff_cache
