@@ -60,3 +60,27 @@ def test_readme_curl_examples(tmp_path: Path, dsn: str) -> None:
         assert proc.wait(15) == 0
     finally:
         proc.kill()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_option_examples(tmp_path: Path, dsn: str) -> None:
+    text = README.read_text()
+    section = text.split("## Queues, priorities, delays and schedules", 1)[1].split("\n## ", 1)[0]
+    commands = [line for line in section.splitlines() if line.startswith("curl ")]
+    assert len(commands) == 3
+    env = jqs_env(DATABASE_URL=dsn, PORT="0", JQS_HOST="127.0.0.1")
+    proc = JqsProcess("serve", "--no-worker", env=env, cwd=tmp_path)
+    try:
+        host = proc.url.removeprefix("http://")
+        jobs = []
+        for command in commands:
+            argv = shlex.split(command.replace("localhost:8080", host))
+            out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=10)
+            jobs.append(json.loads(out.stdout))
+        assert (jobs[0]["queue"], jobs[0]["priority"]) == ("emails", 10)
+        assert jobs[1]["run_at"] > jobs[1]["created_at"]
+        assert jobs[2]["run_at"] == "2030-01-01T09:00:00+00:00"
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        proc.kill()

@@ -130,3 +130,44 @@ async def test_batch_insert_is_one_transaction_in_order(store: JobStore) -> None
     assert (jobs[0].queue, jobs[0].priority) == ("x", 3)
     assert jobs[1].run_at > jobs[0].run_at
     assert jobs[2].max_attempts == 9
+
+
+async def test_delayed_job_starts_on_time_not_early(store: JobStore) -> None:
+    import asyncio
+    import time
+
+    from jqs.tasks.registry import TaskRegistry
+    from jqs.worker import WorkerPool
+
+    started: list[float] = []
+
+    async def mark(payload: dict[str, object]) -> None:
+        started.append(time.monotonic())
+
+    registry = TaskRegistry()
+    registry.register("mark", mark)
+    pool = WorkerPool(store, registry, concurrency=1, poll_interval=0.5)
+    await pool.start()
+    try:
+        submitted = time.monotonic()
+        await put(store, "mark", delay=0.8)
+        deadline = submitted + 5
+        while not started and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        await pool.stop(1)
+    assert started, "the delayed job never started"
+    waited = started[0] - submitted
+    assert waited >= 0.8, f"started {0.8 - waited:.3f}s early"
+    assert waited < 0.8 + 1.0, f"started {waited - 0.8:.2f}s after its run_at"
+
+
+def test_task_default_queue() -> None:
+    from jqs.tasks.defaults import JobDefaults
+    from jqs.tasks.registry import TaskOptions, TaskRegistry, TaskSpec
+
+    registry = TaskRegistry([TaskSpec.of("mail", lambda p: None, TaskOptions(queue="emails"))])
+    defaults = JobDefaults(registry)
+    assert defaults.queue("mail", None) == "emails"
+    assert defaults.queue("mail", "urgent") == "urgent"
+    assert defaults.queue("other", None) == "default"
