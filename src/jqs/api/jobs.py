@@ -119,7 +119,10 @@ async def submit_job(
     resolved = options.resolve(
         task_of(payload), state.defaults, idempotency_key=key, request_digest=digest
     )
-    job, outcome = await state.jobs.insert(raw, resolved)
+    if key is None:
+        job, outcome = await state.inserts.submit((raw, resolved)), InsertOutcome.CREATED
+    else:
+        job, outcome = await state.jobs.insert(raw, resolved)
     if outcome is InsertOutcome.CONFLICT:
         raise ProblemError(
             422,

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from jqs.batching import Batcher
+from jqs.jsonutil import RawJSON
+from jqs.models import EnqueueOptions, Job
 from jqs.store import JobStore, QueueStore
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
@@ -37,6 +40,11 @@ class ApiState:
     defaults: JobDefaults = field(default_factory=lambda: JobDefaults(TaskRegistry()))
     on_enqueue: Callable[[str], None] = lambda queue: None
     shutting_down: bool = False
+    # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
+    inserts: Batcher[tuple[RawJSON, EnqueueOptions], Job] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.inserts = Batcher(self.jobs.insert_many)
 
 
 def api_state(request: Request) -> ApiState:

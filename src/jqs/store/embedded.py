@@ -7,11 +7,14 @@ is stopped when the last JQS process using the directory lets go of it.
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 from jqs.errors import DatabaseUnavailable
+
+_START_ATTEMPTS = 3
 
 
 def _pgserver() -> Any:
@@ -40,12 +43,22 @@ class EmbeddedPostgres:
         """Start the server (or join one already running there); returns its DSN."""
         if self._server is None:
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self._server = _pgserver().get_server(self.data_dir, cleanup_mode="stop")
-            except Exception as exc:
-                raise DatabaseUnavailable(
-                    f"could not start the embedded PostgreSQL in {self.data_dir}: {exc}"
-                ) from exc
+            pgserver = _pgserver()
+            for attempt in range(1, _START_ATTEMPTS + 1):
+                try:
+                    self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+                    break
+                except Exception as exc:
+                    # pg_ctl's wait can time out on a loaded machine although the server came
+                    # up; a second look finds it running and joins it. Forget the failed
+                    # handle first, or the library would hand it back unstarted.
+                    pgserver.PostgresServer._instances.pop(self.data_dir, None)
+                    if attempt == _START_ATTEMPTS:
+                        raise DatabaseUnavailable(
+                            f"could not start the embedded PostgreSQL in {self.data_dir}: {exc}"
+                        ) from exc
+                    time.sleep(1.0)
+        assert self._server is not None
         uri: str = self._server.get_uri()
         return uri
 

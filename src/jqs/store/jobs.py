@@ -256,6 +256,18 @@ class JobStore:
             status = await self._pool.execute(q("job_complete"), job_id, lease_token, result)
         return _count(status) == 1
 
+    async def complete_many(self, outcomes: Sequence[tuple[int, UUID, RawJSON]]) -> list[bool]:
+        """Finish many attempts as completed in one statement; per item, whether it applied."""
+        if not outcomes:
+            return []
+        ids = [job_id for job_id, _, _ in outcomes]
+        tokens = [token for _, token, _ in outcomes]
+        results = [result for _, _, result in outcomes]
+        with wrap_errors():
+            rows = await self._pool.fetch(q("job_complete_many"), ids, tokens, results)
+        applied = {row["id"] for row in rows}
+        return [job_id in applied for job_id in ids]
+
     async def fail_attempt(
         self,
         job_id: int,

@@ -134,6 +134,15 @@ SET status = 'completed', result = $3::jsonb, lease_token = NULL, lease_expires_
     finished_at = now(), updated_at = now()
 WHERE id = $1 AND lease_token = $2 AND status = 'processing';
 
+-- name: job_complete_many
+-- Many attempts finished at once, each fenced by its own lease token; returns those applied.
+UPDATE jobs AS j
+SET status = 'completed', result = r.result, lease_token = NULL, lease_expires_at = NULL,
+    finished_at = now(), updated_at = now()
+FROM unnest($1::bigint[], $2::uuid[], $3::jsonb[]) AS r(id, token, result)
+WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'processing'
+RETURNING j.id;
+
 -- name: job_fail_attempt
 -- $4: may the job run again at all (false fails it now). $5: seconds until the retry.
 -- The error joins the history; it becomes the result only when the job has failed for good.

@@ -17,10 +17,13 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from uuid import UUID
 
 import structlog
 
+from jqs.batching import Batcher
 from jqs.errors import DatabaseUnavailable, StoreError
+from jqs.jsonutil import RawJSON
 from jqs.logging import get_logger
 from jqs.models import ClaimedJob, JobStatus
 from jqs.outcome import cancelled_result, encode_error, encode_result
@@ -84,6 +87,8 @@ class JobExecutor:
         self._threads = threads
         self._policy = policy or RetryPolicy()
         self._rng = self._policy.rng or random.Random()  # jitter only, not security
+        # Attempts finishing together share one UPDATE (see jqs.batching).
+        self._completions: Batcher[tuple[int, UUID, RawJSON], bool] = Batcher(store.complete_many)
 
     async def run(self, attempt: Attempt) -> None:
         """Run the attempt once; a CancelledError from shutdown passes through unwritten."""
@@ -137,7 +142,8 @@ class JobExecutor:
             await self._fail(job, error, retry=False)
             return
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        if await self._persist(lambda: self._store.complete(job.id, job.lease_token, result)):
+        outcome = (job.id, job.lease_token, result)
+        if await self._persist(lambda: self._completions.submit(outcome)):
             log.info("job_completed", status=JobStatus.COMPLETED.value, duration_ms=duration_ms)
         else:
             self._log_lost()
