@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run worker migrate test lint typecheck format clean
+.PHONY: help install run worker migrate test lint typecheck format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,10 @@ typecheck: $(STAMP) ## mypy --strict on src/
 
 test: lint typecheck ## Lint, type-check and run every test against a real PostgreSQL
 	$(BIN)/pytest
+
+bench: $(STAMP) ## Run every benchmark against its baseline; writes docs/benchmarks.md (~25 min)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.run
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests bench

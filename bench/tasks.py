@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import time
+from typing import Any, TextIO
 
-from jqs import task
+from jqs import current_job, task
+
+_starts: TextIO | None = None
 
 
 @task("noop")
 async def noop(payload: dict[str, Any]) -> None:
     """Does nothing: what is measured is JQS itself."""
+
+
+@task("record_start")
+async def record_start(payload: dict[str, Any]) -> None:
+    """Write "job_id time" the moment the handler starts (JQS_BENCH_STARTS names the file)."""
+    now = time.time()
+    global _starts
+    if _starts is None:
+        _starts = open(os.environ["JQS_BENCH_STARTS"], "a", buffering=1)  # noqa: SIM115 - kept open
+    _starts.write(f"{current_job().job_id} {now:.6f}\n")

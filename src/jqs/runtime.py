@@ -194,7 +194,7 @@ class Runner:
                 create_app(state),
                 log_config=None,
                 log_level=settings.log_level,
-                access_log=True,
+                access_log=False,  # jqs.api.access_log writes it, faster
                 timeout_graceful_shutdown=max(int(settings.shutdown_timeout), 1),
                 lifespan="off",
             )

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from jqs import __version__
 from jqs.api import batch, health, jobs, queues
+from jqs.api.access_log import AccessLog
 from jqs.api.problems import install_problem_handlers
 from jqs.api.state import ApiState
 
@@ -21,6 +22,7 @@ def create_app(state: ApiState) -> FastAPI:
         ),
     )
     app.state.jqs = state
+    app.add_middleware(AccessLog)
     install_problem_handlers(app)
     app.include_router(batch.router)  # before /jobs/{job_id}, which would shadow it
     app.include_router(jobs.router)

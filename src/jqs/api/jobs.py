@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from jqs.api import idempotency
 from jqs.api.body import read_json_object
-from jqs.api.options import (
-    MAX_DELAY,
-    MAX_TIMEOUT,
-    PRIORITY_MAX,
-    PRIORITY_MIN,
-    options_from_query,
-    task_of,
-)
+from jqs.api.options import OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
 from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
 from jqs.api.schemas import JobOut, job_to_json
@@ -26,7 +18,6 @@ from jqs.logging import get_logger
 from jqs.models import InsertOutcome, JobFilter, JobStatus
 from jqs.outcome import cancelled_result
 from jqs.store import MAX_JOB_ID
-from jqs.tasks.names import QUEUE_NAME
 
 log = get_logger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -65,51 +56,25 @@ _PAYLOAD_BODY: dict[str, Any] = {
         422: _PROBLEM,
         503: _PROBLEM,
     },
-    openapi_extra=_PAYLOAD_BODY,
+    openapi_extra={
+        **_PAYLOAD_BODY,
+        "parameters": [
+            *OPENAPI_PARAMETERS,
+            {
+                "name": idempotency.HEADER,
+                "in": "header",
+                "required": False,
+                "description": "same key and request: the original job (200); another request: 422",
+                "schema": {"type": "string", "maxLength": idempotency.MAX_KEY_LENGTH},
+            },
+        ],
+    },
 )
-async def submit_job(
-    request: Request,
-    state: State,
-    queue: Annotated[
-        str | None,
-        Query(pattern=QUEUE_NAME.pattern, description="queue (default: the task's, or default)"),
-    ] = None,
-    priority: Annotated[
-        int | None,
-        Query(ge=PRIORITY_MIN, le=PRIORITY_MAX, description="higher runs first (default 0)"),
-    ] = None,
-    run_at: Annotated[
-        datetime | None, Query(description="RFC 3339 time, not started before it")
-    ] = None,
-    delay: Annotated[
-        float | None, Query(ge=0, le=MAX_DELAY, description="seconds from now before it starts")
-    ] = None,
-    max_attempts: Annotated[
-        int | None,
-        Query(ge=1, le=1000, description="attempts before the job fails (default: task/settings)"),
-    ] = None,
-    attempt_timeout: Annotated[
-        float | None,
-        Query(alias="timeout", gt=0, le=MAX_TIMEOUT, description="seconds one attempt may run"),
-    ] = None,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias=idempotency.HEADER,
-            description="same key + same request: the original job (200); another request: 422",
-        ),
-    ] = None,
-) -> Response:
+async def submit_job(request: Request) -> Response:
     """Queue a job; answered only once the job is committed."""
-    key = idempotency.validate_key(idempotency_key)
-    options = options_from_query(
-        queue=queue,
-        priority=priority,
-        run_at=run_at,
-        delay=delay,
-        max_attempts=max_attempts,
-        timeout=attempt_timeout,
-    )
+    state: ApiState = request.app.state.jqs
+    key = idempotency.validate_key(request.headers.get(idempotency.HEADER))
+    options = options_from_query(request.query_params)
     raw, payload = await read_json_object(
         request,
         max_bytes=state.limits.max_body_bytes,

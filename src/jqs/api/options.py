@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -74,9 +75,21 @@ def describe(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
     return found
 
 
-def options_from_query(**values: Any) -> JobOptions:
-    """JobOptions from (already type-checked) query parameters; 422 naming the bad one."""
-    given = {k: v for k, v in values.items() if v is not None}
+_NO_OPTIONS = JobOptions()
+_OPTION_NAMES = tuple(JobOptions.model_fields)
+
+
+def options_from_query(query: Mapping[str, str]) -> JobOptions:
+    """JobOptions from a request's query parameters; 422 naming the bad one.
+
+    Parsed here rather than by FastAPI's per-parameter machinery: this is the hottest path
+    of the service, and most requests carry no options at all.
+    """
+    if not query:
+        return _NO_OPTIONS
+    given = {name: query[name] for name in _OPTION_NAMES if name in query}
+    if not given:
+        return _NO_OPTIONS
     try:
         return JobOptions.model_validate(given)
     except ValidationError as exc:
@@ -89,3 +102,28 @@ def task_of(payload: dict[str, Any]) -> str | None:
     """payload.task when it is a string."""
     task = payload.get("task")
     return task if isinstance(task, str) else None
+
+
+def _openapi_parameters() -> list[dict[str, Any]]:
+    schema = JobOptions.model_json_schema()
+    descriptions = {
+        "queue": "queue (default: the task's, or `default`)",
+        "priority": "higher runs first (default 0)",
+        "run_at": "RFC 3339 time with a zone; not started before it",
+        "delay": "seconds from now before it may start (not with run_at)",
+        "max_attempts": "attempts before the job fails (default: the task's, or settings)",
+        "timeout": "seconds one attempt may run",
+    }
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": descriptions[name],
+            "schema": schema["properties"][name],
+        }
+        for name in _OPTION_NAMES
+    ]
+
+
+OPENAPI_PARAMETERS = _openapi_parameters()

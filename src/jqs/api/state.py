@@ -47,7 +47,8 @@ class ApiState:
         self.inserts = Batcher(self.jobs.insert_many)
 
 
-def api_state(request: Request) -> ApiState:
-    """FastAPI dependency: the state this app was built with."""
+async def api_state(request: Request) -> ApiState:
+    """FastAPI dependency: the state this app was built with (async: a sync dependency
+    would cost a trip to the thread pool on every request)."""
     state: ApiState = request.app.state.jqs
     return state

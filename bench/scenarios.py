@@ -1,0 +1,552 @@
+"""The benchmark scenarios. Each measures JQS and its baseline in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+import psutil
+
+from bench import raw_queue
+from bench.common import REPO, Server, free_port, jqs, percentile, start, wait_http, wrk_post
+from bench.http_load import Client, open_loop
+
+PAYLOAD = {"task": "noop", "to": "user@example.com", "subject": "Hello"}
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    scenario: str
+    value: float
+    baseline: float
+    unit: str
+    baseline_name: str
+    target: str = ""
+    higher_is_better: bool = True
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("nan")
+
+
+@dataclass
+class Context:
+    server: Server
+    logs: Path
+    quick: bool
+    rows: list[Row] = field(default_factory=list)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+
+async def _count(dsn: str, where: str = "TRUE") -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM jobs WHERE {where}"))
+    finally:
+        await conn.close()
+
+
+async def single_post(ctx: Context) -> None:
+    """1. Single POST /jobs under wrk: JQS vs bare Starlette + asyncpg, one INSERT each."""
+    seconds, connections = (5, 64) if ctx.quick else (15, 64)
+    body = json.dumps(PAYLOAD)
+    results: dict[str, float] = {}
+    for name, level in (("jqs", "info"), ("jqs_quiet", "warning")):
+        dsn, port = await ctx.server.fresh(), free_port()
+        proc = jqs(
+            ["serve", "--no-worker"],
+            {"DATABASE_URL": dsn, "PORT": str(port), "JQS_LOG_LEVEL": level},
+            ctx.log(f"single_post_{name}"),
+        )
+        try:
+            await wait_http(f"http://127.0.0.1:{port}/health")
+            url = f"http://127.0.0.1:{port}/jobs"
+            wrk_post(url, body, seconds=2, connections=connections)  # warm-up
+            results[name] = await asyncio.to_thread(
+                wrk_post, url, body, seconds=seconds, connections=connections
+            )
+        finally:
+            proc.stop()
+    dsn, port = await ctx.server.fresh(), free_port()
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.baseline_app:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
+        {"DATABASE_URL": dsn},
+        ctx.log("single_post_baseline"),
+    )
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/jobs")
+        url = f"http://127.0.0.1:{port}/jobs"
+        wrk_post(url, body, seconds=2, connections=connections)
+        baseline = await asyncio.to_thread(
+            wrk_post, url, body, seconds=seconds, connections=connections
+        )
+    finally:
+        proc.stop()
+    note = f"wrk, {connections} connections, {seconds}s; JQS logs every request at info"
+    ctx.rows.append(
+        Row(
+            "single POST /jobs (requests/s)",
+            results["jqs"],
+            baseline,
+            "req/s",
+            "Starlette+asyncpg, 1 INSERT/request",
+            ">= 1.5x",
+            note=note,
+        )
+    )
+    ctx.rows.append(
+        Row(
+            "single POST /jobs, JQS_LOG_LEVEL=warning (requests/s)",
+            results["jqs_quiet"],
+            baseline,
+            "req/s",
+            "Starlette+asyncpg, 1 INSERT/request",
+            note="same load, no per-request logs",
+        )
+    )
+
+
+async def batch_post(ctx: Context) -> None:
+    """2. POST /jobs/batch with 500 jobs per request vs raw asyncpg unnest INSERTs."""
+    batches, size, concurrency = (10, 500, 4) if ctx.quick else (60, 500, 4)
+    body = orjson.dumps({"jobs": [{"payload": PAYLOAD} for _ in range(size)]})
+    dsn, port = await ctx.server.fresh(), free_port()
+    proc = jqs(
+        ["serve", "--no-worker"],
+        {"DATABASE_URL": dsn, "PORT": str(port), "JQS_LOG_LEVEL": "warning"},
+        ctx.log("batch_post"),
+    )
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/health")
+        todo = list(range(batches))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+
+            async def one_client() -> None:
+                while todo:
+                    todo.pop()
+                    response = await client.post(
+                        "/jobs/batch", content=body, headers={"Content-Type": "application/json"}
+                    )
+                    assert response.status_code == 201, response.text
+
+            began = time.perf_counter()
+            await asyncio.gather(*(one_client() for _ in range(concurrency)))
+            ours = batches * size / (time.perf_counter() - began)
+    finally:
+        proc.stop()
+    assert await _count(dsn) == batches * size
+    raw_dsn = await ctx.server.fresh()
+    payloads = [orjson.dumps(PAYLOAD)] * size
+    baseline = await raw_queue.insert_batches(raw_dsn, payloads, batches, concurrency)
+    ctx.rows.append(
+        Row(
+            "batch POST, 500 jobs/request (jobs/s)",
+            ours,
+            baseline,
+            "jobs/s",
+            "raw asyncpg unnest INSERT",
+            ">= 0.6x",
+            note=f"{batches} requests, {concurrency} concurrent clients",
+        )
+    )
+
+
+async def _fill(dsn: str, n: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO jobs (payload) SELECT $1::jsonb FROM generate_series(1, $2)",
+            orjson.dumps({"task": "noop"}).decode(),
+            n,
+        )
+        await conn.execute("ANALYZE jobs")
+    finally:
+        await conn.close()
+
+
+async def _span(dsn: str) -> float:
+    """Seconds from the first claim to the last completion, by the database's clock."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return float(
+            await conn.fetchval(
+                "SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM jobs"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def _wait_done(dsn: str, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while await _count(dsn, "status = 'completed'") < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{n} jobs not completed within {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+async def drain(ctx: Context) -> None:
+    """3. N queued no-op jobs drained by one `jqs worker` vs a raw claim/complete loop."""
+    n = 10_000 if ctx.quick else 50_000
+    dsn = await ctx.server.fresh()
+    await _fill(dsn, n)
+    proc = jqs(
+        ["worker"],
+        {"DATABASE_URL": dsn, "JQS_WORKER_CONCURRENCY": "100", "JQS_LOG_LEVEL": "warning"},
+        ctx.log("drain"),
+    )
+    try:
+        await _wait_done(dsn, n, 600)
+    finally:
+        proc.stop()
+    ours = n / await _span(dsn)
+    ctx.extra["drain_info_logs"] = await _drain_with_logs(ctx, n)
+    raw_dsn = await ctx.server.fresh()
+    await _fill(raw_dsn, n)
+    await raw_queue.drain(raw_dsn, 100)
+    baseline = n / await _span(raw_dsn)
+    ctx.extra["raw_drain"] = baseline
+    ctx.rows.append(
+        Row(
+            f"drain {n:,} no-op jobs, one worker (jobs/s)",
+            ours,
+            baseline,
+            "jobs/s",
+            "raw asyncpg claim/complete, batches of 100",
+            ">= 0.5x",
+            note="worker concurrency 100, JQS_LOG_LEVEL=warning",
+        )
+    )
+
+
+async def _drain_with_logs(ctx: Context, n: int) -> float:
+    dsn = await ctx.server.fresh()
+    await _fill(dsn, n)
+    proc = jqs(
+        ["worker"], {"DATABASE_URL": dsn, "JQS_WORKER_CONCURRENCY": "100"}, ctx.log("drain_info")
+    )
+    try:
+        await _wait_done(dsn, n, 600)
+    finally:
+        proc.stop()
+    return n / await _span(dsn)
+
+
+async def profile_drain(ctx: Context) -> None:
+    """py-spy profile of one worker draining, to show where the time goes."""
+    n = 20_000
+    dsn = await ctx.server.fresh()
+    await _fill(dsn, n)
+    raw = Path(tempfile.mkstemp(suffix=".txt")[1])
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "py_spy",
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--output",
+            str(raw),
+            "--",
+            sys.executable,
+            "-m",
+            "jqs",
+            "worker",
+        ],
+        {
+            "DATABASE_URL": dsn,
+            "JQS_WORKER_CONCURRENCY": "100",
+            "JQS_LOG_LEVEL": "warning",
+            "JQS_TASKS": "bench.tasks",
+            "JQS_DEMO_TASKS": "false",
+        },
+        ctx.log("profile"),
+    )
+    try:
+        await _wait_done(dsn, n, 600)
+    finally:
+        py_spy = psutil.Process(proc.popen.pid)
+        for child in py_spy.children():
+            child.send_signal(2)  # SIGINT to the worker: py-spy then writes its file
+        proc.popen.wait(60)
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = stack.split(";")
+        leaf = frames[-1]
+        for frame in reversed(frames):  # attribute time to the innermost frame of ours
+            if "/jqs/" in frame or "asyncpg" in frame or "structlog" in frame:
+                leaf = frame
+                break
+        own[_short(leaf)] += int(count)
+        total += int(count)
+    ctx.extra["profile"] = [(name, count / total) for name, count in own.most_common(12)]
+
+
+def _short(frame: str) -> str:
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    for marker in ("site-packages/", "src/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+    return f"{name} ({where.split(':')[0]})"
+
+
+async def end_to_end(ctx: Context) -> None:
+    """4. Jobs completed per second while they are being submitted over HTTP."""
+    seconds = 5 if ctx.quick else 15
+    body = json.dumps(PAYLOAD)
+    dsn, port = await ctx.server.fresh(), free_port()
+    proc = jqs(
+        ["serve"],
+        {
+            "DATABASE_URL": dsn,
+            "PORT": str(port),
+            "JQS_LOG_LEVEL": "warning",
+            "JQS_WORKER_CONCURRENCY": "100",
+        },
+        ctx.log("end_to_end"),
+    )
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/health")
+        ours = await _completed_during(dsn, f"http://127.0.0.1:{port}/jobs", body, seconds)
+    finally:
+        proc.stop()
+    dsn, port = await ctx.server.fresh(), free_port()
+    api = start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.baseline_app:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
+        {"DATABASE_URL": dsn},
+        ctx.log("end_to_end_baseline"),
+    )
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(raw_queue.consume_until(dsn, stop))
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/jobs")
+        baseline = await _completed_during(dsn, f"http://127.0.0.1:{port}/jobs", body, seconds)
+    finally:
+        stop.set()
+        await consumer
+        api.stop()
+    ctx.rows.append(
+        Row(
+            "end to end: completed while submitting (jobs/s)",
+            ours,
+            baseline,
+            "jobs/s",
+            "Starlette+asyncpg endpoint + raw claim/complete loop",
+            note=f"wrk 64 connections for {seconds}s; one process each side",
+        )
+    )
+
+
+async def _completed_during(dsn: str, url: str, body: str, seconds: int) -> float:
+    conn = await asyncpg.connect(dsn)
+    try:
+        began = await conn.fetchval("SELECT clock_timestamp()")
+        await asyncio.to_thread(wrk_post, url, body, seconds=seconds, connections=64)
+        ended = await conn.fetchval("SELECT clock_timestamp()")
+        done = await conn.fetchval(
+            "SELECT count(*) FROM jobs WHERE finished_at BETWEEN $1 AND $2", began, ended
+        )
+        return float(done) / (ended - began).total_seconds()
+    finally:
+        await conn.close()
+
+
+async def pickup_latency(ctx: Context) -> None:
+    """5. Commit-to-handler-start latency at 200 and 1,000 jobs/s, JQS vs raw LISTEN/NOTIFY."""
+    for rate, n, p50_target, p99_target in ((200, 2000, 1.5, 5.0), (1000, 5000, None, 10.0)):
+        if ctx.quick:
+            n = n // 4
+        ours = await _jqs_latency(ctx, rate, n)
+        raw = await raw_queue.latency(await ctx.server.fresh(), rate, n)
+        ctx.extra[f"latency_{rate}"] = {"jqs": ours, "raw": raw}
+        for pct, target in ((50, p50_target), (99, p99_target)):
+            value, base = percentile(ours["latencies"], pct), percentile(raw, pct)
+            ctx.rows.append(
+                Row(
+                    f"pickup latency p{pct} at {rate} jobs/s (ms)",
+                    value,
+                    base,
+                    "ms",
+                    "raw asyncpg INSERT+NOTIFY, LISTEN+claim",
+                    f"<= {target} ms" if target else "",
+                    higher_is_better=False,
+                    met=None if target is None else value <= target,
+                    note=f"{n} jobs; achieved {ours['achieved']:.0f}/s",
+                )
+            )
+
+
+async def _jqs_latency(ctx: Context, rate: int, n: int) -> dict[str, object]:
+    dsn, port = await ctx.server.fresh(), free_port()
+    starts_file = Path(tempfile.mkstemp(suffix=".txt")[1])
+    proc = jqs(
+        ["serve"],
+        {
+            "DATABASE_URL": dsn,
+            "PORT": str(port),
+            "JQS_LOG_LEVEL": "warning",
+            "JQS_WORKER_CONCURRENCY": "50",
+            "JQS_BENCH_STARTS": str(starts_file),
+        },
+        ctx.log(f"latency_{rate}"),
+    )
+    client = Client("127.0.0.1", port, size=32)
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/health")
+        await client.open()
+        body = orjson.dumps({"task": "record_start"})
+        await open_loop(client, "/jobs", [body] * 50, 100)  # warm-up
+        starts_file.write_text("")
+        answered, achieved, failures = await open_loop(client, "/jobs", [body] * n, rate)
+        deadline = time.monotonic() + 30
+        while len(starts_file.read_text().splitlines()) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+        proc.stop()
+    starts = {
+        int(a): float(b) for a, b in (ln.split() for ln in starts_file.read_text().splitlines())
+    }
+    latencies = [(starts[i] - t) * 1000 for i, t in answered.items() if i in starts]
+    assert not failures, f"{failures} submissions failed"
+    assert len(latencies) == n, f"{len(latencies)} of {n} jobs started"
+    return {"latencies": latencies, "achieved": achieved}
+
+
+async def others(ctx: Context) -> None:
+    """6. PgQueuer and Procrastinate, each from PyPI in a virtualenv of its own."""
+    for system in ("pgqueuer", "procrastinate"):
+        python = _venv(system)
+        results: dict[str, dict[str, object]] = {}
+        drain_jobs = 10_000 if ctx.quick or system == "procrastinate" else 50_000
+        # Statistics after the bulk load, as JQS's own drain gets (autovacuum may be late).
+        analyze = ["--analyze"] if system == "pgqueuer" else []
+        runs = [("drain", ["--mode", "drain", "--jobs", str(drain_jobs), *analyze])]
+        for rate, n in ((200, 2000), (1000, 5000)):
+            runs.append(
+                (
+                    f"latency_{rate}",
+                    [
+                        "--mode",
+                        "latency",
+                        "--rate",
+                        str(rate),
+                        "--jobs",
+                        str(n // 4 if ctx.quick else n),
+                    ],
+                )
+            )
+        for name, args in runs:
+            dsn = await ctx.server.fresh(schema=False)
+            out = subprocess.run(
+                [
+                    python,
+                    str(REPO / "bench" / "others" / f"{system}_bench.py"),
+                    "--dsn",
+                    dsn,
+                    *args,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            ctx.log(f"{system}_{name}").write_text(out.stderr)
+            lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+            results[name] = (
+                json.loads(lines[-1])
+                if out.returncode == 0 and lines
+                else {"error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
+            )
+        ctx.extra[system] = results
+
+
+def _venv(system: str) -> str:
+    """The virtualenv for `system`, made and filled from PyPI on first use."""
+    root = REPO / ".bench" / "venvs" / system
+    python = root / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+        packages = {
+            "pgqueuer": ["pgqueuer", "asyncpg", "uvloop"],
+            "procrastinate": ["procrastinate", "psycopg[binary,pool]"],
+        }[system]
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+    return str(python)
+
+
+async def memory(ctx: Context, minutes: float) -> None:
+    """Resident memory of `jqs serve` through a steady load (200 jobs/s)."""
+    dsn, port = await ctx.server.fresh(), free_port()
+    proc = jqs(["serve"], {"DATABASE_URL": dsn, "PORT": str(port)}, ctx.log("memory"))
+    samples: list[tuple[float, float]] = []
+    client = Client("127.0.0.1", port, size=8)
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/health")
+        await client.open()
+        watched = psutil.Process(proc.popen.pid)
+        began = time.monotonic()
+        body = orjson.dumps({"task": "noop"})
+        while (elapsed := time.monotonic() - began) < minutes * 60:
+            await open_loop(client, "/jobs", [body] * 1000, 200)  # five seconds of load
+            samples.append((elapsed, watched.memory_info().rss / 2**20))
+    finally:
+        await client.close()
+        proc.stop()
+    window = max(1, len(samples) // max(1, int(minutes)))  # about one minute of samples
+    first = sum(rss for _, rss in samples[:window]) / window
+    last = sum(rss for _, rss in samples[-window:]) / window
+    ctx.extra["memory"] = {"samples": samples, "first": first, "last": last, "minutes": minutes}
