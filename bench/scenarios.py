@@ -452,18 +452,22 @@ async def _jqs_latency(ctx: Context, rate: int, n: int) -> dict[str, object]:
         starts_file.write_text("")
         answered, achieved, failures = await open_loop(client, "/jobs", [body] * n, rate)
         deadline = time.monotonic() + 30
-        while len(starts_file.read_text().splitlines()) < n and time.monotonic() < deadline:
+        while not answered.keys() <= _starts(starts_file).keys() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
     finally:
         await client.close()
         proc.stop()
-    starts = {
-        int(a): float(b) for a, b in (ln.split() for ln in starts_file.read_text().splitlines())
-    }
+    starts = _starts(starts_file)
     latencies = [(starts[i] - t) * 1000 for i, t in answered.items() if i in starts]
     assert not failures, f"{failures} submissions failed"
     assert len(latencies) == n, f"{len(latencies)} of {n} jobs started"
     return {"latencies": latencies, "achieved": achieved}
+
+
+def _starts(path: Path) -> dict[int, float]:
+    """{job id: handler start time} from the record_start handler's file."""
+    pairs = (line.split() for line in path.read_text().splitlines() if line.strip())
+    return {int(job_id): float(at) for job_id, at in pairs}
 
 
 async def others(ctx: Context) -> None:

@@ -72,7 +72,11 @@ _PAYLOAD_BODY: dict[str, Any] = {
 )
 async def submit_job(request: Request) -> Response:
     """Queue a job; answered only once the job is committed."""
-    state: ApiState = request.app.state.jqs
+    return await submit(request, request.app.state.jqs)
+
+
+async def submit(request: Request, state: ApiState) -> Response:
+    """POST /jobs itself; also called directly by jqs.api.app's fast path."""
     key = idempotency.validate_key(request.headers.get(idempotency.HEADER))
     options = options_from_query(request.query_params)
     raw, payload = await read_json_object(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -80,12 +81,29 @@ async def _on_unexpected(_: Request, exc: Exception) -> Response:
     return problem(500, "Internal Server Error", "an unexpected error occurred; it has been logged")
 
 
+# Most specific first: problem_for picks the first class the error is an instance of.
+_HANDLERS: tuple[
+    tuple[type[Exception], Callable[[Request, Exception], Awaitable[Response]]], ...
+] = (
+    (ProblemError, _on_problem),
+    (RequestValidationError, _on_validation),
+    (StarletteHTTPException, _on_http),
+    (JobNotFound, _on_not_found),
+    (DatabaseUnavailable, _on_unavailable),
+    (StoreError, _on_store),
+    (Exception, _on_unexpected),
+)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error class to its problem document."""
-    app.add_exception_handler(ProblemError, _on_problem)
-    app.add_exception_handler(RequestValidationError, _on_validation)
-    app.add_exception_handler(StarletteHTTPException, _on_http)
-    app.add_exception_handler(JobNotFound, _on_not_found)
-    app.add_exception_handler(DatabaseUnavailable, _on_unavailable)
-    app.add_exception_handler(StoreError, _on_store)
-    app.add_exception_handler(Exception, _on_unexpected)
+    for kind, handler in _HANDLERS:
+        app.add_exception_handler(kind, handler)
+
+
+async def problem_for(request: Request, exc: Exception) -> Response:
+    """The problem document for `exc`, for code that runs outside FastAPI's handlers."""
+    for kind, handler in _HANDLERS:
+        if isinstance(exc, kind):
+            return await handler(request, exc)
+    raise exc  # pragma: no cover - Exception matches everything

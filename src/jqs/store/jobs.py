@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,8 @@ MAX_JOB_ID = 2**63 - 1
 # Constants every JQS process agrees on: advisory locks of the one-at-a-time maintenance.
 RESCUER_LOCK_KEY = 0x4A51_5300_0002
 PRUNER_LOCK_KEY = 0x4A51_5300_0003
+# How long a process trusts its list of limited queues (a stale list is still safe).
+LIMITS_CACHE_SECONDS = 1.0
 
 
 def _job(row: asyncpg.Record) -> Job:
@@ -120,11 +123,29 @@ async def _spend_tokens(
     return rate_wait
 
 
+def _claimed(rows: list[asyncpg.Record]) -> list[ClaimedJob]:
+    return [
+        ClaimedJob(
+            id=row["id"],
+            payload=row["payload"],
+            task=row["task"],
+            queue=row["queue"],
+            attempt=row["attempts"],
+            max_attempts=row["max_attempts"],
+            timeout_seconds=row["timeout_seconds"],
+            lease_token=row["lease_token"],
+        )
+        # RETURNING has no order: start them in claim order.
+        for row in sorted(rows, key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+    ]
+
+
 class JobStore:
     """The narrow seam between JQS and PostgreSQL for jobs."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._limited: tuple[float, frozenset[str]] = (0.0, frozenset())
 
     async def insert(
         self, payload: RawJSON, options: EnqueueOptions | None = None
@@ -214,6 +235,52 @@ class JobStore:
         and rate allow, across every process (their settings rows are locked meanwhile).
         `now` replaces the database clock for `run_at` (tests).
         """
+        limited = await self._limited_queues()
+        plain = [name for name in queues if name not in limited]
+        guarded = [name for name in queues if name in limited]
+        result = ClaimResult([])
+        if guarded:
+            result = await self._claim_limited(guarded, limit, lease_seconds, worker_id, now)
+        room = limit - len(result.jobs)
+        if plain and room > 0:
+            # One statement, no transaction: the common case of queues without limits.
+            with wrap_errors():
+                rows = await self._pool.fetch(
+                    q("job_claim"),
+                    plain,
+                    [room] * len(plain),
+                    [None] * len(plain),
+                    room,
+                    lease_seconds,
+                    worker_id,
+                    now,
+                    True,
+                )
+            result = ClaimResult(result.jobs + _claimed(rows), result.rate_wait)
+        return result
+
+    async def _limited_queues(self) -> frozenset[str]:
+        """Names of limited or paused queues, re-read at most every LIMITS_CACHE_SECONDS.
+
+        A stale answer costs nothing in correctness: the fast path re-checks in SQL.
+        """
+        loop_time = asyncio.get_running_loop().time()
+        expires, names = self._limited
+        if loop_time >= expires:
+            with wrap_errors():
+                rows = await self._pool.fetch(q("queue_limited_names"))
+            names = frozenset(row["name"] for row in rows)
+            self._limited = (loop_time + LIMITS_CACHE_SECONDS, names)
+        return names
+
+    async def _claim_limited(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        worker_id: str,
+        now: datetime | None,
+    ) -> ClaimResult:
         with wrap_errors():
             async with self._pool.acquire() as conn, conn.transaction():
                 limited = {
@@ -232,23 +299,10 @@ class JobStore:
                     lease_seconds,
                     worker_id,
                     now,
+                    False,
                 )
                 rate_wait = await _spend_tokens(conn, limited, rows, plan.rate_wait)
-        jobs = [
-            ClaimedJob(
-                id=row["id"],
-                payload=row["payload"],
-                task=row["task"],
-                queue=row["queue"],
-                attempt=row["attempts"],
-                max_attempts=row["max_attempts"],
-                timeout_seconds=row["timeout_seconds"],
-                lease_token=row["lease_token"],
-            )
-            # RETURNING has no order: start them in claim order.
-            for row in sorted(rows, key=lambda r: (-r["priority"], r["run_at"], r["id"]))
-        ]
-        return ClaimResult(jobs, rate_wait)
+        return ClaimResult(_claimed(rows), rate_wait)
 
     async def complete(self, job_id: int, lease_token: UUID, result: RawJSON) -> bool:
         """Finish an attempt as completed; False when the lease was no longer ours."""

@@ -40,9 +40,15 @@ LIMIT $3 OFFSET $4;
 -- where it has a concurrency limit ($3), by the room left under it. Strict priority, then
 -- run_at, then id; rows other workers hold are skipped. Each claim gets a fresh lease
 -- token that every write ending the attempt must present. $7: the caller's clock (tests).
+-- $8 (the fast path, outside any transaction): skip queues that are limited or paused now;
+-- those are claimed only by the locked path, whatever a cache of their settings says.
 WITH served AS (
     SELECT s.name, s.cap, s.max_running
     FROM unnest($1::text[], $2::integer[], $3::integer[]) AS s(name, cap, max_running)
+    WHERE NOT $8::boolean OR NOT EXISTS (
+        SELECT 1 FROM queues AS c
+        WHERE c.name = s.name
+          AND (c.paused OR c.concurrency_limit IS NOT NULL OR c.rate_limit IS NOT NULL))
 ),
 allowance AS (
     SELECT served.name,
@@ -116,6 +122,9 @@ SET concurrency_limit = CASE WHEN $5 THEN EXCLUDED.concurrency_limit
     paused = CASE WHEN $7 THEN EXCLUDED.paused ELSE queues.paused END,
     updated_at = now()
 RETURNING name, concurrency_limit, rate_limit, paused;
+
+-- name: queue_limited_names
+SELECT name FROM queues WHERE paused OR concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL;
 
 -- name: queue_settings
 SELECT name, concurrency_limit, rate_limit, paused FROM queues;
