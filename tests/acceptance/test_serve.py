@@ -155,3 +155,17 @@ def test_cancel_reaches_the_worker_process_running_the_job(start_jqs: StartJqs, 
     assert took < 2.5, f"cancellation took {took:.1f}s"
     assert job["result"]["type"] == "Cancelled"
     assert worker.wait_for("job_cancelled")[0]["job_id"] == job_id
+
+
+def test_post_jobs_access_line_carries_the_job(start_jqs: StartJqs, dsn: str) -> None:
+    proc = start_jqs("serve", "--no-worker", DATABASE_URL=dsn)
+    with httpx.Client(base_url=proc.url, timeout=10) as client:
+        job = client.post("/jobs", json={"task": "sleep"}).json()
+        client.get(f"/jobs/{job['id']}")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    lines = proc.events("http_request")
+    post = next(line for line in lines if line["method"] == "POST")
+    assert (post["job_id"], post["status"], post["task"]) == (job["id"], "queued", "sleep")
+    get = next(line for line in lines if line["method"] == "GET")
+    assert "job_id" not in get, "fields bound for one request stay on its line"

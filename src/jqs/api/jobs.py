@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
@@ -105,14 +106,9 @@ async def submit(request: Request, state: ApiState) -> Response:
             job_to_json(job), status_code=200, headers={**location, "Idempotent-Replayed": "true"}
         )
     state.on_enqueue(job.queue)
-    log.info(
-        "job_enqueued",
-        job_id=job.id,
-        task=job.task,
-        queue=job.queue,
-        status=job.status.value,
-        attempt=job.attempts,
-        max_attempts=job.max_attempts,
+    # The enqueue is logged on the request's access line (one line per job, not two).
+    structlog.contextvars.bind_contextvars(
+        job_id=job.id, task=job.task, queue=job.queue, status=job.status.value
     )
     return JSONBytesResponse(job_to_json(job), status_code=201, headers=location)
 
