@@ -1,6 +1,6 @@
 """One JSON line per HTTP request (health probes left out), on structlog's fast path.
 
-A handler may bind fields to the request's line with structlog.contextvars: POST /jobs adds
+A handler may bind fields to the request's line with jqs.logging.bind_fields: POST /jobs adds
 the job it created (job_id, task, queue, status), which makes the line its enqueue event.
 
 This replaces uvicorn's access log: that one goes through stdlib logging, several times the

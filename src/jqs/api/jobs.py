@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
@@ -15,7 +14,7 @@ from jqs.api.problems import ProblemError
 from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
 from jqs.api.schemas import JobOut, job_to_json
 from jqs.api.state import ApiState, api_state
-from jqs.logging import get_logger
+from jqs.logging import bind_fields, get_logger
 from jqs.models import InsertOutcome, JobFilter, JobStatus
 from jqs.outcome import cancelled_result
 from jqs.store import MAX_JOB_ID
@@ -107,9 +106,7 @@ async def submit(request: Request, state: ApiState) -> Response:
         )
     state.on_enqueue(job.queue)
     # The enqueue is logged on the request's access line (one line per job, not two).
-    structlog.contextvars.bind_contextvars(
-        job_id=job.id, task=job.task, queue=job.queue, status=job.status.value
-    )
+    bind_fields(job_id=job.id, task=job.task, queue=job.queue, status=job.status.value)
     return JSONBytesResponse(job_to_json(job), status_code=201, headers=location)
 
 

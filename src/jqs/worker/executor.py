@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
-import structlog
-
 from jqs.batching import Batcher
 from jqs.errors import DatabaseUnavailable, StoreError
 from jqs.jsonutil import RawJSON
-from jqs.logging import get_logger
+from jqs.logging import bind_fields, get_logger
 from jqs.models import ClaimedJob, JobStatus
 from jqs.outcome import cancelled_result, encode_error, encode_result
 from jqs.store import JobStore
@@ -97,7 +95,7 @@ class JobExecutor:
 
     async def _run(self, attempt: Attempt) -> None:
         job = attempt.job
-        structlog.contextvars.bind_contextvars(
+        bind_fields(
             job_id=job.id,
             task=job.task,
             queue=job.queue,
@@ -153,18 +151,23 @@ class JobExecutor:
             JobContext(job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempt)
         )
         timeout = job.timeout_seconds or spec.options.timeout
+        if timeout is None:
+            return await self._invoke(spec, job)
         try:
             async with asyncio.timeout(timeout) as scope:
-                if spec.is_async:
-                    return await spec.fn(job.payload)
-                context = contextvars.copy_context()
-                loop = asyncio.get_running_loop()
                 # On timeout a sync handler's thread cannot be stopped; it runs on, unheeded.
-                return await loop.run_in_executor(self._threads, context.run, spec.fn, job.payload)
+                return await self._invoke(spec, job)
         except TimeoutError:
-            if timeout is not None and scope.expired():
+            if scope.expired():
                 raise _HandlerTimeout(timeout) from None
             raise
+
+    async def _invoke(self, spec: TaskSpec, job: ClaimedJob) -> Any:
+        if spec.is_async:
+            return await spec.fn(job.payload)
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, context.run, spec.fn, job.payload)
 
     async def _fail(
         self, job: ClaimedJob, exc: BaseException, *, retry: bool, delay: float | None = None

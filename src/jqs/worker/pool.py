@@ -231,7 +231,7 @@ class WorkerPool:
 
     def _spawn(self, job: ClaimedJob) -> None:
         attempt = Attempt(job)
-        job_task = asyncio.create_task(self._executor.run(attempt), name=f"jqs-job-{job.id}")
+        job_task = asyncio.create_task(self._executor.run(attempt))
         self._running[job_task] = attempt
         job_task.add_done_callback(self._on_done)
 
