@@ -81,6 +81,16 @@ class InsertOutcome(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class NewJob:
+    """What the database decided for a job just inserted; the rest is what was sent."""
+
+    id: int
+    task: str | None
+    created_at: datetime
+    run_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedJob:
     """A job a worker has claimed; `lease_token` fences every write that finishes it."""
 

@@ -119,16 +119,18 @@ async def test_queue_settings_round_trip(queues: QueueStore, store: JobStore) ->
 
 
 async def test_batch_insert_is_one_transaction_in_order(store: JobStore) -> None:
-    jobs = await store.insert_many(
+    new = await store.insert_many(
         [
             (raw({"task": "a"}), EnqueueOptions(queue="x", priority=3)),
             (raw({"task": "b"}), EnqueueOptions(delay=60)),
             (raw({"task": "c"}), EnqueueOptions(max_attempts=9)),
         ]
     )
-    assert [j.task for j in jobs] == ["a", "b", "c"]
+    assert [j.task for j in new] == ["a", "b", "c"]
+    assert new[0].id < new[1].id < new[2].id
+    assert new[1].run_at > new[0].run_at
+    jobs = [await store.get(j.id) for j in new]
     assert (jobs[0].queue, jobs[0].priority) == ("x", 3)
-    assert jobs[1].run_at > jobs[0].run_at
     assert jobs[2].max_attempts == 9
 
 

@@ -12,7 +12,7 @@ from jqs.api.body import read_json_object
 from jqs.api.options import JobOptions, describe, task_of
 from jqs.api.problems import ProblemError
 from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
-from jqs.api.schemas import JobOut, job_to_json
+from jqs.api.schemas import JobOut, new_job_json
 from jqs.api.state import ApiState, api_state
 from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps
 from jqs.logging import get_logger
@@ -58,31 +58,59 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
     limits = state.limits
     # Each payload is checked on its own below, so a problem names its item.
     _, body = await read_json_object(request, max_bytes=limits.batch_max_bytes, max_depth=None)
+    items = body.get("jobs")
+    if not isinstance(items, list) or set(body) != {"jobs"}:
+        _validate(body)  # raises the precise 422
+    assert isinstance(items, list)
+    if len(items) > limits.batch_max_jobs:
+        raise ProblemError(
+            422, f"a batch holds at most {limits.batch_max_jobs} jobs, not {len(items)}"
+        )
+    if not items:
+        _validate(body)
+    rows: list[tuple[RawJSON, EnqueueOptions]] = []
+    errors: list[dict[str, str]] = []
+    for index, item in enumerate(items):
+        # Most items are just {"payload": {...}}: no need for a model per item then.
+        plain = isinstance(item, dict) and item.keys() == {"payload"}
+        payload = item.get("payload") if plain else None
+        if plain and isinstance(payload, dict):
+            options = _PLAIN
+        else:
+            try:
+                parsed = BatchItem.model_validate(item)
+            except ValidationError as exc:
+                errors += describe(exc, f"jobs[{index}]")
+                continue
+            payload, options = parsed.payload, parsed
+        try:
+            check_storable(payload, max_depth=limits.max_json_depth)
+        except InvalidJSON as exc:
+            errors.append({"loc": f"jobs[{index}].payload", "msg": str(exc)})
+            continue
+        rows.append((RawJSON(dumps(payload)), options.resolve(task_of(payload), state.defaults)))
+    if errors:
+        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
+        raise ProblemError(422, detail, errors=errors)
+    created = await state.jobs.insert_many(rows)
+    for queue in {options.queue for _, options in rows}:
+        state.on_enqueue(queue)
+    log.info("jobs_enqueued", count=len(created), first_id=created[0].id, last_id=created[-1].id)
+    body_out = [
+        new_job_json(new, raw, options) for new, (raw, options) in zip(created, rows, strict=True)
+    ]
+    return JSONBytesResponse(body_out, status_code=201)
+
+
+_PLAIN = JobOptions()
+
+
+def _validate(body: object) -> None:
+    """Raise the 422 that the whole-body model gives for a malformed batch."""
     try:
-        batch = Batch.model_validate(body)
+        Batch.model_validate(body)
     except ValidationError as exc:
         errors = describe(exc)
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
         raise ProblemError(422, detail, errors=errors) from None
-    if len(batch.jobs) > limits.batch_max_jobs:
-        raise ProblemError(
-            422, f"a batch holds at most {limits.batch_max_jobs} jobs, not {len(batch.jobs)}"
-        )
-    rows: list[tuple[RawJSON, EnqueueOptions]] = []
-    errors = []
-    for index, item in enumerate(batch.jobs):
-        try:
-            check_storable(item.payload, max_depth=limits.max_json_depth)
-        except InvalidJSON as exc:
-            errors.append({"loc": f"jobs[{index}].payload", "msg": str(exc)})
-            continue
-        options = item.resolve(task_of(item.payload), state.defaults)
-        rows.append((RawJSON(dumps(item.payload)), options))
-    if errors:
-        detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
-        raise ProblemError(422, detail, errors=errors)
-    jobs = await state.jobs.insert_many(rows)
-    for queue in {job.queue for job in jobs}:
-        state.on_enqueue(queue)
-    log.info("jobs_enqueued", count=len(jobs), first_id=jobs[0].id, last_id=jobs[-1].id)
-    return JSONBytesResponse([job_to_json(job) for job in jobs], status_code=201)
+    raise ProblemError(422, 'the body must be {"jobs": [...]}')  # pragma: no cover

@@ -12,7 +12,7 @@ from jqs.api.body import read_json_object
 from jqs.api.options import OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
 from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
-from jqs.api.schemas import JobOut, job_to_json
+from jqs.api.schemas import JobOut, job_to_json, new_job_json
 from jqs.api.state import ApiState, api_state
 from jqs.logging import bind_fields, get_logger
 from jqs.models import InsertOutcome, JobFilter, JobStatus
@@ -89,25 +89,31 @@ async def submit(request: Request, state: ApiState) -> Response:
         task_of(payload), state.defaults, idempotency_key=key, request_digest=digest
     )
     if key is None:
-        job, outcome = await state.inserts.submit((raw, resolved)), InsertOutcome.CREATED
+        # The common case: shares one INSERT with concurrent requests (jqs.batching).
+        new = await state.inserts.submit((raw, resolved))
+        body = new_job_json(new, raw, resolved)
+        job_id, task = new.id, new.task
     else:
         job, outcome = await state.jobs.insert(raw, resolved)
-    if outcome is InsertOutcome.CONFLICT:
-        raise ProblemError(
-            422,
-            f"{idempotency.HEADER} {key!r} was already used for another request (job {job.id}); "
-            "use a new key for a new job",
-            job_id=job.id,
-        )
-    location = {"Location": f"/jobs/{job.id}"}
-    if outcome is InsertOutcome.DUPLICATE:
-        return JSONBytesResponse(
-            job_to_json(job), status_code=200, headers={**location, "Idempotent-Replayed": "true"}
-        )
-    state.on_enqueue(job.queue)
+        if outcome is InsertOutcome.CONFLICT:
+            raise ProblemError(
+                422,
+                f"{idempotency.HEADER} {key!r} was already used for another request "
+                f"(job {job.id}); use a new key for a new job",
+                job_id=job.id,
+            )
+        if outcome is InsertOutcome.DUPLICATE:
+            return JSONBytesResponse(
+                job_to_json(job),
+                status_code=200,
+                headers={"Location": f"/jobs/{job.id}", "Idempotent-Replayed": "true"},
+            )
+        body = job_to_json(job)
+        job_id, task = job.id, job.task
+    state.on_enqueue(resolved.queue)
     # The enqueue is logged on the request's access line (one line per job, not two).
-    bind_fields(job_id=job.id, task=job.task, queue=job.queue, status=job.status.value)
-    return JSONBytesResponse(job_to_json(job), status_code=201, headers=location)
+    bind_fields(job_id=job_id, task=task, queue=resolved.queue, status="queued")
+    return JSONBytesResponse(body, status_code=201, headers={"Location": f"/jobs/{job_id}"})
 
 
 @router.get(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field
 
-from jqs.models import Job, JobStatus
+from jqs.jsonutil import RawJSON
+from jqs.models import EnqueueOptions, Job, JobStatus, NewJob
 
 
 class JobOut(BaseModel):
@@ -54,4 +56,31 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "timeout": job.timeout_seconds,
         "cancel_requested": job.cancel_requested,
         "errors": job.errors,
+    }
+
+
+def new_job_json(new: NewJob, payload: RawJSON, options: EnqueueOptions) -> dict[str, Any]:
+    """The wire form of a job just inserted, from what was sent and what the database set.
+
+    The payload goes out as the client sent it (orjson embeds the raw text), without
+    reading it back from the database.
+    """
+    return {
+        "id": new.id,
+        "payload": orjson.Fragment(bytes(payload)),  # RawJSON is a subclass; orjson wants bytes
+        "status": "queued",
+        "result": None,
+        "created_at": new.created_at,
+        "updated_at": new.created_at,
+        "task": new.task,
+        "queue": options.queue,
+        "priority": options.priority,
+        "run_at": new.run_at,
+        "attempts": 0,
+        "max_attempts": options.max_attempts,
+        "started_at": None,
+        "finished_at": None,
+        "timeout": options.timeout_seconds,
+        "cancel_requested": False,
+        "errors": [],
     }

@@ -9,7 +9,7 @@ from fastapi import Request
 
 from jqs.batching import Batcher
 from jqs.jsonutil import RawJSON
-from jqs.models import EnqueueOptions, Job
+from jqs.models import EnqueueOptions, NewJob
 from jqs.store import JobStore, QueueStore
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
@@ -41,7 +41,7 @@ class ApiState:
     on_enqueue: Callable[[str], None] = lambda queue: None
     shutting_down: bool = False
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
-    inserts: Batcher[tuple[RawJSON, EnqueueOptions], Job] = field(init=False)
+    inserts: Batcher[tuple[RawJSON, EnqueueOptions], NewJob] = field(init=False)
 
     def __post_init__(self) -> None:
         self.inserts = Batcher(self.jobs.insert_many)

@@ -21,6 +21,7 @@ from jqs.models import (
     Job,
     JobFilter,
     JobStatus,
+    NewJob,
     RescuedJob,
 )
 from jqs.store.database import wrap_errors
@@ -182,8 +183,8 @@ class JobStore:
                     return _job(existing), outcome
         raise RuntimeError("idempotency key neither inserted nor found")  # pragma: no cover
 
-    async def insert_many(self, jobs: Sequence[tuple[RawJSON, EnqueueOptions]]) -> list[Job]:
-        """Insert a batch in one statement (all or none); jobs come back in input order."""
+    async def insert_many(self, jobs: Sequence[tuple[RawJSON, EnqueueOptions]]) -> list[NewJob]:
+        """Insert a batch in one statement (all or none); results come back in input order."""
         if not jobs:
             return []
         columns: tuple[list[Any], ...] = tuple([] for _ in range(7))
@@ -201,7 +202,8 @@ class JobStore:
                 column.append(value)
         with wrap_errors():
             rows = await self._pool.fetch(q("job_insert_many"), *columns)
-        return sorted((_job(row) for row in rows), key=lambda job: job.id)
+        new = [NewJob(row["id"], row["task"], row["created_at"], row["run_at"]) for row in rows]
+        return sorted(new, key=lambda job: job.id)
 
     async def get(self, job_id: int) -> Job:
         """The job with this id, or JobNotFound."""

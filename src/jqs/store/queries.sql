@@ -12,14 +12,15 @@ ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
 -- name: job_insert_many
--- One statement for a whole batch: all rows or none. Ids follow the input order.
+-- One statement for a whole batch: all rows or none. Ids follow the input order. Only what
+-- the caller does not know already comes back (decoding the payloads again is wasted work).
 INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout_seconds)
 SELECT x.payload, x.queue, x.priority,
        coalesce(x.run_at, now() + make_interval(secs => x.delay)), x.max_attempts, x.timeout
 FROM unnest($1::jsonb[], $2::text[], $3::smallint[], $4::timestamptz[], $5::float8[],
             $6::integer[], $7::float8[])
      AS x(payload, queue, priority, run_at, delay, max_attempts, timeout)
-RETURNING *;
+RETURNING id, task, created_at, run_at;
 
 -- name: job_get
 SELECT * FROM jobs WHERE id = $1;
