@@ -11,12 +11,13 @@ in the current schema is dropped) and then install Procrastinate's own schema wi
 
 drain
     All N no-op jobs are inserted up front with ``Task.batch_defer_async`` (Procrastinate's
-    documented bulk API), in chunks of ``--batch-size``, before any worker exists. The clock
-    starts just before ``app.run_worker_async(...)`` is called in this process, and stops when a
-    separate psycopg connection, polling every 20 ms, sees that no job is ``todo``/``doing``
-    any more and that exactly N rows of ``procrastinate_jobs`` are ``succeeded``. Worker
-    start-up (stalled-worker pruning, worker registration) is inside the measured time.
-    seconds = that wall time; jobs_per_s = N / seconds.
+    documented bulk API), in chunks of ``--batch-size``, before any worker exists; then
+    ``ANALYZE procrastinate_jobs`` runs (see run_drain for why; ``--no-analyze`` skips it).
+    The clock starts just before ``app.run_worker_async(...)`` is called in this process,
+    and stops when a separate psycopg connection, polling every 20 ms, sees that no job is
+    ``todo``/``doing`` any more and that exactly N rows of ``procrastinate_jobs`` are
+    ``succeeded``. Worker start-up (stalled-worker pruning, worker registration) is inside
+    the measured time. seconds = that wall time; jobs_per_s = N / seconds.
 
 latency
     One worker (same settings, LISTEN/NOTIFY on, ``wait=True``) is started and given 1 s to
@@ -57,12 +58,15 @@ POLL_INTERVAL_S = 0.02
 # Time the latency worker gets to register and LISTEN before the first defer.
 WORKER_WARMUP_S = 1.0
 
-# Concurrency: the worker docs say "Indicates how many asynchronous jobs the worker can run in
-# parallel. Do not use concurrency if you have synchronous blocking tasks." Our task is an
-# `async def` that does nothing, so concurrency is safe; the value was picked by measurement
-# (see --concurrency). Pool: docs/discussions.md says "The shorter your average job execution
-# time, the more your pool will need to contain as many connections as your concurrency (plus
-# one)", and the LISTEN connection "is not counted in the pool", hence max_size = C + 1.
+# Concurrency: the worker docs say "Indicates how many asynchronous jobs the worker can run
+# in parallel. Do not use concurrency if you have synchronous blocking tasks." Our task is an
+# `async def` that does nothing, so concurrency is safe. The worker still fetches jobs one at
+# a time (one fetch_job query per job), so concurrency only overlaps running/finishing jobs
+# with the next fetch; on the 2-core test box 1, 10 and 30 drained within run-to-run noise,
+# and 10 needs fewer connections than the docs' example value of 30.
+# Pool: docs/discussions.md says "The shorter your average job execution time, the more your
+# pool will need to contain as many connections as your concurrency (plus one)", and the
+# LISTEN connection "is not counted in the pool", hence max_size = C + 1.
 DEFAULT_CONCURRENCY = 10
 DEFAULT_BATCH_SIZE = 10_000
 PRODUCER_POOL_SIZE = 4
@@ -100,10 +104,14 @@ END
 $$;
 """
 
-# Cheap check, served by the partial index procrastinate_jobs_id_lock_idx_v1
-# (status IN ('todo', 'doing')), so polling every 20 ms does not steal much CPU from the
-# worker on a small machine. The exact "N rows succeeded" count only runs once it hits zero.
-PENDING_SQL = "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+# Cheap "is anything left?" check: an ordered LIMIT 1 walks the partial index
+# procrastinate_jobs_id_lock_idx_v1 (status IN ('todo', 'doing')) and stops at the first live
+# entry, so polling every 20 ms costs the database little even with 50,000 queued jobs (a
+# count(*) would visit every pending row each time). The exact "N rows succeeded" count only
+# runs once nothing is left.
+PENDING_SQL = (
+    "SELECT id FROM procrastinate_jobs WHERE status IN ('todo', 'doing') ORDER BY id LIMIT 1"
+)
 SUCCEEDED_SQL = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
 
 
@@ -149,23 +157,22 @@ async def reset_and_apply_schema(dsn: str, app: procrastinate.App) -> None:
     await app.schema_manager.apply_schema_async()
 
 
-async def stop_worker(worker: asyncio.Task[None], timeout: float = 10.0) -> None:
+async def stop_worker(worker: asyncio.Task[None], grace_s: float = 10.0) -> None:
     """Cancel the worker task (a graceful stop, per the docs) and wait for it to finish."""
     if not worker.done():
         worker.cancel()
     with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-        await asyncio.wait_for(worker, timeout)
+        await asyncio.wait_for(worker, grace_s)
     if worker.done() and not worker.cancelled() and worker.exception() is not None:
         raise BenchError("worker crashed") from worker.exception()
 
 
-def check_worker_alive(worker: asyncio.Task[None], *, may_finish: bool = False) -> None:
+def check_worker_alive(worker: asyncio.Task[None]) -> None:
     if not worker.done():
         return
     if not worker.cancelled() and worker.exception() is not None:
         raise BenchError("worker crashed") from worker.exception()
-    if not may_finish:
-        raise BenchError("worker stopped before all jobs were processed")
+    raise BenchError("worker stopped before all jobs were processed")
 
 
 # --------------------------------------------------------------------------------------- drain
@@ -189,10 +196,22 @@ async def run_drain(args: argparse.Namespace) -> dict[str, Any]:
         log(f"deferred {n} jobs with batch_defer_async in {time.perf_counter() - began:.2f}s")
 
         async with await psycopg.AsyncConnection.connect(args.dsn, autocommit=True) as poll:
-            cur = await poll.execute(PENDING_SQL)
+            cur = await poll.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'"
+            )
             row = await cur.fetchone()
             if row is None or row[0] != n:
-                raise BenchError(f"expected {n} pending jobs before the worker, found {row}")
+                raise BenchError(f"expected {n} todo jobs before the worker, found {row}")
+            if args.analyze:
+                # procrastinate_fetch_job_v2 is PL/pgSQL, so its query runs as a cached
+                # generic plan. On a table that was never analyzed the planner guesses ~1 todo
+                # row and picks "bitmap scan all todo rows + sort" for every single fetch, which
+                # costs O(queued jobs) per job (about 3 ms per fetch at 5,000 queued). Any
+                # server with autovacuum on analyzes a freshly filled table on its own; the
+                # benchmark server may not, so we do it once here, before the clock starts.
+                await poll.execute("ANALYZE procrastinate_jobs")
+            cur = await poll.execute("SHOW autovacuum")
+            log(f"server autovacuum={(await cur.fetchone() or ('?',))[0]}, analyze={args.analyze}")
 
             # wait=False: "the worker will terminate as soon as it has caught up with the
             # queues", which is exactly a drain; the stop is still decided by our own polling.
@@ -211,7 +230,8 @@ async def run_drain(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "jobs_per_s": round(n / seconds, 1),
         "settings": settings_text(args, wait=False)
-        + f", jobs pre-inserted with batch_defer_async (chunks of {args.batch_size})",
+        + f", jobs pre-inserted with batch_defer_async (chunks of {args.batch_size})"
+        + (", ANALYZE procrastinate_jobs before start" if args.analyze else ", no ANALYZE"),
     }
 
 
@@ -220,9 +240,11 @@ async def wait_until_drained(
 ) -> float:
     """Poll every 20 ms; return the seconds from `began` until N jobs are `succeeded`."""
     while True:
+        # A wait=False worker exits by itself once it finds the queue empty, so it having
+        # exited is only an error if it had already done so before a poll that saw jobs left.
+        worker_was_done = worker.done()
         cur = await poll.execute(PENDING_SQL)
-        row = await cur.fetchone()
-        if row is not None and row[0] == 0:
+        if await cur.fetchone() is None:
             cur = await poll.execute(SUCCEEDED_SQL)
             row = await cur.fetchone()
             elapsed = time.perf_counter() - began
@@ -230,9 +252,8 @@ async def wait_until_drained(
             if succeeded != n:
                 raise BenchError(f"queue is empty but only {succeeded}/{n} jobs succeeded")
             return elapsed
-        # A worker started with wait=False may exit on its own; only a crash is fatal here,
-        # as the next polls will show whether anything is left.
-        check_worker_alive(worker, may_finish=True)
+        if worker_was_done:
+            check_worker_alive(worker)
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
@@ -261,9 +282,7 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         await reset_and_apply_schema(args.dsn, worker_app)
         deferrer = producer_app.configure_task(TASK_NAME)
 
-        worker = asyncio.create_task(
-            worker_app.run_worker_async(**worker_options(args, wait=True))
-        )
+        worker = asyncio.create_task(worker_app.run_worker_async(**worker_options(args, wait=True)))
         try:
             await asyncio.sleep(WORKER_WARMUP_S)
             check_worker_alive(worker)
@@ -272,9 +291,12 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                 job_id = await deferrer.defer_async()
                 commits[job_id] = time.time()  # the call returned: its transaction committed
 
-            t0, last_commit = await produce_open_loop(defer_one, n, rate, worker)
-            log(f"all {n} defers committed; waiting for the last pickups")
-            while len(starts) < n:  # noqa: ASYNC110  (the task only fills a dict; polling it)
+            t0 = await produce_open_loop(defer_one, n, rate, worker)
+            last_commit = max(commits.values())
+            lag_ms = (last_commit - (t0 + (n - 1) / rate)) * 1000.0
+            log(f"all {n} defers committed, the last {lag_ms:.1f} ms after its scheduled time")
+            # The task only fills a dict, so there is nothing to await but the dict itself.
+            while len(starts) < n:
                 check_worker_alive(worker)
                 await asyncio.sleep(POLL_INTERVAL_S)
         finally:
@@ -286,9 +308,12 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     latencies_ms = sorted((starts[job_id] - commits[job_id]) * 1000.0 for job_id in commits)
     p50 = statistics.median(latencies_ms)
     p99 = statistics.quantiles(latencies_ms, n=100, method="inclusive")[98]
+    # Producer and worker share one event loop, so a job can start before the producer's
+    # coroutine resumes to stamp t_commit; such (tiny) negative latencies are kept as-is.
+    negative = sum(1 for value in latencies_ms if value < 0)
     log(
         f"latency ms: min={latencies_ms[0]:.2f} p50={p50:.2f} p99={p99:.2f} "
-        f"max={latencies_ms[-1]:.2f}"
+        f"max={latencies_ms[-1]:.2f} (negative: {negative})"
     )
     return {
         "system": "procrastinate",
@@ -306,36 +331,27 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
 
 async def produce_open_loop(
     defer_one: Callable[[], Awaitable[None]], n: int, rate: float, worker: asyncio.Task[None]
-) -> tuple[float, float]:
-    """Start defer i at t0 + i/rate without waiting for earlier ones; return (t0, last commit).
+) -> float:
+    """Start defer i at t0 + i/rate without waiting for earlier ones; return t0.
 
     Every job that is due is launched before sleeping, so an oversleep of the event loop
     produces a short burst instead of lowering the offered rate.
     """
-    in_flight: set[asyncio.Task[None]] = set()
-    commit_times: list[float] = []
-
-    async def one() -> None:
-        await defer_one()
-        commit_times.append(time.time())
-
+    # Every task is kept (not just the running ones) so a failed defer is never lost.
+    launched: list[asyncio.Task[None]] = []
     t0 = time.time()
     sent = 0
     while sent < n:
         now = time.time()
         while sent < n and t0 + sent / rate <= now:
-            task = asyncio.create_task(one())
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
+            launched.append(asyncio.create_task(defer_one()))
             sent += 1
         if sent < n:
             check_worker_alive(worker)
             await asyncio.sleep(max(0.0, t0 + sent / rate - time.time()))
     # gather() re-raises the first failed defer, if any.
-    await asyncio.gather(*in_flight)
-    lag = commit_times[-1] - (t0 + (n - 1) / rate)
-    log(f"producer: last commit {lag * 1000:.1f} ms after its scheduled send time")
-    return t0, max(commit_times)
+    await asyncio.gather(*launched)
+    return t0
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -350,6 +366,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--producer-pool", type=int, default=PRODUCER_POOL_SIZE)
+    parser.add_argument(
+        "--no-analyze",
+        dest="analyze",
+        action="store_false",
+        help="drain: skip ANALYZE of the freshly filled jobs table before the worker starts",
+    )
     parser.add_argument(
         "--timeout",
         type=float,

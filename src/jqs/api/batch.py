@@ -70,6 +70,7 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
         _validate(body)
     rows: list[tuple[RawJSON, EnqueueOptions]] = []
     errors: list[dict[str, str]] = []
+    plain_options: dict[str | None, EnqueueOptions] = {}  # per task: items share the result
     for index, item in enumerate(items):
         # Most items are just {"payload": {...}}: no need for a model per item then.
         plain = isinstance(item, dict) and item.keys() == {"payload"}
@@ -88,7 +89,14 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
         except InvalidJSON as exc:
             errors.append({"loc": f"jobs[{index}].payload", "msg": str(exc)})
             continue
-        rows.append((RawJSON(dumps(payload)), options.resolve(task_of(payload), state.defaults)))
+        task = task_of(payload)
+        if options is _PLAIN:
+            resolved = plain_options.get(task)
+            if resolved is None:
+                resolved = plain_options[task] = _PLAIN.resolve(task, state.defaults)
+        else:
+            resolved = options.resolve(task, state.defaults)
+        rows.append((RawJSON(dumps(payload)), resolved))
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
         raise ProblemError(422, detail, errors=errors)

@@ -190,7 +190,7 @@ class JobStore:
         columns: tuple[list[Any], ...] = tuple([] for _ in range(7))
         for payload, opts in jobs:
             values = (
-                payload,
+                payload.decode(),
                 opts.queue,
                 opts.priority,
                 opts.run_at,

@@ -15,9 +15,10 @@ RETURNING *;
 -- One statement for a whole batch: all rows or none. Ids follow the input order. Only what
 -- the caller does not know already comes back (decoding the payloads again is wasted work).
 INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout_seconds)
-SELECT x.payload, x.queue, x.priority,
+-- Payloads travel as text[] (encoded in C by the driver, parsed once by the server).
+SELECT x.payload::jsonb, x.queue, x.priority,
        coalesce(x.run_at, now() + make_interval(secs => x.delay)), x.max_attempts, x.timeout
-FROM unnest($1::jsonb[], $2::text[], $3::smallint[], $4::timestamptz[], $5::float8[],
+FROM unnest($1::text[], $2::text[], $3::smallint[], $4::timestamptz[], $5::float8[],
             $6::integer[], $7::float8[])
      AS x(payload, queue, priority, run_at, delay, max_attempts, timeout)
 RETURNING id, task, created_at, run_at;
