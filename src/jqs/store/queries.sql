@@ -92,10 +92,11 @@ RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeou
 -- name: queue_lock_limited
 -- The served queues that are limited or paused, locked so that claims on a limited queue
 -- take turns (the next statement then counts running jobs after the previous claim
--- committed). Rate tokens refill on the wall clock, at most 50 ms worth of burst.
+-- committed). Rate tokens refill on the wall clock and keep at most 100 ms worth, so a claim
+-- that came late can catch up without letting a long idle spell turn into a burst.
 SELECT name, concurrency_limit, rate_limit, paused,
        CASE WHEN rate_limit IS NULL THEN NULL
-            ELSE least(greatest(1.0, rate_limit / 20),
+            ELSE least(greatest(1.0, rate_limit / 10),
                        tokens + rate_limit * extract(epoch FROM clock_timestamp() - refilled_at))
        END AS tokens_now,
        clock_timestamp() AS at
