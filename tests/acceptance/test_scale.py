@@ -116,4 +116,4 @@ async def test_rate_limit_holds_across_three_processes(
     measured = (len(starts) - 1) / (starts[-1] - starts[0])
     assert abs(measured - rate) / rate <= 0.10, f"{measured:.2f} jobs/s against a limit of {rate}"
     per_second = [sum(1 for t in starts if s <= t < s + 1) for s in starts[:: int(rate)]]
-    assert max(per_second) <= rate + 1
+    assert max(per_second) <= rate * 1.1, per_second  # no second much above the limit
