@@ -238,7 +238,11 @@ async def main() -> None:
                 continue
             print(f"== {name}", flush=True)
             printed = len(ctx.rows)
-            await step(ctx)
+            try:
+                await step(ctx)
+            except Exception as exc:  # one broken scenario must not lose the others' numbers
+                print(f"   {name} failed: {exc!r}", flush=True)
+                ctx.extra[f"failed_{name}"] = repr(exc)
             for row in ctx.rows[printed:]:
                 print(
                     f"   {row.scenario}: {row.value:,.2f} vs {row.baseline:,.2f} ({row.ratio:.2f}x)"

@@ -18,7 +18,17 @@ import orjson
 import psutil
 
 from bench import raw_queue
-from bench.common import REPO, Server, free_port, jqs, percentile, start, wait_http, wrk_post
+from bench.common import (
+    REPO,
+    Proc,
+    Server,
+    free_port,
+    jqs,
+    percentile,
+    start,
+    wait_http,
+    wrk_post,
+)
 from bench.http_load import Client, open_loop
 
 PAYLOAD = {"task": "noop", "to": "user@example.com", "subject": "Hello"}
@@ -208,9 +218,11 @@ async def _span(dsn: str) -> float:
         await conn.close()
 
 
-async def _wait_done(dsn: str, n: int, timeout: float) -> None:
+async def _wait_done(dsn: str, n: int, timeout: float, proc: Proc | None = None) -> None:
     deadline = time.monotonic() + timeout
     while await _count(dsn, "status = 'completed'") < n:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"the worker exited ({proc.popen.returncode}) before finishing")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{n} jobs not completed within {timeout}s")
         await asyncio.sleep(0.1)
@@ -271,9 +283,7 @@ async def profile_drain(ctx: Context) -> None:
     raw = Path(tempfile.mkstemp(suffix=".txt")[1])
     proc = start(
         [
-            sys.executable,
-            "-m",
-            "py_spy",
+            str(Path(sys.executable).parent / "py-spy"),
             "record",
             "--format",
             "raw",
@@ -297,7 +307,7 @@ async def profile_drain(ctx: Context) -> None:
         ctx.log("profile"),
     )
     try:
-        await _wait_done(dsn, n, 600)
+        await _wait_done(dsn, n, 120, proc)
     finally:
         py_spy = psutil.Process(proc.popen.pid)
         for child in py_spy.children():
