@@ -320,6 +320,8 @@ async def profile_drain(ctx: Context) -> None:
         if not stack:
             continue
         frames = stack.split(";")
+        if any("_find_and_load" in frame for frame in frames):
+            continue  # start-up imports: not what a worker spends its life on
         leaf = frames[-1]
         for frame in reversed(frames):  # attribute time to the innermost frame of ours
             if "/jqs/" in frame or "asyncpg" in frame or "structlog" in frame:
