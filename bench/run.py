@@ -151,7 +151,8 @@ def _profile_section(ctx: scenarios.Context) -> list[str]:
         "",
         "py-spy (`--format raw`, 250 Hz) on one `jqs worker` draining 20,000 no-op jobs; "
         "each sample is charged to its innermost frame in JQS, asyncpg or structlog (else "
-        "the leaf).",
+        "the leaf); start-up imports are left out. `Runner.run` is the event loop waiting "
+        "for the database.",
         "",
         "| share | frame |",
         "|---:|---|",
