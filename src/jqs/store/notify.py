@@ -10,45 +10,32 @@ changed" (None), since notifications sent meanwhile are gone. Polling remains th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import asyncpg
 
 from jqs.errors import StoreError
 from jqs.logging import get_logger
+from jqs.service import LoopService
 from jqs.store.database import wrap_errors
 
 log = get_logger(__name__)
 CHANNEL = "jqs_jobs"
 
 
-class Notifier:
+class Notifier(LoopService):
     """Coalesces `touch(queue)` calls into NOTIFY statements."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._pending: set[str] = set()
         self._event = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.name = "notifier"
 
     def touch(self, queue: str) -> None:
         """Queue `queue` has work now; other processes will hear of it shortly."""
         self._pending.add(queue)
         self._event.set()
-
-    async def start(self) -> None:
-        """Begin sending. Idempotent."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="jqs-notifier")
-
-    async def stop(self) -> None:
-        """Stop sending; fine if never started."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _loop(self) -> None:
         while True:
@@ -64,7 +51,7 @@ class Notifier:
                 log.warning("notify_failed", error=str(exc))  # pollers will find the work
 
 
-class Listener:
+class Listener(LoopService):
     """Calls `on_notify(queue)` for each queue named in a notification; None after a
     reconnect (something may have been missed)."""
 
@@ -78,21 +65,8 @@ class Listener:
         self._dsn = dsn
         self._on_notify = on_notify
         self._check_interval = check_interval
-        self._task: asyncio.Task[None] | None = None
+        self.name = "listener"
         self.connected = asyncio.Event()
-
-    async def start(self) -> None:
-        """Begin listening. Idempotent."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="jqs-listener")
-
-    async def stop(self) -> None:
-        """Stop listening; fine if never started."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def _deliver(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         for queue in str(payload).split(","):

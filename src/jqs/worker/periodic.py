@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 from jqs.logging import get_logger
+from jqs.service import LoopService
 
 log = get_logger(__name__)
 
@@ -14,27 +14,13 @@ log = get_logger(__name__)
 Action = Callable[[], Awaitable[float | None]]
 
 
-class Periodic:
+class Periodic(LoopService):
     """A small service: `action` every `interval` seconds until stopped. Idempotent start/stop."""
 
     def __init__(self, name: str, interval: float, action: Action) -> None:
         self.name = name
         self._interval = interval
         self._action = action
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Begin the rounds (the first one at once)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name=f"jqs-{self.name}")
-
-    async def stop(self) -> None:
-        """End the rounds; fine if never started."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _loop(self) -> None:
         while True:
