@@ -95,25 +95,7 @@ async def single_post(ctx: Context) -> None:
         finally:
             proc.stop()
     dsn, port = await ctx.server.fresh(), free_port()
-    proc = start(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.baseline_app:app",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-        ],
-        {"DATABASE_URL": dsn},
-        ctx.log("single_post_baseline"),
-    )
+    proc = start_baseline(dsn, port, ctx.log("single_post_baseline"))
     try:
         await wait_http(f"http://127.0.0.1:{port}/jobs")
         url = f"http://127.0.0.1:{port}/jobs"
@@ -144,6 +126,29 @@ async def single_post(ctx: Context) -> None:
             "Starlette+asyncpg, 1 INSERT/request",
             note="same load, no per-request logs",
         )
+    )
+
+
+def start_baseline(dsn: str, port: int, log: Path) -> Proc:
+    """The bare Starlette + asyncpg endpoint, served by uvicorn as JQS is."""
+    return start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.baseline_app:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
+        {"DATABASE_URL": dsn},
+        log,
     )
 
 
@@ -362,25 +367,7 @@ async def end_to_end(ctx: Context) -> None:
     finally:
         proc.stop()
     dsn, port = await ctx.server.fresh(), free_port()
-    api = start(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.baseline_app:app",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-        ],
-        {"DATABASE_URL": dsn},
-        ctx.log("end_to_end_baseline"),
-    )
+    api = start_baseline(dsn, port, ctx.log("end_to_end_baseline"))
     stop = asyncio.Event()
     consumer = asyncio.create_task(raw_queue.consume_until(dsn, stop))
     try:
