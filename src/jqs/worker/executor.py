@@ -9,19 +9,15 @@ hands the job back).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from uuid import UUID
 
-from jqs.batching import Batcher
-from jqs.errors import DatabaseUnavailable, StoreError
-from jqs.jsonutil import RawJSON
 from jqs.logging import bind_fields, get_logger
 from jqs.models import ClaimedJob, JobStatus
 from jqs.outcome import cancelled_result, encode_error, encode_result
@@ -30,12 +26,14 @@ from jqs.tasks.context import JobContext, set_current_job
 from jqs.tasks.control import FailNow, RetryLater
 from jqs.tasks.registry import TaskRegistry, TaskSpec
 from jqs.worker.backoff import backoff_delay
+from jqs.worker.completions import CompletionWriter
+from jqs.worker.persist import NotSaved, persist
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Attempt:
     """One claimed job being run here, and why it might be interrupted."""
 
@@ -46,6 +44,24 @@ class Attempt:
     # outcome, which is fenced anyway, and cancelling a statement mid-flight would only
     # break the connection it runs on.
     writing: bool = False
+    # Told when the handler returns: its slot is free for the next job while the outcome
+    # is still being written, so claiming the next batch overlaps writing this one.
+    on_writing: Callable[[], None] | None = None
+    # Told once nothing more will happen for this attempt (outcome written or abandoned).
+    on_finished: Callable[[Attempt], None] | None = None
+    duration_ms: float = 0.0
+
+    def start_writing(self) -> None:
+        """The handler is done; only the outcome's write remains."""
+        if not self.writing:
+            self.writing = True
+            if self.on_writing is not None:
+                self.on_writing()
+
+    def finish(self) -> None:
+        """Nothing more is left to do for this attempt."""
+        if self.on_finished is not None:
+            self.on_finished(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +72,6 @@ class RetryPolicy:
     backoff_max: float = 300.0
     persist_for: float = 30.0
     rng: random.Random | None = None  # for jitter; tests pass a seeded one
-
-
-class _NotSaved(Exception):
-    """A finishing write could not be made; already logged."""
 
 
 class _HandlerTimeout(Exception):
@@ -85,15 +97,29 @@ class JobExecutor:
         self._threads = threads
         self._policy = policy or RetryPolicy()
         self._rng = self._policy.rng or random.Random()  # jitter only, not security
-        # Attempts finishing together share one UPDATE (see jqs.batching).
-        self._completions: Batcher[tuple[int, UUID, RawJSON], bool] = Batcher(store.complete_many)
+        # Attempts finishing together share one UPDATE, and no task waits for it.
+        self._completions: CompletionWriter[Attempt] = CompletionWriter(
+            store, self._completed, persist_for=self._policy.persist_for
+        )
 
     async def run(self, attempt: Attempt) -> None:
-        """Run the attempt once; a CancelledError from shutdown passes through unwritten."""
-        with contextlib.suppress(_NotSaved):
-            await self._run(attempt)
+        """Run the attempt once, then `attempt.finish()` once its outcome is settled.
 
-    async def _run(self, attempt: Attempt) -> None:
+        A CancelledError from shutdown passes through unwritten (the pool hands it back).
+        """
+        handed_over = False
+        try:
+            handed_over = await self._run(attempt)
+        except NotSaved:
+            pass
+        except Exception as exc:  # a bug here must not leave the attempt in limbo
+            log.error("job_runner_crashed", error=repr(exc))
+        finally:
+            if not handed_over:
+                attempt.finish()
+
+    async def _run(self, attempt: Attempt) -> bool:
+        """Returns True when the outcome went to the completion writer, which finishes it."""
         job = attempt.job
         bind_fields(
             job_id=job.id,
@@ -105,14 +131,15 @@ class JobExecutor:
         log.info("job_started", status=JobStatus.PROCESSING.value)
         spec = self._registry.get(job.task)
         if spec is None:
+            attempt.start_writing()
             await self._fail_unknown_task(job)
-            return
+            return False
         started = time.perf_counter()
         try:
             try:
                 value = await self._call(spec, job)
             finally:
-                attempt.writing = True
+                attempt.start_writing()
         except asyncio.CancelledError:
             if not (attempt.cancel_requested or attempt.lease_lost):
                 raise  # shutdown: the pool hands the job back
@@ -123,28 +150,43 @@ class JobExecutor:
                 log.warning("job_lease_lost", detail="the lease expired; another worker owns it")
             else:
                 await self._cancelled(job)
-            return
+            return False
         except FailNow as exc:
             await self._fail(job, exc, retry=False)
-            return
+            return False
         except RetryLater as exc:
             await self._fail(job, exc, retry=True, delay=exc.delay)
-            return
+            return False
         except Exception as exc:
             await self._fail(job, exc, retry=True)
-            return
+            return False
         try:
             result = encode_result(value)
         except TypeError as exc:
             error = TypeError(f"the handler's return value is not JSON: {exc}")
             await self._fail(job, error, retry=False)
-            return
-        duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        outcome = (job.id, job.lease_token, result)
-        if await self._persist(lambda: self._completions.submit(outcome)):
-            log.info("job_completed", status=JobStatus.COMPLETED.value, duration_ms=duration_ms)
-        else:
-            self._log_lost()
+            return False
+        attempt.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        self._completions.add(attempt, job.id, job.lease_token, result)
+        return True
+
+    def _completed(self, attempt: Attempt, saved: bool | None) -> None:
+        if saved and log.is_enabled_for(logging.INFO):
+            job = attempt.job
+            log.info(
+                "job_completed",
+                job_id=job.id,
+                task=job.task,
+                queue=job.queue,
+                attempt=job.attempt,
+                worker=self._worker_id,
+                status=JobStatus.COMPLETED.value,
+                duration_ms=attempt.duration_ms,
+            )
+        elif saved is False:
+            job = attempt.job
+            self._log_lost(job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempt)
+        attempt.finish()
 
     async def _call(self, spec: TaskSpec, job: ClaimedJob) -> Any:
         set_current_job(
@@ -242,28 +284,10 @@ class JobExecutor:
             )
 
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
-        """Run a finishing write, retrying while the database is briefly unreachable.
-
-        Gives up (_NotSaved, logged) after `persist_for` seconds; the lease then brings the
-        job back, so this attempt may be run again, but its end is never lost silently.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._policy.persist_for
-        delay = 0.05
-        while True:
-            try:
-                return await write()
-            except DatabaseUnavailable as exc:
-                if loop.time() + delay > deadline:
-                    log.error("job_outcome_not_saved", error=str(exc))
-                    raise _NotSaved from exc
-                log.warning("job_outcome_retrying", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            except StoreError as exc:
-                log.error("job_outcome_not_saved", error=str(exc))
-                raise _NotSaved from exc
+        return await persist(write, self._policy.persist_for)
 
     @staticmethod
-    def _log_lost() -> None:
-        log.warning("job_lease_lost", detail="another worker owns this job now; outcome dropped")
+    def _log_lost(**fields: Any) -> None:
+        log.warning(
+            "job_lease_lost", detail="another worker owns this job now; outcome dropped", **fields
+        )

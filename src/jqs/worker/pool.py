@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from jqs.errors import StoreError
@@ -65,15 +65,28 @@ class WorkerPool:
         self._executor = JobExecutor(
             store, registry, worker_id=self.worker_id, threads=self._threads, policy=policy
         )
-        self._running: dict[asyncio.Task[None], Attempt] = {}
+        # Every attempt not yet settled: its handler runs, or its outcome is being written.
+        self._running: dict[Attempt, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._settled = asyncio.Event()  # set whenever an attempt is finished
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
     @property
     def active(self) -> int:
-        """How many jobs are running now."""
+        """How many jobs are running now (handlers, and outcomes still being written)."""
         return len(self._running)
+
+    def _free_slots(self) -> int:
+        """Slots for new jobs: handlers still running count, outcomes being written don't.
+
+        Freeing the slot when the handler returns lets the next claim overlap the write of
+        the previous outcomes (two connections at work, not one after the other). Jobs
+        waiting for their write are capped at `concurrency` too, so a slow database cannot
+        make the pool hold ever more claimed jobs.
+        """
+        handling = sum(1 for attempt in self._running if not attempt.writing)
+        return min(self.concurrency - handling, 2 * self.concurrency - len(self._running))
 
     def notify(self, queue: str | None = None) -> None:
         """Work may be waiting (in `queue`, or anywhere): claim now, not at the next poll."""
@@ -110,7 +123,9 @@ class WorkerPool:
                 timeout=drain_seconds,
             )
             # Leases keep being renewed while we drain.
-            await asyncio.wait(list(self._running), timeout=drain_seconds or None)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_seconds or None):
+                    await self._settle(lambda: not self._running)
         for loop_task in others:
             loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -121,28 +136,35 @@ class WorkerPool:
         log.info("worker_stopped", worker=self.worker_id)
 
     def _claims(self) -> list[tuple[int, uuid.UUID]]:
-        return [(a.job.id, a.job.lease_token) for a in self._running.values()]
+        return [(a.job.id, a.job.lease_token) for a in self._running]
+
+    async def _settle(self, done: Callable[[], bool]) -> None:
+        """Wait until `done()` holds, looking again each time an attempt finishes."""
+        while not done():
+            self._settled.clear()
+            await self._settled.wait()
 
     async def _hand_back(self) -> None:
         # Attempts already writing their outcome finish that write (bounded by the store's
-        # timeouts); only handlers still running are interrupted and handed back.
-        writing = [t for t, a in self._running.items() if a.writing]
-        if writing:
-            await asyncio.wait(writing)
+        # timeouts and persist_for); only handlers still running are interrupted and
+        # handed back.
+        await self._settle(lambda: all(not a.writing for a in self._running))
         leftover = dict(self._running)
         if not leftover:
             return
-        for job_task in leftover:
+        for job_task in leftover.values():
             job_task.cancel()
-        await asyncio.wait(list(leftover))
-        claims = [(a.job.id, a.job.lease_token) for a in leftover.values()]
+        await asyncio.wait(list(leftover.values()))
+        for attempt in leftover:  # a task cancelled before it began never finished it
+            self._finished(attempt)
+        claims = [(a.job.id, a.job.lease_token) for a in leftover]
         try:
             released = await self._store.release(claims)
         except StoreError as exc:
             # The leases expire and the rescuer brings them back; nothing is lost.
             log.error("jobs_not_released", error=str(exc), job_ids=[c[0] for c in claims])
             return
-        for attempt in leftover.values():
+        for attempt in leftover:
             log.info(
                 "job_released",
                 job_id=attempt.job.id,
@@ -164,7 +186,7 @@ class WorkerPool:
     async def _claim_once(self) -> None:
         """Claim for the free slots, then wait for a reason to look again."""
         self._wake.clear()
-        free = self.concurrency - len(self._running)
+        free = self._free_slots()
         timeout: float | None = None
         if free > 0:
             try:
@@ -219,7 +241,7 @@ class WorkerPool:
             self._interrupt(lost, cancel)
 
     def _interrupt(self, lost: set[int], cancel: set[int]) -> None:
-        for job_task, attempt in list(self._running.items()):
+        for attempt, job_task in list(self._running.items()):
             if attempt.writing:
                 continue  # the handler is done; its fenced write settles the matter
             if attempt.job.id in lost and not attempt.lease_lost:
@@ -230,13 +252,10 @@ class WorkerPool:
                 job_task.cancel()
 
     def _spawn(self, job: ClaimedJob) -> None:
-        attempt = Attempt(job)
-        job_task = asyncio.create_task(self._executor.run(attempt))
-        self._running[job_task] = attempt
-        job_task.add_done_callback(self._on_done)
+        attempt = Attempt(job, on_writing=self._wake.set, on_finished=self._finished)
+        self._running[attempt] = asyncio.create_task(self._executor.run(attempt))
 
-    def _on_done(self, job_task: asyncio.Task[None]) -> None:
-        self._running.pop(job_task, None)
-        if not job_task.cancelled() and (exc := job_task.exception()) is not None:
-            log.error("job_runner_crashed", error=repr(exc))
-        self._wake.set()
+    def _finished(self, attempt: Attempt) -> None:
+        if self._running.pop(attempt, None) is not None:
+            self._wake.set()
+            self._settled.set()
