@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 JSONObject = dict[str, Any]
@@ -90,9 +90,12 @@ class NewJob:
     run_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    """A job a worker has claimed; `lease_token` fences every write that finishes it."""
+class ClaimedJob(NamedTuple):
+    """A job a worker has claimed; `lease_token` fences every write that finishes it.
+
+    A named tuple rather than a frozen dataclass: a worker makes tens of thousands a second,
+    and a tuple is built several times faster.
+    """
 
     id: int
     payload: JSONObject

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,9 @@ from jqs.models import JobStatus
 from jqs.store import JobStore
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker import WorkerPool
-from tests.support.jobs import add
+from jqs.worker.completions import CompletionWriter
+from jqs.worker.prefetch import Prefetch
+from tests.support.jobs import add, raw
 from tests.support.waiting import eventually
 
 
@@ -242,3 +245,85 @@ async def test_stop_is_idempotent_and_safe_before_start(store: JobStore) -> None
     await pool.stop(0)
     await pool.start()  # after stop, start does nothing
     assert pool.active == 0
+
+
+class FixedPrefetch(Prefetch):
+    """Claim this many jobs ahead whatever the measured rate (the policy is unit-tested)."""
+
+    def __init__(self, ahead: int) -> None:
+        super().__init__(ahead)
+        self.ahead = ahead
+
+    def target(self) -> int:
+        return self.ahead
+
+
+async def test_jobs_claimed_ahead_wait_for_a_slot_keep_their_lease_and_go_back_at_stop(
+    store: JobStore, conn: asyncpg.Connection
+) -> None:
+    gate = asyncio.Event()
+    gauge = Gauge()
+
+    async def held(payload: dict[str, Any]) -> None:
+        gauge.enter()
+        try:
+            await gate.wait()
+        finally:
+            gauge.leave()
+
+    registry = TaskRegistry()
+    registry.register("held", held)
+    jobs = [await add(store, {"task": "held", "n": n}) for n in range(8)]
+    pool = WorkerPool(
+        store,
+        registry,
+        concurrency=2,
+        poll_interval=0.05,
+        lease_seconds=1.2,  # heartbeats every 0.4 s
+        prefetch=FixedPrefetch(3),
+    )
+    await pool.start()
+    try:
+        # Two run, three more are claimed ahead and wait; the rest stay queued.
+        await eventually(lambda: _processing(conn, 5))
+        assert gauge.now == 2
+        await asyncio.sleep(2.0)  # longer than the lease: the waiting jobs' leases renew too
+        expired = await conn.fetchval(
+            "SELECT count(*) FROM jobs WHERE status = 'processing' AND lease_expires_at < now()"
+        )
+        assert expired == 0
+        assert gauge.peak == 2, "jobs claimed ahead never run beyond the concurrency"
+    finally:
+        await pool.stop(0.2)
+    # The three waiting jobs and the two interrupted ones are all back, none counted.
+    assert await statuses(conn) == {"queued": 8}
+    assert await conn.fetchval("SELECT max(attempts) FROM jobs") == 0
+    assert gauge.runs == 2
+    # Let them run: a second pool with the same prefetch finishes every job exactly once.
+    gate.set()
+    pool = WorkerPool(store, registry, concurrency=2, poll_interval=0.05, prefetch=FixedPrefetch(3))
+    await pool.start()
+    try:
+        await eventually(lambda: all_finished(conn, len(jobs)))
+    finally:
+        await pool.stop(5)
+    assert gauge.runs == 2 + len(jobs)
+    assert gauge.peak == 2
+    assert await conn.fetchval("SELECT max(attempts) FROM jobs") == 1
+
+
+async def test_completion_writer_reports_each_write(
+    store: JobStore, conn: asyncpg.Connection
+) -> None:
+    for n in range(3):
+        await add(store, {"task": "x", "n": n})
+    claimed = (await store.claim(["default"], limit=3, lease_seconds=30, worker_id="test")).jobs
+    settled: dict[int, bool | None] = {}
+    writer: CompletionWriter[int] = CompletionWriter(store, settled.__setitem__, persist_for=1.0)
+    for job in claimed[:2]:
+        writer.add(job.id, job.id, job.lease_token, raw({"n": job.id}))
+    stale = claimed[2]
+    writer.add(stale.id, stale.id, uuid.uuid4(), raw({"n": "stale"}))  # not its lease
+    await eventually(lambda: asyncio.sleep(0, len(settled) == 3))
+    assert settled == {claimed[0].id: True, claimed[1].id: True, stale.id: False}
+    assert await statuses(conn) == {"completed": 2, "processing": 1}

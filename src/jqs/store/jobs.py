@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,21 +125,9 @@ async def _spend_tokens(
     return rate_wait
 
 
-def _claimed(rows: list[asyncpg.Record]) -> list[ClaimedJob]:
-    return [
-        ClaimedJob(
-            id=row["id"],
-            payload=row["payload"],
-            task=row["task"],
-            queue=row["queue"],
-            attempt=row["attempts"],
-            max_attempts=row["max_attempts"],
-            timeout_seconds=row["timeout_seconds"],
-            lease_token=row["lease_token"],
-        )
-        # RETURNING has no order: start them in claim order.
-        for row in sorted(rows, key=lambda r: (-r["priority"], r["run_at"], r["id"]))
-    ]
+def _claimed(rows: list[asyncpg.Record], token: UUID) -> list[ClaimedJob]:
+    # Rows come in start order (the query sorts them), fields in ClaimedJob's order.
+    return [ClaimedJob(r[0], r[1], r[2], r[3], r[4], r[5], r[6], token) for r in rows]
 
 
 class JobStore:
@@ -257,8 +246,9 @@ class JobStore:
                     worker_id,
                     now,
                     True,
+                    token := uuid.uuid4(),
                 )
-            result = ClaimResult(result.jobs + _claimed(rows), result.rate_wait)
+            result = ClaimResult(result.jobs + _claimed(rows, token), result.rate_wait)
         return result
 
     async def _limited_queues(self) -> frozenset[str]:
@@ -302,9 +292,10 @@ class JobStore:
                     worker_id,
                     now,
                     False,
+                    token := uuid.uuid4(),
                 )
                 rate_wait = await _spend_tokens(conn, limited, rows, plan.rate_wait)
-        return ClaimResult(_claimed(rows), rate_wait)
+        return ClaimResult(_claimed(rows, token), rate_wait)
 
     async def complete(self, job_id: int, lease_token: UUID, result: RawJSON) -> bool:
         """Finish an attempt as completed; False when the lease was no longer ours."""

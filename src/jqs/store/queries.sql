@@ -40,8 +40,9 @@ LIMIT $3 OFFSET $4;
 -- name: job_claim
 -- Claims across the served queues ($1), each capped ($2: free slots, rate tokens) and,
 -- where it has a concurrency limit ($3), by the room left under it. Strict priority, then
--- run_at, then id; rows other workers hold are skipped. Each claim gets a fresh lease
--- token that every write ending the attempt must present. $7: the caller's clock (tests).
+-- run_at, then id; rows other workers hold are skipped. Each claim statement brings a fresh
+-- lease token ($9, one per statement: a job's id and its claim's token are unique together)
+-- that every write ending the attempt must present. $7: the caller's clock (tests).
 -- $8 (the fast path, outside any transaction): skip queues that are limited or paused now;
 -- those are claimed only by the locked path, whatever a cache of their settings says.
 WITH served AS (
@@ -75,19 +76,25 @@ candidates AS (
 ),
 picked AS (
     SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT $4
+),
+claimed AS (
+    UPDATE jobs AS j
+    SET status = 'processing',
+        attempts = j.attempts + 1,
+        lease_token = $9::uuid,
+        lease_expires_at = now() + make_interval(secs => $5),
+        worker_id = $6,
+        started_at = now(),
+        updated_at = now()
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout_seconds,
+              j.priority, j.run_at
 )
-UPDATE jobs AS j
-SET status = 'processing',
-    attempts = j.attempts + 1,
-    lease_token = gen_random_uuid(),
-    lease_expires_at = now() + make_interval(secs => $5),
-    worker_id = $6,
-    started_at = now(),
-    updated_at = now()
-FROM picked
-WHERE j.id = picked.id
-RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout_seconds,
-          j.lease_token, j.priority, j.run_at;
+-- RETURNING has no order of its own: hand the jobs over in the order they should start.
+SELECT id, payload, task, queue, attempts, max_attempts, timeout_seconds
+FROM claimed
+ORDER BY priority DESC, run_at, id;
 
 -- name: queue_lock_limited
 -- The served queues that are limited or paused, locked so that claims on a limited queue

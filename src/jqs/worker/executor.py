@@ -116,6 +116,7 @@ class JobExecutor:
             log.error("job_runner_crashed", error=repr(exc))
         finally:
             if not handed_over:
+                attempt.start_writing()  # (already so, unless something failed early)
                 attempt.finish()
 
     async def _run(self, attempt: Attempt) -> bool:

@@ -10,9 +10,11 @@ finish until the deadline, and hands the rest back to the queue without counting
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,7 @@ from jqs.models import DEFAULT_QUEUE, ClaimedJob, JobStatus
 from jqs.store import JobStore
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker.executor import Attempt, JobExecutor, RetryPolicy
+from jqs.worker.prefetch import Prefetch
 
 log = get_logger(__name__)
 TASK_THREAD_PREFIX = "jqs-task"
@@ -49,6 +52,7 @@ class WorkerPool:
         lease_seconds: float = 30.0,
         retry_policy: RetryPolicy | None = None,
         worker_id: str | None = None,
+        prefetch: Prefetch | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -67,6 +71,10 @@ class WorkerPool:
         )
         # Every attempt not yet settled: its handler runs, or its outcome is being written.
         self._running: dict[Attempt, asyncio.Task[None]] = {}
+        self._handling = 0  # attempts whose handler has not returned yet
+        # Jobs claimed ahead of free slots (see jqs.worker.prefetch), started as slots free.
+        self._ready: collections.deque[ClaimedJob] = collections.deque()
+        self._prefetch = prefetch or Prefetch(concurrency)
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()  # set whenever an attempt is finished
         self._loops: list[asyncio.Task[None]] = []
@@ -77,16 +85,17 @@ class WorkerPool:
         """How many jobs are running now (handlers, and outcomes still being written)."""
         return len(self._running)
 
-    def _free_slots(self) -> int:
-        """Slots for new jobs: handlers still running count, outcomes being written don't.
+    def _claim_room(self) -> int:
+        """How many jobs to claim now: free slots, plus the prefetch target not yet in hand.
 
-        Freeing the slot when the handler returns lets the next claim overlap the write of
-        the previous outcomes (two connections at work, not one after the other). Jobs
-        waiting for their write are capped at `concurrency` too, so a slow database cannot
-        make the pool hold ever more claimed jobs.
+        A slot frees when its handler returns, so the next claim overlaps the write of the
+        previous outcomes. Outcomes waiting to be written are capped at about `concurrency`
+        as well, so a slow database cannot make the pool hold ever more claimed jobs.
         """
-        handling = sum(1 for attempt in self._running if not attempt.writing)
-        return min(self.concurrency - handling, 2 * self.concurrency - len(self._running))
+        ahead = self._prefetch.target() - len(self._ready)
+        return ahead + min(
+            self.concurrency - self._handling, 2 * self.concurrency - len(self._running)
+        )
 
     def notify(self, queue: str | None = None) -> None:
         """Work may be waiting (in `queue`, or anywhere): claim now, not at the next poll."""
@@ -115,6 +124,10 @@ class WorkerPool:
         self._wake.set()
         claim_loop, *others = self._loops or [asyncio.create_task(asyncio.sleep(0))]
         await claim_loop
+        # Jobs claimed ahead have not started: back to the queue now, for another worker.
+        ready = list(self._ready)
+        self._ready.clear()
+        await self._release(ready)
         if self._running:
             log.info(
                 "worker_draining",
@@ -136,7 +149,8 @@ class WorkerPool:
         log.info("worker_stopped", worker=self.worker_id)
 
     def _claims(self) -> list[tuple[int, uuid.UUID]]:
-        return [(a.job.id, a.job.lease_token) for a in self._running]
+        running = [(a.job.id, a.job.lease_token) for a in self._running]
+        return running + [(job.id, job.lease_token) for job in self._ready]
 
     async def _settle(self, done: Callable[[], bool]) -> None:
         """Wait until `done()` holds, looking again each time an attempt finishes."""
@@ -156,20 +170,27 @@ class WorkerPool:
             job_task.cancel()
         await asyncio.wait(list(leftover.values()))
         for attempt in leftover:  # a task cancelled before it began never finished it
+            attempt.start_writing()
             self._finished(attempt)
-        claims = [(a.job.id, a.job.lease_token) for a in leftover]
+        await self._release([attempt.job for attempt in leftover])
+
+    async def _release(self, jobs: Sequence[ClaimedJob]) -> None:
+        """Give jobs that will not run here back to the queue, attempt not counted."""
+        if not jobs:
+            return
+        claims = [(job.id, job.lease_token) for job in jobs]
         try:
             released = await self._store.release(claims)
         except StoreError as exc:
             # The leases expire and the rescuer brings them back; nothing is lost.
             log.error("jobs_not_released", error=str(exc), job_ids=[c[0] for c in claims])
             return
-        for attempt in leftover:
+        for job in jobs:
             log.info(
                 "job_released",
-                job_id=attempt.job.id,
-                task=attempt.job.task,
-                attempt=attempt.job.attempt,
+                job_id=job.id,
+                task=job.task,
+                attempt=job.attempt,
                 status=JobStatus.QUEUED.value,
                 worker=self.worker_id,
             )
@@ -186,13 +207,14 @@ class WorkerPool:
     async def _claim_once(self) -> None:
         """Claim for the free slots, then wait for a reason to look again."""
         self._wake.clear()
-        free = self._free_slots()
+        room = self._claim_room()
         timeout: float | None = None
-        if free > 0:
+        if room > 0:
+            began = time.perf_counter()
             try:
                 claimed = await self._store.claim(
                     self.queues,
-                    limit=free,
+                    limit=room,
                     lease_seconds=self._lease_seconds,
                     worker_id=self.worker_id,
                 )
@@ -201,15 +223,15 @@ class WorkerPool:
                 # Not the wake event: enqueues must not turn a dead database into a spin.
                 await asyncio.sleep(self._poll_interval)
                 return
+            self._prefetch.claim_took(time.perf_counter() - began)
             jobs = claimed.jobs
             if self._stopping:
                 # A claim that raced with stop(): run nothing new, give them back.
-                with contextlib.suppress(StoreError):
-                    await self._store.release([(j.id, j.lease_token) for j in jobs])
+                await self._release(jobs)
                 return
-            for job in jobs:
-                self._spawn(job)
-            if len(jobs) == free:
+            self._ready.extend(jobs)
+            self._start_ready()
+            if len(jobs) == room:
                 return  # the queue may hold more; claim again at once
             # A rate limit says when its next job may start; otherwise poll as usual.
             timeout = min(self._poll_interval, claimed.rate_wait or self._poll_interval)
@@ -241,6 +263,8 @@ class WorkerPool:
             self._interrupt(lost, cancel)
 
     def _interrupt(self, lost: set[int], cancel: set[int]) -> None:
+        if lost and self._ready:  # another worker owns these now: never start them here
+            self._ready = collections.deque(job for job in self._ready if job.id not in lost)
         for attempt, job_task in list(self._running.items()):
             if attempt.writing:
                 continue  # the handler is done; its fenced write settles the matter
@@ -251,9 +275,18 @@ class WorkerPool:
                 attempt.cancel_requested = True
                 job_task.cancel()
 
-    def _spawn(self, job: ClaimedJob) -> None:
-        attempt = Attempt(job, on_writing=self._wake.set, on_finished=self._finished)
-        self._running[attempt] = asyncio.create_task(self._executor.run(attempt))
+    def _start_ready(self) -> None:
+        while self._ready and self._handling < self.concurrency and not self._stopping:
+            job = self._ready.popleft()
+            attempt = Attempt(job, on_writing=self._handler_returned, on_finished=self._finished)
+            self._handling += 1
+            self._running[attempt] = asyncio.create_task(self._executor.run(attempt))
+
+    def _handler_returned(self) -> None:
+        self._handling -= 1
+        self._prefetch.handler_returned()
+        self._start_ready()
+        self._wake.set()
 
     def _finished(self, attempt: Attempt) -> None:
         if self._running.pop(attempt, None) is not None:
