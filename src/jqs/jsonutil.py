@@ -28,29 +28,38 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def check_storable(value: Any, *, max_depth: int, raw: bytes | None = None) -> None:
+def may_hold_nul(raw: bytes) -> bool:
+    """Whether JSON text can decode to a string with NUL: only through the escape, since a
+    raw NUL byte is never valid JSON."""
+    return b"\\u0000" in raw
+
+
+def check_storable(
+    value: Any, *, max_depth: int, raw: bytes | None = None, scan_strings: bool | None = None
+) -> None:
     """Refuse what JSONB cannot hold (`\\u0000`) and nesting deeper than `max_depth`.
 
-    When the raw text is given and has no escaped NUL, the string scan is skipped: a raw
-    NUL byte is never valid JSON, so the escape is the only way one can arrive.
+    The string scan is skipped when the raw text is given and cannot hold a NUL
+    (`may_hold_nul`), or when `scan_strings` (the caller checked the text) says so.
     """
-    scan_strings = raw is None or b"\\u0000" in raw
+    if scan_strings is None:
+        scan_strings = raw is None or may_hold_nul(raw)
+    # Without the string scan only containers need a visit.
+    kinds: type | tuple[type, ...] = (dict, list, str) if scan_strings else (dict, list)
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
             if depth > max_depth:
                 raise InvalidJSON(f"JSON nesting is deeper than the limit of {max_depth}")
-            for key, child in item.items():
-                if scan_strings and "\x00" in key:
-                    raise InvalidJSON("JSON strings may not contain \\u0000 (NUL)")
-                if isinstance(child, dict | list | str):
+            if scan_strings and any("\x00" in key for key in item):
+                raise InvalidJSON("JSON strings may not contain \\u0000 (NUL)")
+            for child in item.values():  # a plain loop: most payloads hold no containers
+                if isinstance(child, kinds):
                     stack.append((child, depth + 1))
         elif isinstance(item, list):
             if depth > max_depth:
                 raise InvalidJSON(f"JSON nesting is deeper than the limit of {max_depth}")
-            stack.extend(
-                (child, depth + 1) for child in item if isinstance(child, dict | list | str)
-            )
-        elif scan_strings and isinstance(item, str) and "\x00" in item:
+            stack.extend((child, depth + 1) for child in item if isinstance(child, kinds))
+        elif "\x00" in item:  # only strings get here, and only when scanning
             raise InvalidJSON("JSON strings may not contain \\u0000 (NUL)")

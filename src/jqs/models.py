@@ -80,8 +80,7 @@ class InsertOutcome(enum.Enum):
     CONFLICT = "conflict"  # same key, another request
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
+class NewJob(NamedTuple):
     """What the database decided for a job just inserted; the rest is what was sent."""
 
     id: int

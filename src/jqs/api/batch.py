@@ -12,9 +12,9 @@ from jqs.api.body import read_json_object
 from jqs.api.options import JobOptions, describe, task_of
 from jqs.api.problems import ProblemError
 from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
-from jqs.api.schemas import JobOut, new_job_json
+from jqs.api.schemas import JobOut, new_jobs_json
 from jqs.api.state import ApiState, api_state
-from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps
+from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps, may_hold_nul
 from jqs.logging import get_logger
 from jqs.models import EnqueueOptions
 
@@ -57,7 +57,9 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
     """Create every job in one transaction, in order; 422 names each failing item."""
     limits = state.limits
     # Each payload is checked on its own below, so a problem names its item.
-    _, body = await read_json_object(request, max_bytes=limits.batch_max_bytes, max_depth=None)
+    raw_body, body = await read_json_object(
+        request, max_bytes=limits.batch_max_bytes, max_depth=None
+    )
     items = body.get("jobs")
     if not isinstance(items, list) or set(body) != {"jobs"}:
         _validate(body)  # raises the precise 422
@@ -68,14 +70,16 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
         )
     if not items:
         _validate(body)
+    # The body's text tells once whether any of its strings can hold a NUL at all.
+    scan_strings = may_hold_nul(raw_body)
     rows: list[tuple[RawJSON, EnqueueOptions]] = []
     errors: list[dict[str, str]] = []
     plain_options: dict[str | None, EnqueueOptions] = {}  # per task: items share the result
     for index, item in enumerate(items):
         # Most items are just {"payload": {...}}: no need for a model per item then.
-        plain = isinstance(item, dict) and item.keys() == {"payload"}
+        plain = type(item) is dict and len(item) == 1
         payload = item.get("payload") if plain else None
-        if plain and isinstance(payload, dict):
+        if type(payload) is dict:
             options = _PLAIN
         else:
             try:
@@ -85,7 +89,7 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
                 continue
             payload, options = parsed.payload, parsed
         try:
-            check_storable(payload, max_depth=limits.max_json_depth)
+            check_storable(payload, max_depth=limits.max_json_depth, scan_strings=scan_strings)
         except InvalidJSON as exc:
             errors.append({"loc": f"jobs[{index}].payload", "msg": str(exc)})
             continue
@@ -104,10 +108,7 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
     for queue in {options.queue for _, options in rows}:
         state.on_enqueue(queue)
     log.info("jobs_enqueued", count=len(created), first_id=created[0].id, last_id=created[-1].id)
-    body_out = [
-        new_job_json(new, raw, options) for new, (raw, options) in zip(created, rows, strict=True)
-    ]
-    return JSONBytesResponse(body_out, status_code=201)
+    return JSONBytesResponse(new_jobs_json(created, rows), status_code=201)
 
 
 _PLAIN = JobOptions()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -65,22 +66,43 @@ def new_job_json(new: NewJob, payload: RawJSON, options: EnqueueOptions) -> dict
     The payload goes out as the client sent it (orjson embeds the raw text), without
     reading it back from the database.
     """
-    return {
-        "id": new.id,
-        "payload": orjson.Fragment(bytes(payload)),  # RawJSON is a subclass; orjson wants bytes
-        "status": "queued",
-        "result": None,
-        "created_at": new.created_at,
-        "updated_at": new.created_at,
-        "task": new.task,
-        "queue": options.queue,
-        "priority": options.priority,
-        "run_at": new.run_at,
-        "attempts": 0,
-        "max_attempts": options.max_attempts,
-        "started_at": None,
-        "finished_at": None,
-        "timeout": options.timeout_seconds,
-        "cancel_requested": False,
-        "errors": [],
-    }
+    return new_jobs_json([new], [(payload, options)])[0]
+
+
+def new_jobs_json(
+    created: Sequence[NewJob], rows: Sequence[tuple[RawJSON, EnqueueOptions]]
+) -> list[dict[str, Any]]:
+    """`new_job_json` for many: jobs sharing their options copy one prepared dict."""
+    templates: dict[tuple[int, datetime], dict[str, Any]] = {}
+    out = []
+    for new, (payload, options) in zip(created, rows, strict=True):
+        key = (id(options), new.created_at)  # `rows` keeps every options object alive
+        base = templates.get(key)
+        if base is None:
+            base = templates[key] = {
+                "id": 0,
+                "payload": None,
+                "status": "queued",
+                "result": None,
+                "created_at": new.created_at,
+                "updated_at": new.created_at,
+                "task": None,
+                "queue": options.queue,
+                "priority": options.priority,
+                "run_at": None,
+                "attempts": 0,
+                "max_attempts": options.max_attempts,
+                "started_at": None,
+                "finished_at": None,
+                "timeout": options.timeout_seconds,
+                "cancel_requested": False,
+                "errors": (),  # shared by the copies: immutable (orjson writes [])
+            }
+        job = base.copy()  # keys keep their order; only these four differ between jobs
+        job["id"] = new.id
+        # RawJSON is a subclass; orjson wants bytes exactly.
+        job["payload"] = orjson.Fragment(bytes(payload))
+        job["task"] = new.task
+        job["run_at"] = new.run_at
+        out.append(job)
+    return out

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from jqs.errors import JobNotFound
 from jqs.jsonutil import RawJSON
@@ -57,6 +58,10 @@ def _job(row: asyncpg.Record) -> Job:
         cancel_requested=row["cancel_requested_at"] is not None,
         errors=row["errors"],
     )
+
+
+def _by_id(job: NewJob) -> int:
+    return job.id
 
 
 def _claims(claims: Sequence[tuple[int, UUID]]) -> tuple[list[int], list[UUID]]:
@@ -176,23 +181,27 @@ class JobStore:
         """Insert a batch in one statement (all or none); results come back in input order."""
         if not jobs:
             return []
-        columns: tuple[list[Any], ...] = tuple([] for _ in range(7))
-        for payload, opts in jobs:
-            values = (
-                payload.decode(),
-                opts.queue,
-                opts.priority,
-                opts.run_at,
-                opts.delay,
-                opts.max_attempts,
-                opts.timeout_seconds,
+        rows = RawJSON(
+            orjson.dumps(
+                [
+                    (
+                        orjson.Fragment(bytes(payload)),  # orjson wants bytes exactly
+                        o.queue,
+                        o.priority,
+                        o.run_at,
+                        o.delay,
+                        o.max_attempts,
+                        o.timeout_seconds,
+                    )
+                    for payload, o in jobs
+                ]
             )
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
+        )
         with wrap_errors():
-            rows = await self._pool.fetch(q("job_insert_many"), *columns)
-        new = [NewJob(row["id"], row["task"], row["created_at"], row["run_at"]) for row in rows]
-        return sorted(new, key=lambda job: job.id)
+            inserted = await self._pool.fetch(q("job_insert_many"), rows)
+        new = [NewJob(r[0], r[1], r[2], r[3]) for r in inserted]
+        new.sort(key=_by_id)
+        return new
 
     async def get(self, job_id: int) -> Job:
         """The job with this id, or JobNotFound."""
