@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -32,8 +33,6 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 
 def with_database(dsn: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
     return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
 
 
@@ -44,6 +43,7 @@ class Server:
         self._embedded = None if dsn else EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pgdata")
         self.dsn = dsn or ""
         self._count = 0
+        self._made: list[str] = []
 
     def start(self) -> None:
         if self._embedded is not None:
@@ -63,13 +63,23 @@ class Server:
         finally:
             await conn.close()
 
-    async def fresh(self, *, schema: bool = True) -> str:
-        """A new empty database (with JQS's schema unless told otherwise); returns its DSN."""
+    async def fresh(self, *, schema: bool = True, keep: Sequence[str] = ()) -> str:
+        """A new empty database (with JQS's schema unless told otherwise); returns its DSN.
+
+        The databases made before are dropped (but those in `keep`): each scenario is done
+        with its database once it asks for the next, and autovacuum working through an old
+        one would take CPU from the measurement under way.
+        """
         self._count += 1
         name = f"bench_{os.getpid()}_{self._count}"
         admin = await asyncpg.connect(self.dsn)
         try:
+            kept = {urlsplit(dsn).path.lstrip("/") for dsn in keep}
+            for old in [d for d in self._made if d not in kept]:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)')
+                self._made.remove(old)
             await admin.execute(f'CREATE DATABASE "{name}"')
+            self._made.append(name)
         finally:
             await admin.close()
         dsn = with_database(self.dsn, name)

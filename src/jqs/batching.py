@@ -10,6 +10,7 @@ one COMMIT, and finished jobs share one UPDATE.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -25,15 +26,20 @@ class Batcher(Generic[T, R]):
     ) -> None:
         self._flush = flush
         self._max_size = max_size
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._pending: list[tuple[T, Callable[[T, R | BaseException], None]]] = []
         self._running: asyncio.Task[None] | None = None
+
+    def add(self, item: T, done: Callable[[T, R | BaseException], None]) -> None:
+        """Queue one item without waiting; `done(item, result)` is called once its batch is
+        written (with the exception instead, if the write failed)."""
+        self._pending.append((item, done))
+        if self._running is None:
+            self._running = asyncio.get_running_loop().create_task(self._drain())
 
     async def submit(self, item: T) -> R:
         """Queue one item; returns its result once its batch is written."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if self._running is None:
-            self._running = asyncio.create_task(self._drain())
+        self.add(item, functools.partial(_settle, future))
         return await future
 
     async def _drain(self) -> None:
@@ -44,14 +50,21 @@ class Batcher(Generic[T, R]):
                 try:
                     results = await self._flush([item for item, _ in batch])
                 except BaseException as exc:  # every waiter learns of the failure
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    for item, done in batch:
+                        done(item, exc)
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                for (item, done), result in zip(batch, results, strict=True):
+                    done(item, result)
         finally:
             self._running = None
+
+
+def _settle(future: asyncio.Future[R], _: object, outcome: R | BaseException) -> None:
+    if future.done():  # the waiter was cancelled
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

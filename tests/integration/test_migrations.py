@@ -64,3 +64,12 @@ async def test_claim_uses_the_partial_runnable_index(conn: asyncpg.Connection) -
     )
     plan = "\n".join(r[0] for r in rows)
     assert "jobs_runnable_idx" in plan, plan
+
+
+async def test_jobs_are_vacuumed_by_churn_not_by_table_size(conn: asyncpg.Connection) -> None:
+    options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'jobs'")
+    assert set(options) >= {
+        "autovacuum_vacuum_scale_factor=0",
+        "autovacuum_vacuum_threshold=5000",
+        "vacuum_index_cleanup=on",
+    }

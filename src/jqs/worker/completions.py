@@ -1,21 +1,21 @@
 """CompletionWriter: finished attempts share one UPDATE, and no task waits for it.
 
 A handler that returned hands its result here and its task ends. Whatever finished while
-one batch was being written goes out as the next batch (so a lone job is written at once
-and a busy worker writes hundreds per statement), and each attempt then learns how its
-write went through a plain callback. Compared with a future awaited per job, this saves a
-future and a task step per job: at tens of thousands of jobs a second, those were a large
-share of the worker's own time.
+one batch was being written goes out as the next batch (see jqs.batching: a lone job is
+written at once, a busy worker writes hundreds per statement), and each attempt then learns
+how its write went through a plain callback. Compared with a future awaited per job, this
+saves a future and a task step per job: at tens of thousands of jobs a second, those were a
+large share of the worker's own time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 from uuid import UUID
 
+from jqs.batching import Batcher
 from jqs.jsonutil import RawJSON
 from jqs.logging import get_logger
 from jqs.worker.persist import NotSaved, persist
@@ -28,6 +28,9 @@ class _Store(Protocol):
     async def complete_many(
         self, outcomes: Sequence[tuple[int, UUID, RawJSON]]
     ) -> Sequence[bool]: ...
+
+
+_Item = tuple[K, tuple[int, UUID, RawJSON]]
 
 
 class CompletionWriter(Generic[K]):
@@ -46,35 +49,24 @@ class CompletionWriter(Generic[K]):
         # owns the job) or None (the database stayed away; logged by persist()).
         self._written = written
         self._persist_for = persist_for
-        self._max_size = max_size
-        self._pending: list[tuple[K, tuple[int, UUID, RawJSON]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._batcher: Batcher[_Item[K], bool | None] = Batcher(self._write, max_size=max_size)
 
     def add(self, key: K, job_id: int, lease_token: UUID, result: RawJSON) -> None:
         """Queue one completion; `written(key, ...)` is called once it is settled."""
-        self._pending.append((key, (job_id, lease_token, result)))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+        self._batcher.add((key, (job_id, lease_token, result)), self._settled)
 
-    async def _drain(self) -> None:
+    def _settled(self, item: _Item[K], saved: bool | BaseException | None) -> None:
+        # Only a cancelled write reaches here as an exception: the outcome is unknown.
+        self._written(item[0], None if isinstance(saved, BaseException) else saved)
+
+    async def _write(self, items: Sequence[_Item[K]]) -> Sequence[bool | None]:
+        outcomes = [outcome for _, outcome in items]
         try:
-            while self._pending:
-                batch = self._pending[: self._max_size]
-                del self._pending[: self._max_size]
-                saved: Sequence[bool | None]
-                try:
-                    saved = await persist(
-                        functools.partial(
-                            self._store.complete_many, [outcome for _, outcome in batch]
-                        ),
-                        self._persist_for,
-                    )
-                except NotSaved:
-                    saved = [None] * len(batch)
-                except Exception as exc:  # a bug must not leave attempts waiting forever
-                    log.error("job_outcome_not_saved", error=repr(exc))
-                    saved = [None] * len(batch)
-                for (key, _), ok in zip(batch, saved, strict=True):
-                    self._written(key, ok)
-        finally:
-            self._task = None
+            return await persist(
+                functools.partial(self._store.complete_many, outcomes), self._persist_for
+            )
+        except NotSaved:
+            return [None] * len(items)
+        except Exception as exc:  # a bug must not leave attempts waiting forever
+            log.error("job_outcome_not_saved", error=repr(exc))
+            return [None] * len(items)
