@@ -139,6 +139,27 @@ def _others_section(ctx: scenarios.Context) -> list[str]:
             "",
             f"The raw asyncpg claim/complete loop drained {raw:,.0f} jobs/s in the same run.",
         ]
+    lines += _drain_runs(ctx)
+    return lines
+
+
+def _drain_runs(ctx: scenarios.Context) -> list[str]:
+    """Every drain run behind the medians above, so their spread is on record."""
+    runs: dict[str, object] = {}
+    ours = ctx.extra.get("drain_runs")
+    if isinstance(ours, dict):
+        runs["JQS"] = ours["jqs"]
+        runs["raw asyncpg loop"] = ours["raw"]
+    for system in ("pgqueuer", "procrastinate"):
+        data = ctx.extra.get(system)
+        if isinstance(data, dict) and isinstance(data.get("drain"), dict):
+            runs[system] = data["drain"].get("runs", [data["drain"].get("jobs_per_s")])
+    if not runs:
+        return []
+    lines = ["", "Drain runs (jobs/s; the tables show the median of each):", ""]
+    for name, values in runs.items():
+        shown = ", ".join(f"{float(v):,.0f}" for v in values)  # type: ignore[attr-defined]
+        lines.append(f"- {name}: {shown}")
     return lines
 
 

@@ -74,7 +74,9 @@ class WorkerPool:
         self._handling = 0  # attempts whose handler has not returned yet
         # Jobs claimed ahead of free slots (see jqs.worker.prefetch), started as slots free.
         self._ready: collections.deque[ClaimedJob] = collections.deque()
-        self._prefetch = prefetch or Prefetch(concurrency)
+        # Twice the concurrency at most: what is held ahead waits about two claim round
+        # trips whatever the cap, and bigger claims cost less per job.
+        self._prefetch = prefetch or Prefetch(2 * concurrency)
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()  # set whenever an attempt is finished
         self._loops: list[asyncio.Task[None]] = []

@@ -5,7 +5,7 @@ free while the next claim is in flight sit idle until it returns; with jobs of a
 millisecond or less that idle time is a quarter of the worker's time. So a saturated pool
 keeps about as many jobs in hand as it finishes during two claim round trips: the rate at
 which handlers return times the claim latency (the bandwidth-delay product of a network
-link), never more than its concurrency.
+link), never more than twice its concurrency (the pool's choice of limit).
 
 Slow handlers make that product less than one, so nothing is claimed ahead and no job waits
 here while another worker could run it; a job claimed ahead waits about one round trip.
@@ -51,7 +51,9 @@ class Prefetch:
         elapsed = now - self._window_start
         if elapsed >= RATE_WINDOW:
             rate = self._returned / elapsed
-            self._rate += SMOOTHING * (rate - self._rate)
+            # The first measurement is taken whole: a worker that starts on a full queue
+            # should not spend its first windows creeping up from zero.
+            self._rate = rate if self._rate == 0.0 else self._rate + SMOOTHING * (rate - self._rate)
             self._returned = 0
             self._window_start = now
         return min(self._limit, int(ROUND_TRIPS * self._rate * self._latency))
