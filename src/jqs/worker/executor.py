@@ -122,13 +122,7 @@ class JobExecutor:
     async def _run(self, attempt: Attempt) -> bool:
         """Returns True when the outcome went to the completion writer, which finishes it."""
         job = attempt.job
-        bind_fields(
-            job_id=job.id,
-            task=job.task,
-            queue=job.queue,
-            attempt=job.attempt,
-            worker=self._worker_id,
-        )
+        bind_fields(**self._job_fields(job))
         log.info("job_started", status=JobStatus.PROCESSING.value)
         spec = self._registry.get(job.task)
         if spec is None:
@@ -171,22 +165,28 @@ class JobExecutor:
         self._completions.add(attempt, job.id, job.lease_token, result)
         return True
 
+    def _job_fields(self, job: ClaimedJob) -> dict[str, Any]:
+        """What every log line about this attempt carries."""
+        return {
+            "job_id": job.id,
+            "task": job.task,
+            "queue": job.queue,
+            "attempt": job.attempt,
+            "worker": self._worker_id,
+        }
+
     def _completed(self, attempt: Attempt, saved: bool | None) -> None:
+        # Called from the completion writer, outside the job's task: its bound fields are
+        # not in scope here, so they are passed explicitly.
         if saved and log.is_enabled_for(logging.INFO):
-            job = attempt.job
             log.info(
                 "job_completed",
-                job_id=job.id,
-                task=job.task,
-                queue=job.queue,
-                attempt=job.attempt,
-                worker=self._worker_id,
+                **self._job_fields(attempt.job),
                 status=JobStatus.COMPLETED.value,
                 duration_ms=attempt.duration_ms,
             )
         elif saved is False:
-            job = attempt.job
-            self._log_lost(job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempt)
+            self._log_lost(**self._job_fields(attempt.job))
         attempt.finish()
 
     async def _call(self, spec: TaskSpec, job: ClaimedJob) -> Any:
