@@ -66,43 +66,50 @@ def new_job_json(new: NewJob, payload: RawJSON, options: EnqueueOptions) -> dict
     The payload goes out as the client sent it (orjson embeds the raw text), without
     reading it back from the database.
     """
-    return new_jobs_json([new], [(payload, options)])[0]
+    return _set_job(_new_job_base(new, options), new, payload)
 
 
 def new_jobs_json(
     created: Sequence[NewJob], rows: Sequence[tuple[RawJSON, EnqueueOptions]]
 ) -> list[dict[str, Any]]:
     """`new_job_json` for many: jobs sharing their options copy one prepared dict."""
-    templates: dict[tuple[int, datetime], dict[str, Any]] = {}
+    bases: dict[tuple[int, datetime], dict[str, Any]] = {}
     out = []
     for new, (payload, options) in zip(created, rows, strict=True):
         key = (id(options), new.created_at)  # `rows` keeps every options object alive
-        base = templates.get(key)
+        base = bases.get(key)
         if base is None:
-            base = templates[key] = {
-                "id": 0,
-                "payload": None,
-                "status": "queued",
-                "result": None,
-                "created_at": new.created_at,
-                "updated_at": new.created_at,
-                "task": None,
-                "queue": options.queue,
-                "priority": options.priority,
-                "run_at": None,
-                "attempts": 0,
-                "max_attempts": options.max_attempts,
-                "started_at": None,
-                "finished_at": None,
-                "timeout": options.timeout_seconds,
-                "cancel_requested": False,
-                "errors": (),  # shared by the copies: immutable (orjson writes [])
-            }
-        job = base.copy()  # keys keep their order; only these four differ between jobs
-        job["id"] = new.id
-        # RawJSON is a subclass; orjson wants bytes exactly.
-        job["payload"] = orjson.Fragment(bytes(payload))
-        job["task"] = new.task
-        job["run_at"] = new.run_at
-        out.append(job)
+            base = bases[key] = _new_job_base(new, options)
+        out.append(_set_job(base.copy(), new, payload))  # copies keep the keys' order
     return out
+
+
+def _new_job_base(new: NewJob, options: EnqueueOptions) -> dict[str, Any]:
+    """What jobs inserted together with the same options share; _set_job fills the rest."""
+    return {
+        "id": 0,
+        "payload": None,
+        "status": "queued",
+        "result": None,
+        "created_at": new.created_at,
+        "updated_at": new.created_at,
+        "task": None,
+        "queue": options.queue,
+        "priority": options.priority,
+        "run_at": None,
+        "attempts": 0,
+        "max_attempts": options.max_attempts,
+        "started_at": None,
+        "finished_at": None,
+        "timeout": options.timeout_seconds,
+        "cancel_requested": False,
+        "errors": (),  # shared by copies, so immutable (orjson writes [])
+    }
+
+
+def _set_job(job: dict[str, Any], new: NewJob, payload: RawJSON) -> dict[str, Any]:
+    job["id"] = new.id
+    job["payload"] = orjson.Fragment(bytes(payload))  # orjson wants bytes exactly
+    job["task"] = new.task
+    job["run_at"] = new.run_at
+    return job
