@@ -17,6 +17,8 @@ import asyncpg
 import orjson
 
 from bench.scenarios import Context, Row, _fill, jqs_drain
+from jqs.models import JobFilter, JobStatus
+from jqs.store import JobStore
 from jqs.store.queries import q
 
 HISTORY = 1_000_000
@@ -116,6 +118,35 @@ async def _plans(dsn: str) -> dict[str, str]:
     return plans
 
 
+# What GET /jobs may ask for, timed on the big table: the listings whose index migration
+# 0005 replaced, including ones that find nothing (a scan would read every row for them).
+LISTINGS: list[tuple[str, JobFilter]] = [
+    ("all", JobFilter()),
+    *((f"status={s.value}", JobFilter(status=s)) for s in JobStatus),
+    ("task=noop", JobFilter(task="noop")),
+    ("task=absent", JobFilter(task="absent")),
+    ("status=failed, task=noop", JobFilter(status=JobStatus.FAILED, task="noop")),
+]
+
+
+async def _listings(dsn: str, runs: int = 10) -> dict[str, float]:
+    """Median milliseconds of the first page (20 jobs) of each listing, through JobStore."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        store = JobStore(pool)
+        medians: dict[str, float] = {}
+        for label, job_filter in LISTINGS:
+            times = []
+            for _ in range(runs):  # past the five runs after which a generic plan may win
+                began = time.perf_counter()
+                await store.find(job_filter, limit=20, offset=0)
+                times.append((time.perf_counter() - began) * 1000)
+            medians[label] = statistics.median(times)
+        return medians
+    finally:
+        await pool.close()
+
+
 async def history(ctx: Context) -> None:
     """Drain speed on an empty table vs one holding a million finished jobs."""
     history_n, queued = (100_000, 10_000) if ctx.quick else (HISTORY, QUEUED)
@@ -136,6 +167,7 @@ async def history(ctx: Context) -> None:
         empty_rates.append(await jqs_drain(ctx, empty, queued, f"history_empty_{round_no}"))
         big_rates.append(await jqs_drain(ctx, big, queued, f"history_big_{round_no}"))
     ctx.extra["history_plans"] = await _plans(big)
+    ctx.extra["history_listings"] = await _listings(big)
     ctx.extra["history_runs"] = {
         "claim_path_ms": {"empty": empty_ms, "big": big_ms},
         "drain_jobs_per_s": {"empty": empty_rates, "big": big_rates},

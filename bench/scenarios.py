@@ -288,12 +288,19 @@ async def drain(ctx: Context) -> None:
     """3. N queued no-op jobs drained by one `jqs worker` vs a raw claim/complete loop."""
     n = 10_000 if ctx.quick else 50_000
     runs: dict[str, list[float]] = {"jqs": [], "raw": []}
-    for round_no in range(DRAIN_ROUNDS):  # alternating: drift in the machine hits both
+    pgqueuer: list[dict[str, object]] = []
+    for round_no in range(DRAIN_ROUNDS):  # alternating: drift in the machine hits them all
         runs["jqs"].append(await jqs_drain(ctx, await ctx.server.fresh(), n, f"drain_{round_no}"))
         raw_dsn = await ctx.server.fresh()
         await _fill(raw_dsn, n)
         await raw_queue.drain(raw_dsn, 100)
         runs["raw"].append(n / await _span(raw_dsn))
+        # PgQueuer's drains here too, so the JQS-to-PgQueuer ratio compares runs minutes
+        # apart, not scenarios a quarter of an hour apart on a machine whose speed drifts.
+        pgqueuer.append(
+            await _other_run(ctx, "pgqueuer", f"drain_{round_no}", _other_drain_args("pgqueuer", n))
+        )
+    ctx.extra["pgqueuer_drains"] = pgqueuer
     # The same with the default log level (two JSON lines per job), for the report.
     ctx.extra["drain_info_logs"] = await jqs_drain(
         ctx, await ctx.server.fresh(), n, "drain_info", log_level="info"
@@ -504,55 +511,52 @@ def _starts(path: Path) -> dict[int, float]:
     return {int(job_id): float(at) for job_id, at in pairs}
 
 
+def _other_drain_args(system: str, jobs: int) -> list[str]:
+    # Statistics after the bulk load, as JQS's own drain gets (autovacuum may be late).
+    analyze = ["--analyze"] if system == "pgqueuer" else []
+    return ["--mode", "drain", "--jobs", str(jobs), *analyze]
+
+
+async def _other_run(ctx: Context, system: str, name: str, args: list[str]) -> dict[str, object]:
+    """One run of bench/others/<system>_bench.py in a fresh database; its JSON result."""
+    dsn = await ctx.server.fresh(schema=False)
+    out = subprocess.run(
+        [_venv(system), str(REPO / "bench" / "others" / f"{system}_bench.py"), "--dsn", dsn, *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    ctx.log(f"{system}_{name}").write_text(out.stderr)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode == 0 and lines:
+        return dict(json.loads(lines[-1]))
+    return {"error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
+
+
 async def others(ctx: Context) -> None:
     """6. PgQueuer and Procrastinate, each from PyPI in a virtualenv of its own."""
     for system in ("pgqueuer", "procrastinate"):
-        python = _venv(system)
         results: dict[str, dict[str, object]] = {}
         drain_jobs = 10_000 if ctx.quick or system == "procrastinate" else 50_000
-        # Statistics after the bulk load, as JQS's own drain gets (autovacuum may be late).
-        analyze = ["--analyze"] if system == "pgqueuer" else []
-        drain_args = ["--mode", "drain", "--jobs", str(drain_jobs), *analyze]
-        # Procrastinate's drain takes a minute or more: once is enough to place it.
-        rounds = 1 if system == "procrastinate" else DRAIN_ROUNDS
-        runs = [(f"drain_{i}", drain_args) for i in range(rounds)]
+        # PgQueuer's drains ran in the drain scenario, round by round with JQS's (when it
+        # ran). Procrastinate's takes a minute or more: once is enough to place it.
+        drains = ctx.extra.get(f"{system}_drains")
+        if not isinstance(drains, list):
+            rounds = 1 if system == "procrastinate" else DRAIN_ROUNDS
+            args = _other_drain_args(system, drain_jobs)
+            drains = [await _other_run(ctx, system, f"drain_{i}", args) for i in range(rounds)]
         for rate, n in ((200, 2000), (1000, 5000)):
-            runs.append(
-                (
-                    f"latency_{rate}",
-                    [
-                        "--mode",
-                        "latency",
-                        "--rate",
-                        str(rate),
-                        "--jobs",
-                        str(n // 4 if ctx.quick else n),
-                    ],
-                )
-            )
-        for name, args in runs:
-            dsn = await ctx.server.fresh(schema=False)
-            out = subprocess.run(
-                [
-                    python,
-                    str(REPO / "bench" / "others" / f"{system}_bench.py"),
-                    "--dsn",
-                    dsn,
-                    *args,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-            ctx.log(f"{system}_{name}").write_text(out.stderr)
-            lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-            results[name] = (
-                json.loads(lines[-1])
-                if out.returncode == 0 and lines
-                else {"error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
-            )
-        results["drain"] = _median_drain([results.pop(f"drain_{i}") for i in range(rounds)])
+            args = [
+                "--mode",
+                "latency",
+                "--rate",
+                str(rate),
+                "--jobs",
+                str(n // 4 if ctx.quick else n),
+            ]
+            results[f"latency_{rate}"] = await _other_run(ctx, system, f"latency_{rate}", args)
+        results["drain"] = _median_drain(drains)
         ctx.extra[system] = results
 
 

@@ -38,6 +38,41 @@ async def test_find_is_newest_first_and_filters(store: JobStore) -> None:
     assert await store.find(JobFilter(status=JobStatus.COMPLETED), limit=10, offset=0) == []
 
 
+async def test_find_matches_a_filter_over_every_job(
+    store: JobStore, conn: asyncpg.Connection
+) -> None:
+    # Every status and task filter reads its own index (migration 0005); each must give what
+    # filtering the whole table would, page by page.
+    jobs = [await add(store, {"task": "abc"[i % 3]}) for i in range(40)]
+    statuses = list(JobStatus)
+    status_of = {job.id: statuses[(i * 7) % len(statuses)] for i, job in enumerate(jobs)}
+    await conn.executemany(
+        "UPDATE jobs SET status = $2 WHERE id = $1",
+        [(job_id, status.value) for job_id, status in status_of.items()],
+    )
+    task_of = {job.id: job.task for job in jobs}
+    for status in [None, *statuses]:
+        for task in [None, "a", "b", "nope"]:
+            expected = sorted(
+                (
+                    job_id
+                    for job_id in status_of
+                    if status in (None, status_of[job_id]) and task in (None, task_of[job_id])
+                ),
+                reverse=True,
+            )
+            for limit, offset in [(100, 0), (3, 0), (3, 3), (2, 5)]:
+                found = await store.find(
+                    JobFilter(status=status, task=task), limit=limit, offset=offset
+                )
+                assert [j.id for j in found] == expected[offset : offset + limit], (
+                    status,
+                    task,
+                    limit,
+                    offset,
+                )
+
+
 async def test_claim_complete_and_fencing(store: JobStore, conn: asyncpg.Connection) -> None:
     first = await add(store, {"task": "x"})
     second = await add(store, {"task": "y"})

@@ -216,8 +216,17 @@ class JobStore:
     async def find(self, job_filter: JobFilter, *, limit: int, offset: int) -> list[Job]:
         """Jobs newest first (highest id first), narrowed by the filter."""
         status = job_filter.status.value if job_filter.status else None
+        task = job_filter.task
         with wrap_errors():
-            rows = await self._pool.fetch(q("job_list"), status, job_filter.task, limit, offset)
+            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+                # Which index serves a listing depends on the values: a few failed jobs
+                # among a million completed, or one task's. Measured on 1.2 million rows,
+                # the generic plan of a task's listing took 335 ms, the custom one 1.5 ms.
+                await conn.execute(q("db_plan_for_values"))
+                if task is not None and status is None:
+                    rows = await conn.fetch(q("job_list_by_task"), task, limit, offset)
+                else:
+                    rows = await conn.fetch(q("job_list"), status, task, limit, offset)
         return [_job(row) for row in rows]
 
     async def claim(

@@ -32,12 +32,39 @@ SELECT * FROM jobs WHERE id = $1;
 SELECT * FROM jobs WHERE idempotency_key = $1;
 
 -- name: job_list
--- Newest first. NULL filters match every row.
+-- Newest first. NULL filters match every row. Planned for the values given (the store asks
+-- for custom plans): with the status known, the planner reads the partial index holding
+-- only that status (migration 0005), or the primary key backwards when there is none.
 SELECT * FROM jobs
 WHERE ($1::text IS NULL OR status = $1)
   AND ($2::text IS NULL OR task = $2)
 ORDER BY id DESC
 LIMIT $3 OFFSET $4;
+
+-- name: job_list_by_task
+-- Newest first among one task's jobs, whatever their status. Finished, queued and running
+-- jobs are each indexed apart (migration 0005), so the three parts are read separately,
+-- each only as far as the page reaches ($2 + $3 rows), and merged.
+SELECT * FROM (
+    (SELECT * FROM jobs
+     WHERE task = $1 AND status IN ('completed', 'failed', 'cancelled')
+     ORDER BY id DESC LIMIT $2::bigint + $3::bigint)
+    UNION ALL
+    (SELECT * FROM jobs
+     WHERE task = $1 AND status = 'queued'
+     ORDER BY id DESC LIMIT $2::bigint + $3::bigint)
+    UNION ALL
+    (SELECT * FROM jobs
+     WHERE task = $1 AND status = 'processing'
+     ORDER BY id DESC LIMIT $2::bigint + $3::bigint)
+) AS j
+ORDER BY id DESC LIMIT $2 OFFSET $3;
+
+-- name: db_plan_for_values
+-- For this transaction: plan each statement for its parameter values. A generic plan (what
+-- PostgreSQL caches after five runs) cannot use a partial index whose predicate names a
+-- value that is a parameter, nor size a LIMIT that is one.
+SET LOCAL plan_cache_mode = force_custom_plan;
 
 -- name: job_claim
 -- Claims across the served queues ($1), each capped ($2: free slots, rate tokens) and,

@@ -1,0 +1,126 @@
+"""Where a drain's CPU goes, per job: PostgreSQL's processes and the worker's, by schema.
+
+    python -m bench.drain_cpu                          # the schema as migrated
+    python -m bench.drain_cpu --variant "name=SQL"     # and the same after SQL, alternating
+
+Throughput alone is a poor guide to a schema change on a 2-core machine: single drains vary
+by a fifth. The CPU time every PostgreSQL process spends per job (backends, autovacuum,
+WAL writer, checkpointer) varies much less, and it is what an index on the hot path costs.
+Each variant runs in a fresh database: the migrations, then its SQL, then the drain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import tempfile
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+from bench.common import Server, jqs
+from bench.scenarios import Context, _fill, _span, _wait_done
+
+
+async def _postmaster(dsn: str) -> psutil.Process:
+    """The server's postmaster: the parent of any backend (a local server only)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        backend = psutil.Process(int(await conn.fetchval("SELECT pg_backend_pid()")))
+    finally:
+        await conn.close()
+    parent = backend.parent()
+    if parent is None:
+        raise RuntimeError("cannot find the PostgreSQL server's process")
+    return parent
+
+
+def _server_cpu(postmaster: psutil.Process) -> float:
+    """CPU seconds of the server so far: the postmaster, the children it has reaped (exited
+    backends) and those still running."""
+    times = postmaster.cpu_times()
+    total: float = times.user + times.system + times.children_user + times.children_system
+    for child in postmaster.children():
+        try:
+            child_times = child.cpu_times()
+        except psutil.Error:  # exited meanwhile: counted among the reaped next time
+            continue
+        total += child_times.user + child_times.system
+    return total
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def drain(ctx: Context, postmaster: psutil.Process, sql: str, n: int) -> dict[str, float]:
+    """One drain of n no-op jobs in a fresh database, after `sql`."""
+    dsn = await ctx.server.fresh()
+    if sql:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+    after = await _fill(dsn, n)
+    server0, worker0 = _server_cpu(postmaster), _children_cpu()
+    proc = jqs(
+        ["worker"],
+        {"DATABASE_URL": dsn, "JQS_WORKER_CONCURRENCY": "100", "JQS_LOG_LEVEL": "warning"},
+        ctx.log("drain_cpu"),
+    )
+    try:
+        await _wait_done(dsn, n, 600, proc, after=after)
+    finally:
+        proc.stop()
+    return {
+        "jobs_per_s": n / await _span(dsn, after),
+        "server_us": (_server_cpu(postmaster) - server0) / n * 1e6,
+        # The worker's whole life, start-up (imports, about half a second) included.
+        "worker_us": (_children_cpu() - worker0) / n * 1e6,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=50_000)
+    parser.add_argument("--variant", action="append", default=[], help="name=SQL, repeatable")
+    parser.add_argument("--dsn", default=None, help="a local PostgreSQL (default: embedded)")
+    args = parser.parse_args()
+    variants = {"as migrated": ""}
+    for spec in args.variant:
+        name, _, sql = spec.partition("=")
+        variants[name] = sql
+    server = Server(args.dsn)
+    server.start()
+    try:
+        ctx = Context(server, Path(tempfile.mkdtemp(prefix="jqs-drain-cpu-")), quick=False)
+        postmaster = await _postmaster(server.dsn)
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+        for _ in range(args.rounds):  # alternating: drift in the machine hits every variant
+            for name, sql in variants.items():
+                run = await drain(ctx, postmaster, sql, args.jobs)
+                runs[name].append(run)
+                print(
+                    f"{name}: {run['jobs_per_s']:,.0f} jobs/s, server {run['server_us']:.1f} "
+                    f"us/job, worker {run['worker_us']:.1f} us/job",
+                    flush=True,
+                )
+    finally:
+        server.stop()
+    print(f"\nmedians of {args.rounds} runs, {args.jobs:,} jobs each:")
+    for name, results in runs.items():
+        medians = {key: statistics.median(r[key] for r in results) for key in results[0]}
+        print(
+            f"  {name}: {medians['jobs_per_s']:,.0f} jobs/s, server CPU "
+            f"{medians['server_us']:.1f} us/job, worker CPU {medians['worker_us']:.1f} us/job"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
