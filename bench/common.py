@@ -107,6 +107,22 @@ def machine() -> dict[str, str]:
     }
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(stolen, total) CPU time of the whole machine so far, from /proc/stat.
+
+    Steal is time the hypervisor gave this virtual machine's CPUs to someone else: on a
+    shared host it slows everything down, unevenly, and is worth having on record.
+    """
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:9]]
+    return fields[7], sum(fields)
+
+
+def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return 100.0 * (after[0] - before[0]) / total if total else 0.0
+
+
 @dataclass
 class Proc:
     """A started subprocess and what to wait for."""

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from bench import history, scenarios
-from bench.common import REPO, Server, machine, percentile
+from bench.common import REPO, Server, cpu_jiffies, machine, percentile, steal_percent
 
 TARGETS_NOTE = (
     "Targets come from the speed issue: single POST >= 1.5x the bare endpoint, batch POST >= "
@@ -52,6 +52,7 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
         f"- Python {facts['python']}; PostgreSQL {facts['postgres']} on the same machine, "
         f"`synchronous_commit={facts['synchronous_commit']}`",
         "- Load: wrk (HTTP), JQS's own open-loop client for latency; everything on loopback.",
+        *_steal_line(ctx),
         "",
         "| scenario | JQS | baseline | ratio | target | met | baseline is | notes |",
         "|---|---:|---:|---:|---|---|---|---|",
@@ -80,6 +81,18 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
     lines += _memory_section(ctx)
     lines += ["", "![JQS against its baselines](benchmarks.png)", ""]
     out.write_text("\n".join(lines) + "\n")
+
+
+def _steal_line(ctx: scenarios.Context) -> list[str]:
+    steal = ctx.extra.get("steal")
+    if not isinstance(steal, dict) or not steal:
+        return []
+    return [
+        "- CPU time taken by the hypervisor for other guests (steal), by scenario: "
+        + ", ".join(f"{name} {pct:.0f}%" for name, pct in steal.items())
+        + ". Where it is high, absolute numbers fall and vary more; JQS and its baseline "
+        "share it, run by run."
+    ]
 
 
 def _others_section(ctx: scenarios.Context) -> list[str]:
@@ -303,6 +316,8 @@ async def main() -> None:
         ("profile", scenarios.profile_drain),
         ("others", scenarios.others),
     ]
+    steal: dict[str, float] = {}
+    ctx.extra["steal"] = steal
     try:
         facts = {**machine(), **await server.facts()}
         for name, step in steps:
@@ -310,18 +325,22 @@ async def main() -> None:
                 continue
             print(f"== {name}", flush=True)
             printed = len(ctx.rows)
+            began = cpu_jiffies()
             try:
                 await step(ctx)
             except Exception as exc:  # one broken scenario must not lose the others' numbers
                 print(f"   {name} failed: {exc!r}", flush=True)
                 ctx.extra[f"failed_{name}"] = repr(exc)
+            steal[name] = steal_percent(began, cpu_jiffies())
             for row in ctx.rows[printed:]:
                 print(
                     f"   {row.scenario}: {row.value:,.2f} vs {row.baseline:,.2f} ({row.ratio:.2f}x)"
                 )
         if "memory" not in skip:
             print("== memory", flush=True)
+            began = cpu_jiffies()
             await scenarios.memory(ctx, 1.0 if args.quick else args.memory_minutes)
+            steal["memory"] = steal_percent(began, cpu_jiffies())
     finally:
         server.stop()
     command = "make bench" if not args.quick else "python -m bench.run --quick"
