@@ -108,10 +108,15 @@ class ClaimedJob(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ClaimResult:
-    """Jobs claimed, and when a rate limit will next allow one (seconds), if it held any back."""
+    """Jobs claimed, and when a rate limit will next allow one (seconds), if it held any back.
+
+    `limited`: a queue with limits or a pause was among those asked, so fewer jobs than
+    asked for does not mean that none were left.
+    """
 
     jobs: list[ClaimedJob]
     rate_wait: float | None = None
+    limited: bool = False
 
 
 @dataclass(frozen=True, slots=True)

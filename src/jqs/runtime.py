@@ -26,7 +26,7 @@ from jqs.errors import ConfigError
 from jqs.logging import get_logger
 from jqs.settings import Settings
 from jqs.store import Database
-from jqs.store.notify import Listener, Notifier
+from jqs.store.notify import Listener, Notifier, new_origin
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import build_registry
 from jqs.tasks.registry import TaskRegistry
@@ -147,7 +147,8 @@ class Runner:
             registry, max_attempts=settings.max_attempts, timeout=settings.job_timeout
         )
         pool = self._worker_pool(db, registry) if self._worker else None
-        notifier = Notifier(db.pool)
+        origin = new_origin()
+        notifier = Notifier(db.pool, origin=origin)
 
         def enqueued(queue: str) -> None:
             if pool is not None:
@@ -172,7 +173,8 @@ class Runner:
             )
         if pool is not None:
             assert db.dsn is not None
-            services.append(Listener(db.dsn, pool.notify))
+            # `enqueued` wakes this pool directly; the Listener is for other processes' jobs.
+            services.append(Listener(db.dsn, pool.notify, origin=origin))
         for service in services:
             await service.start()
         if pool is not None:

@@ -168,6 +168,34 @@ async def test_notify_wakes_a_worker_in_another_process_quickly(
         await listener.stop()
 
 
+async def test_listener_drops_its_own_process_echo(
+    database: Database, conn: asyncpg.Connection, dsn: str
+) -> None:
+    heard: list[str | None] = []
+    listener = Listener(dsn, heard.append, origin="me")
+    ours, theirs = Notifier(database.pool, origin="me"), Notifier(database.pool, origin="them")
+    await listener.start()
+    for notifier in (ours, theirs):
+        await notifier.start()
+    try:
+        await asyncio.wait_for(listener.connected.wait(), 5)
+        ours.touch("mail")  # this process woke its own pool when it enqueued
+        theirs.touch("default")
+        # A sender that names no origin (an older version, or SQL by hand).
+        await conn.execute("SELECT pg_notify('jqs_jobs', 'reports')")
+
+        async def heard_others() -> bool:
+            return "default" in heard and "reports" in heard
+
+        await eventually(heard_others, within=5)
+        await asyncio.sleep(0.1)
+        assert sorted(q for q in heard if q) == ["default", "reports"]
+    finally:
+        for notifier in (ours, theirs):
+            await notifier.stop()
+        await listener.stop()
+
+
 async def test_listener_reconnects_and_asks_for_a_recheck(
     dsn: str, conn: asyncpg.Connection
 ) -> None:

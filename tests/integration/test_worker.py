@@ -11,8 +11,8 @@ import asyncpg
 import orjson
 import pytest
 
-from jqs.models import JobStatus
-from jqs.store import JobStore
+from jqs.models import ClaimResult, JobStatus
+from jqs.store import Database, JobStore
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker import WorkerPool
 from jqs.worker.completions import CompletionWriter
@@ -185,6 +185,51 @@ async def test_notify_starts_jobs_before_the_next_poll(store: JobStore) -> None:
     finally:
         await pool.stop(5)
     assert done.status is JobStatus.COMPLETED
+
+
+class CountingStore(JobStore):
+    """The real store, counting the claims that come back empty."""
+
+    empty_claims = 0
+
+    async def claim(self, *args: Any, **kwargs: Any) -> ClaimResult:
+        result = await super().claim(*args, **kwargs)
+        if not result.jobs:
+            self.empty_claims += 1
+        return result
+
+
+async def test_a_freed_slot_claims_only_while_work_may_be_left(database: Database) -> None:
+    store = CountingStore(database.pool)
+    registry = TaskRegistry()
+    registry.register("ok", lambda payload: "fine")
+    pool = WorkerPool(store, registry, concurrency=4, poll_interval=60)
+    await pool.start()
+    try:
+        await eventually(lambda: _true(store.empty_claims == 1), within=5)  # the first claim
+
+        async def done(job_id: int) -> Any:
+            return await eventually(lambda: _finished(store, job_id), within=10)
+
+        # One job at a time, each announced: one claim each. A slot freeing after a claim
+        # that found the queue empty sends no claim (it used to send two, both empty).
+        for _ in range(5):
+            job = await add(store, {"task": "ok"})
+            pool.notify()
+            await done(job.id)
+        await asyncio.sleep(0.1)  # outcomes written, slots freed
+        assert store.empty_claims == 1
+        # A backlog larger than the pool: freed slots keep claiming until it is gone.
+        jobs = [await add(store, {"task": "ok"}) for _ in range(30)]
+        pool.notify()
+        for job in jobs:
+            await done(job.id)
+    finally:
+        await pool.stop(5)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_stop_drains_short_jobs_and_hands_back_long_ones(

@@ -247,7 +247,7 @@ class JobStore:
         limited = await self._limited_queues()
         plain = [name for name in queues if name not in limited]
         guarded = [name for name in queues if name in limited]
-        result = ClaimResult([])
+        result = ClaimResult([], limited=bool(guarded))
         if guarded:
             result = await self._claim_limited(guarded, limit, lease_seconds, worker_id, now)
         room = limit - len(result.jobs)
@@ -266,7 +266,9 @@ class JobStore:
                     True,
                     token := uuid.uuid4(),
                 )
-            result = ClaimResult(result.jobs + _claimed(rows, token), result.rate_wait)
+            result = ClaimResult(
+                result.jobs + _claimed(rows, token), result.rate_wait, limited=bool(guarded)
+            )
         return result
 
     async def _limited_queues(self) -> frozenset[str]:
@@ -299,7 +301,7 @@ class JobStore:
                 }
                 plan = _claim_plan(queues, limited, limit)
                 if not plan.names:
-                    return ClaimResult([], plan.rate_wait)
+                    return ClaimResult([], plan.rate_wait, limited=True)
                 rows = await conn.fetch(
                     q("job_claim"),
                     plan.names,
@@ -313,7 +315,7 @@ class JobStore:
                     token := uuid.uuid4(),
                 )
                 rate_wait = await _spend_tokens(conn, limited, rows, plan.rate_wait)
-        return ClaimResult(_claimed(rows, token), rate_wait)
+        return ClaimResult(_claimed(rows, token), rate_wait, limited=True)
 
     async def complete(self, job_id: int, lease_token: UUID, result: RawJSON) -> bool:
         """Finish an attempt as completed; False when the lease was no longer ours."""

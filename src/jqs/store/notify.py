@@ -5,11 +5,18 @@ previous one, outside of any insert's transaction: committers never wait on Post
 notification lock, and a burst of inserts costs one NOTIFY. The Listener keeps a dedicated
 connection listening, reconnects after it is lost, and then reports "anything may have
 changed" (None), since notifications sent meanwhile are gone. Polling remains the fallback.
+
+A notification also names the process that sent it, as a last element `@origin` (queue
+names cannot hold `@`; listeners that do not know the mark take it for a queue they do not
+serve). A process wakes its own workers directly when it enqueues, so a Listener given its
+Notifier's origin drops those echoes: each would send the pool to claim again, for jobs
+already claimed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 
 import asyncpg
@@ -21,13 +28,20 @@ from jqs.store.database import wrap_errors
 
 log = get_logger(__name__)
 CHANNEL = "jqs_jobs"
+ORIGIN_MARK = "@"
+
+
+def new_origin() -> str:
+    """A token naming one process's notifications."""
+    return uuid.uuid4().hex[:12]
 
 
 class Notifier(LoopService):
     """Coalesces `touch(queue)` calls into NOTIFY statements."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, origin: str | None = None) -> None:
         self._pool = pool
+        self._origin = ORIGIN_MARK + (origin or new_origin())
         self._pending: set[str] = set()
         self._event = asyncio.Event()
         self.name = "notifier"
@@ -45,7 +59,9 @@ class Notifier(LoopService):
             try:
                 with wrap_errors():
                     await self._pool.execute(
-                        "SELECT pg_notify($1, $2)", CHANNEL, ",".join(sorted(queues))
+                        "SELECT pg_notify($1, $2)",
+                        CHANNEL,
+                        ",".join([*sorted(queues), self._origin]),
                     )
             except StoreError as exc:
                 log.warning("notify_failed", error=str(exc))  # pollers will find the work
@@ -61,17 +77,22 @@ class Listener(LoopService):
         on_notify: Callable[[str | None], None],
         *,
         check_interval: float = 1.0,
+        origin: str | None = None,
     ) -> None:
         self._dsn = dsn
         self._on_notify = on_notify
+        self._own = None if origin is None else ORIGIN_MARK + origin
         self._check_interval = check_interval
         self.name = "listener"
         self.connected = asyncio.Event()
 
     def _deliver(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        for queue in str(payload).split(","):
-            if queue:
-                self._on_notify(queue)
+        names = str(payload).split(",")
+        if self._own is not None and names[-1] == self._own:
+            return  # an echo of this process's own enqueue
+        for name in names:
+            if name and not name.startswith(ORIGIN_MARK):
+                self._on_notify(name)
 
     async def _loop(self) -> None:
         delay = 0.1

@@ -78,6 +78,13 @@ class WorkerPool:
         # trips whatever the cap, and bigger claims cost less per job.
         self._prefetch = prefetch or Prefetch(2 * concurrency)
         self._wake = asyncio.Event()
+        # Whether the queues may hold jobs to claim now. False after a claim came back short
+        # with no limit in play (nothing was left), true again on any notify. While false, a
+        # freed slot does not send the loop to claim: one job at a time, that claim would
+        # come back empty, twice per job (handler returned, outcome written). Jobs that
+        # become due without a notify (run_at, retry backoff) are found by the poll, as
+        # when the pool is idle.
+        self._may_have_more = True
         self._settled = asyncio.Event()  # set whenever an attempt is finished
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -102,6 +109,7 @@ class WorkerPool:
     def notify(self, queue: str | None = None) -> None:
         """Work may be waiting (in `queue`, or anywhere): claim now, not at the next poll."""
         if queue is None or queue in self.queues:
+            self._may_have_more = True
             self._wake.set()
 
     async def start(self) -> None:
@@ -233,6 +241,7 @@ class WorkerPool:
                 return
             self._ready.extend(jobs)
             self._start_ready()
+            self._may_have_more = len(jobs) == room or claimed.limited
             if len(jobs) == room:
                 return  # the queue may hold more; claim again at once
             # A rate limit says when its next job may start; otherwise poll as usual.
@@ -288,9 +297,11 @@ class WorkerPool:
         self._handling -= 1
         self._prefetch.handler_returned()
         self._start_ready()
-        self._wake.set()
+        if self._may_have_more:
+            self._wake.set()
 
     def _finished(self, attempt: Attempt) -> None:
         if self._running.pop(attempt, None) is not None:
-            self._wake.set()
+            if self._may_have_more:
+                self._wake.set()
             self._settled.set()
