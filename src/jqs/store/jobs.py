@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -247,7 +247,7 @@ class JobStore:
         limited = await self._limited_queues()
         plain = [name for name in queues if name not in limited]
         guarded = [name for name in queues if name in limited]
-        result = ClaimResult([], limited=bool(guarded))
+        result = ClaimResult([])
         if guarded:
             result = await self._claim_limited(guarded, limit, lease_seconds, worker_id, now)
         room = limit - len(result.jobs)
@@ -266,10 +266,8 @@ class JobStore:
                     True,
                     token := uuid.uuid4(),
                 )
-            result = ClaimResult(
-                result.jobs + _claimed(rows, token), result.rate_wait, limited=bool(guarded)
-            )
-        return result
+            result = ClaimResult(result.jobs + _claimed(rows, token), result.rate_wait)
+        return replace(result, limited=bool(guarded))
 
     async def _limited_queues(self) -> frozenset[str]:
         """Names of limited or paused queues, re-read at most every LIMITS_CACHE_SECONDS.
@@ -301,7 +299,7 @@ class JobStore:
                 }
                 plan = _claim_plan(queues, limited, limit)
                 if not plan.names:
-                    return ClaimResult([], plan.rate_wait, limited=True)
+                    return ClaimResult([], plan.rate_wait)
                 rows = await conn.fetch(
                     q("job_claim"),
                     plan.names,
@@ -315,7 +313,7 @@ class JobStore:
                     token := uuid.uuid4(),
                 )
                 rate_wait = await _spend_tokens(conn, limited, rows, plan.rate_wait)
-        return ClaimResult(_claimed(rows, token), rate_wait, limited=True)
+        return ClaimResult(_claimed(rows, token), rate_wait)
 
     async def complete(self, job_id: int, lease_token: UUID, result: RawJSON) -> bool:
         """Finish an attempt as completed; False when the lease was no longer ours."""
