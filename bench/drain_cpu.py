@@ -28,11 +28,10 @@ from bench.scenarios import Context, _fill, _span, _wait_done
 async def _postmaster(dsn: str) -> psutil.Process:
     """The server's postmaster: the parent of any backend (a local server only)."""
     conn = await asyncpg.connect(dsn)
-    try:
-        backend = psutil.Process(int(await conn.fetchval("SELECT pg_backend_pid()")))
+    try:  # asked while the backend lives: once the connection closes, it is gone
+        parent = psutil.Process(int(await conn.fetchval("SELECT pg_backend_pid()"))).parent()
     finally:
         await conn.close()
-    parent = backend.parent()
     if parent is None:
         raise RuntimeError("cannot find the PostgreSQL server's process")
     return parent

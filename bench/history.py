@@ -19,6 +19,7 @@ import orjson
 from bench.scenarios import Context, Row, _fill, jqs_drain
 from jqs.models import JobFilter, JobStatus
 from jqs.store import JobStore
+from jqs.store.database import SESSION_SETTINGS, create_pool
 from jqs.store.queries import q
 
 HISTORY = 1_000_000
@@ -67,7 +68,7 @@ async def _claim_path(dsn: str, cycles: int) -> float:
     """Mean milliseconds of one claim of 100 jobs plus their batched completion: the
     statements a worker runs per batch, timed on their own, one after the other."""
     await _fill(dsn, cycles * 100)
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, server_settings=SESSION_SETTINGS)  # planned as JQS does
     try:
         began = time.perf_counter()
         for _ in range(cycles):
@@ -80,17 +81,30 @@ async def _claim_path(dsn: str, cycles: int) -> float:
 
 
 async def _plans(dsn: str) -> dict[str, str]:
-    """EXPLAIN ANALYZE of one claim of 100 and of completing them, rolled back."""
+    """EXPLAIN ANALYZE of one claim of 100 and of completing them, rolled back.
+
+    The statements are prepared and run as JQS's sessions run them, with a generic plan
+    (SESSION_SETTINGS); EXPLAIN of a query with bound parameters would show a custom plan.
+    """
     await _fill(dsn, 1_000)
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, server_settings=SESSION_SETTINGS)
     plans: dict[str, str] = {}
+    explain = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE "
     try:
         tx = conn.transaction()
         await tx.start()
         try:
+            await conn.execute(
+                "PREPARE claim(text[], integer[], integer[], integer, float8, text, "
+                "timestamptz, boolean, uuid) AS\n" + q("job_claim")
+            )
+            await conn.execute(
+                "PREPARE complete(bigint[], uuid[], jsonb[]) AS\n" + q("job_complete_many")
+            )
             token = uuid.uuid4()
             rows = await conn.fetch(
-                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + q("job_claim"), *_claim_args(token)
+                explain + "claim('{default}', '{100}', '{NULL}', 100, 30, 'bench', NULL, true, "
+                f"'{token}')"
             )
             plans["claim"] = "\n".join(r[0] for r in rows)
             ids = [
@@ -105,10 +119,9 @@ async def _plans(dsn: str) -> dict[str, str]:
                 token,
             )
             rows = await conn.fetch(
-                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + q("job_complete_many"),
-                ids,
-                [token] * len(ids),
-                ["null"] * len(ids),
+                explain + f"complete('{{{','.join(map(str, ids))}}}', "
+                f"array_fill('{token}'::uuid, ARRAY[{len(ids)}]), "
+                f"array_fill('null'::jsonb, ARRAY[{len(ids)}]))"
             )
             plans["complete"] = "\n".join(r[0] for r in rows)
         finally:
@@ -131,13 +144,13 @@ LISTINGS: list[tuple[str, JobFilter]] = [
 
 async def _listings(dsn: str, runs: int = 10) -> dict[str, float]:
     """Median milliseconds of the first page (20 jobs) of each listing, through JobStore."""
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    pool = await create_pool(dsn, min_size=1, max_size=1, connect_timeout=10)
     try:
         store = JobStore(pool)
         medians: dict[str, float] = {}
         for label, job_filter in LISTINGS:
             times = []
-            for _ in range(runs):  # past the five runs after which a generic plan may win
+            for _ in range(runs):
                 began = time.perf_counter()
                 await store.find(job_filter, limit=20, offset=0)
                 times.append((time.perf_counter() - began) * 1000)

@@ -207,7 +207,7 @@ def _history_section(ctx: scenarios.Context) -> list[str]:
         f"with history: {listed(rates['big'], 'jobs/s')}",
         "",
         "Plans on the big table (`EXPLAIN (ANALYZE, BUFFERS)`, one claim of 100 and its "
-        "completion, rolled back):",
+        "completion, rolled back; the generic plans JQS's sessions run):",
     ]
     for name in ("claim", "complete"):
         lines += ["", f"{name}:", "", "```", str(plans.get(name, "")), "```"]

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from jqs.errors import JobNotFound
 from jqs.models import JobFilter, JobStatus
-from jqs.store import MAX_JOB_ID, JobStore
+from jqs.store import MAX_JOB_ID, Database, JobStore
 from tests.support.jobs import add, raw
 
 
@@ -71,6 +72,34 @@ async def test_find_matches_a_filter_over_every_job(
                     limit,
                     offset,
                 )
+
+
+async def test_hot_statements_keep_one_plan_and_listings_plan_per_value(
+    dsn: str, tmp_path: Path
+) -> None:
+    # One connection, so every run below lands on the same session's prepared statements.
+    db = Database(url=dsn, data_dir=tmp_path / "unused", pool_min=1, pool_max=1)
+    await db.start()
+    try:
+        store = db.jobs
+        for _ in range(8):  # past the five custom plans PostgreSQL tries on its own
+            await add(store, {"task": "t"})
+            claimed = await store.claim(["default"], limit=10, lease_seconds=30, worker_id="w")
+            assert len(claimed.jobs) == 1
+            await store.find(JobFilter(status=JobStatus.PROCESSING), limit=5, offset=0)
+        async with db.pool.acquire() as c:
+            plans = {
+                row["statement"].split("\n", 1)[0]: (row["generic_plans"], row["custom_plans"])
+                for row in await c.fetch(
+                    "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+                )
+            }
+    finally:
+        await db.stop()
+    claim = next(v for k, v in plans.items() if k.startswith("-- Claims across"))
+    listing = next(v for k, v in plans.items() if k.startswith("-- Newest first"))
+    assert claim == (8, 0)  # planned once, never again per run
+    assert listing == (0, 8)  # planned for each filter's values
 
 
 async def test_claim_complete_and_fencing(store: JobStore, conn: asyncpg.Connection) -> None:

@@ -115,8 +115,9 @@ claimed AS (
         worker_id = $6,
         started_at = now(),
         updated_at = now()
-    FROM picked
-    WHERE j.id = picked.id
+    -- An array of ids, not a join: the rows are found through the primary key whatever
+    -- the estimates say (a join may be planned as a hash join over the whole table).
+    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout_seconds,
               j.priority, j.run_at
 )
@@ -325,7 +326,8 @@ doomed AS (
     LIMIT $2
     FOR UPDATE OF jobs SKIP LOCKED
 )
-DELETE FROM jobs USING doomed WHERE jobs.id = doomed.id;
+-- By primary key, whatever the estimates (as the claim's UPDATE).
+DELETE FROM jobs WHERE id = ANY (ARRAY(SELECT id FROM doomed));
 
 -- name: cron_schedule_register
 -- A new schedule, or one whose expression changed, starts from $3 (its latest time
