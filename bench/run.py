@@ -75,6 +75,16 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
         "",
         "For latency rows the ratio is baseline / JQS (above 1 is faster than the baseline).",
     ]
+    batch = ctx.extra.get("batch_runs")
+    if isinstance(batch, dict):
+        lines += [
+            "",
+            "Batch POST runs (jobs/s, alternating; the table shows the medians): JQS "
+            + ", ".join(f"{v:,.0f}" for v in batch["jqs"])
+            + "; raw unnest INSERT "
+            + ", ".join(f"{v:,.0f}" for v in batch["raw"])
+            + ".",
+        ]
     lines += _others_section(ctx)
     lines += _history_section(ctx)
     lines += _profile_section(ctx)

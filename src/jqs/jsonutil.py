@@ -40,10 +40,13 @@ def check_storable(
     """Refuse what JSONB cannot hold (`\\u0000`) and nesting deeper than `max_depth`.
 
     The string scan is skipped when the raw text is given and cannot hold a NUL
-    (`may_hold_nul`), or when `scan_strings` (the caller checked the text) says so.
+    (`may_hold_nul`), or when `scan_strings` (the caller checked the text) says so. `raw`
+    must be the text of `value` (or of a document holding it).
     """
     if scan_strings is None:
         scan_strings = raw is None or may_hold_nul(raw)
+    if not scan_strings and raw is not None and raw.count(b"{") + raw.count(b"[") <= max_depth:
+        return  # each level of nesting opens a bracket: a text with this few is shallow enough
     # Without the string scan only containers need a visit.
     kinds: type | tuple[type, ...] = (dict, list, str) if scan_strings else (dict, list)
     stack: list[tuple[Any, int]] = [(value, 1)]

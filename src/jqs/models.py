@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -87,6 +88,26 @@ class NewJob(NamedTuple):
     task: str | None
     created_at: datetime
     run_at: datetime
+
+
+class NewJobs(NamedTuple):
+    """What the database decided for jobs inserted together with the same options: their
+    ids and tasks in input order, and the times they all share."""
+
+    ids: list[int]
+    tasks: list[str | None]
+    created_at: datetime
+    run_at: datetime
+
+
+def shared_options(rows: Sequence[tuple[object, EnqueueOptions]]) -> EnqueueOptions | None:
+    """The options every row has, or None when they differ (or there are no rows)."""
+    if not rows:
+        return None
+    first = rows[0][1]
+    if all(options is first or options == first for _, options in rows):
+        return first
+    return None
 
 
 class ClaimedJob(NamedTuple):

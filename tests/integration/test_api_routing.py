@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
+from jqs.api.state import Limits
 from jqs.store import JobStore
 from tests.integration.test_api import assert_problem
 from tests.support.http import api_client
@@ -72,6 +73,41 @@ async def test_batch_creates_all_in_order(
     assert (jobs[0]["queue"], jobs[0]["priority"]) == ("q1", 2)
     assert (jobs[2]["max_attempts"], jobs[2]["timeout"]) == (5, 3)
     assert await conn.fetchval("SELECT count(*) FROM jobs") == 3
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"queue": "q1", "priority": -3, "timeout": 2.5}, {"delay": 60}]
+)
+async def test_batch_of_alike_jobs_answers_each_job_as_get_shows_it(
+    client: httpx.AsyncClient, options: dict[str, Any]
+) -> None:
+    # Jobs sharing their options are inserted and rendered together (one statement, one
+    # template); each must still read exactly as GET /jobs/{id} gives it.
+    payloads = [{"task": "a"}, {"n": 1}, {"task": 'été "q"', "x": [1, {"y": None}]}]
+    response = await client.post(
+        "/jobs/batch", json={"jobs": [{"payload": p, **options} for p in payloads]}
+    )
+    assert response.status_code == 201, response.text
+    jobs = response.json()
+    assert [j["payload"] for j in jobs] == payloads
+    assert [j["id"] for j in jobs] == sorted(j["id"] for j in jobs)
+    for job in jobs:
+        assert job == (await client.get(f"/jobs/{job['id']}")).json()
+
+
+async def test_batch_refuses_a_payload_nested_too_deep(
+    store: JobStore, conn: asyncpg.Connection
+) -> None:
+    deep: Any = 1
+    for _ in range(9):
+        deep = {"a": deep}
+    shallow = {f"k{i}": [i] for i in range(20)}  # many brackets, little depth
+    async with api_client(store, limits=Limits(max_json_depth=8)) as c:
+        body = {"jobs": [{"payload": shallow}, {"payload": deep}]}
+        assert_problem(await c.post("/jobs/batch", json=body), 422, "jobs[1].payload", "deeper")
+        assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
+        ok = await c.post("/jobs/batch", json={"jobs": [{"payload": shallow}]})
+        assert ok.status_code == 201, ok.text
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ Time-dependent cases pass the claim an explicit `now` instead of sleeping.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -132,6 +132,44 @@ async def test_batch_insert_is_one_transaction_in_order(store: JobStore) -> None
     jobs = [await store.get(j.id) for j in new]
     assert (jobs[0].queue, jobs[0].priority) == ("x", 3)
     assert jobs[2].max_attempts == 9
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        EnqueueOptions(),
+        EnqueueOptions(queue="x", priority=-2, max_attempts=7, timeout_seconds=1.5),
+        EnqueueOptions(delay=90),
+        EnqueueOptions(run_at=datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)),
+    ],
+)
+async def test_batch_of_alike_jobs_answers_what_was_stored(
+    store: JobStore, options: EnqueueOptions
+) -> None:
+    # Jobs sharing their options take a statement of their own (one row back, not one per
+    # job); what it answers must be what a read of each row gives, in input order.
+    payloads = [{"task": "a", "n": 1}, {"n": 2}, {"task": 7}, {"task": "b", "x": [1, 2]}]
+    new = await store.insert_many([(raw(p), options) for p in payloads])
+    assert [j.task for j in new] == ["a", None, "7", "b"]
+    assert [j.id for j in new] == sorted(j.id for j in new)
+    for created, payload in zip(new, payloads, strict=True):
+        job = await store.get(created.id)
+        assert job.payload == payload
+        assert (created.task, created.created_at, created.run_at) == (
+            job.task,
+            job.created_at,
+            job.run_at,
+        )
+        assert (job.queue, job.priority, job.max_attempts, job.timeout_seconds) == (
+            options.queue,
+            options.priority,
+            options.max_attempts,
+            options.timeout_seconds,
+        )
+    if options.run_at is not None:
+        assert new[0].run_at == options.run_at
+    else:
+        assert (new[0].run_at - new[0].created_at).total_seconds() == options.delay
 
 
 async def test_delayed_job_starts_on_time_not_early(store: JobStore) -> None:

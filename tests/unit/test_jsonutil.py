@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from jqs.jsonutil import InvalidJSON, check_storable, loads
@@ -31,6 +32,17 @@ def test_raw_text_without_escaped_nul_skips_the_string_scan() -> None:
     check_storable({"a": "plain"}, max_depth=10, raw=b'{"a": "plain"}')
     with pytest.raises(InvalidJSON):
         check_storable(loads(b'{"a": "\\u0000"}'), max_depth=10, raw=b'{"a": "\\u0000"}')
+
+
+def test_raw_text_decides_depth_only_when_it_holds_few_brackets() -> None:
+    # Brackets in strings, or many side by side, send the check to walk the value.
+    check_storable({"a": "[[[[[[[[[[{{{{"}, max_depth=2, raw=b'{"a": "[[[[[[[[[[{{{{"}')
+    siblings = {f"k{i}": [i] for i in range(10)}
+    check_storable(siblings, max_depth=2, raw=orjson.dumps(siblings))
+    deep = _nest(6)
+    with pytest.raises(InvalidJSON, match="deeper"):
+        check_storable(deep, max_depth=5, raw=orjson.dumps(deep))
+    check_storable(deep, max_depth=6, raw=orjson.dumps(deep))
 
 
 @pytest.mark.parametrize("text", [b"NaN", b'{"a": Infinity}', b'{"a": 1e400}', b'"\\ud800"', b"{"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
@@ -11,12 +12,12 @@ from starlette.responses import Response
 from jqs.api.body import read_json_object
 from jqs.api.options import JobOptions, describe, task_of
 from jqs.api.problems import ProblemError
-from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
-from jqs.api.schemas import JobOut, new_jobs_json
+from jqs.api.responses import PROBLEM_CONTENT_TYPE
+from jqs.api.schemas import JobOut, alike_jobs_json, new_jobs_json
 from jqs.api.state import ApiState, api_state
 from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps, may_hold_nul
 from jqs.logging import get_logger
-from jqs.models import EnqueueOptions
+from jqs.models import EnqueueOptions, shared_options
 
 log = get_logger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -88,8 +89,11 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
                 errors += describe(exc, f"jobs[{index}]")
                 continue
             payload, options = parsed.payload, parsed
+        text = RawJSON(dumps(payload))
         try:
-            check_storable(payload, max_depth=limits.max_json_depth, scan_strings=scan_strings)
+            check_storable(
+                payload, max_depth=limits.max_json_depth, raw=text, scan_strings=scan_strings
+            )
         except InvalidJSON as exc:
             errors.append({"loc": f"jobs[{index}].payload", "msg": str(exc)})
             continue
@@ -100,15 +104,24 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
                 resolved = plain_options[task] = _PLAIN.resolve(task, state.defaults)
         else:
             resolved = options.resolve(task, state.defaults)
-        rows.append((RawJSON(dumps(payload)), resolved))
+        rows.append((text, resolved))
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
         raise ProblemError(422, detail, errors=errors)
-    created = await state.jobs.insert_many(rows)
+    shared = shared_options(rows)
+    if shared is not None:  # the usual batch: one statement and one rendering for all
+        payloads = [payload for payload, _ in rows]
+        inserted = await state.jobs.insert_alike(payloads, shared)
+        answer = alike_jobs_json(inserted, payloads, shared)
+        first_id, last_id = inserted.ids[0], inserted.ids[-1]
+    else:
+        created = await state.jobs.insert_many(rows)
+        answer = orjson.dumps(new_jobs_json(created, rows))
+        first_id, last_id = created[0].id, created[-1].id
     for queue in {options.queue for _, options in rows}:
         state.on_enqueue(queue)
-    log.info("jobs_enqueued", count=len(created), first_id=created[0].id, last_id=created[-1].id)
-    return JSONBytesResponse(new_jobs_json(created, rows), status_code=201)
+    log.info("jobs_enqueued", count=len(rows), first_id=first_id, last_id=last_id)
+    return Response(answer, status_code=201, media_type="application/json")
 
 
 _PLAIN = JobOptions()

@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from jqs.jsonutil import RawJSON
-from jqs.models import EnqueueOptions, Job, JobStatus, NewJob
+from jqs.models import EnqueueOptions, Job, JobStatus, NewJob, NewJobs
 
 
 class JobOut(BaseModel):
@@ -82,6 +82,38 @@ def new_jobs_json(
             base = bases[key] = _new_job_base(new, options)
         out.append(_set_job(base.copy(), new, payload))  # copies keep the keys' order
     return out
+
+
+def alike_jobs_json(
+    inserted: NewJobs, payloads: Sequence[RawJSON], options: EnqueueOptions
+) -> bytes:
+    """The JSON array of jobs inserted together with the same options, as orjson would
+    render `new_jobs_json` of them, byte for byte (a test holds it to that).
+
+    Such jobs differ only in id, payload and task, so everything else is rendered once and
+    each job is joined from pieces: at 500 jobs a request, building and rendering a dict
+    per job took most of the time the API spent on a batch.
+    """
+    first = new_job_json(
+        NewJob(0, None, inserted.created_at, inserted.run_at), RawJSON(b"null"), options
+    )
+    rendered = orjson.dumps(first)
+    # {"id":0,"payload":null,<status to updated_at>,"task":null,<queue to errors>}
+    _, rest = rendered.split(b',"payload":null', 1)
+    between, after = rest.split(b',"task":null', 1)
+    payload_key, task_key = b',"payload":', between + b',"task":'
+    tasks: dict[str | None, bytes] = {}
+    parts: list[bytes] = []
+    for job_id, payload, task in zip(inserted.ids, payloads, inserted.tasks, strict=True):
+        task_json = tasks.get(task)
+        if task_json is None:
+            task_json = tasks[task] = orjson.dumps(task)
+        parts.append(
+            b"".join(
+                (b'{"id":', str(job_id).encode(), payload_key, payload, task_key, task_json, after)
+            )
+        )
+    return b"[" + b",".join(parts) + b"]"
 
 
 def _new_job_base(new: NewJob, options: EnqueueOptions) -> dict[str, Any]:

@@ -24,7 +24,9 @@ from jqs.models import (
     JobFilter,
     JobStatus,
     NewJob,
+    NewJobs,
     RescuedJob,
+    shared_options,
 )
 from jqs.store.database import wrap_errors
 from jqs.store.queries import q
@@ -181,6 +183,14 @@ class JobStore:
         """Insert a batch in one statement (all or none); results come back in input order."""
         if not jobs:
             return []
+        options = shared_options(jobs)
+        if options is not None:
+            alike = await self.insert_alike([payload for payload, _ in jobs], options)
+            created_at, run_at = alike.created_at, alike.run_at
+            return [
+                NewJob(job_id, task, created_at, run_at)
+                for job_id, task in zip(alike.ids, alike.tasks, strict=True)
+            ]
         rows = RawJSON(
             orjson.dumps(
                 [
@@ -202,6 +212,24 @@ class JobStore:
         new = [NewJob(r[0], r[1], r[2], r[3]) for r in inserted]
         new.sort(key=_by_id)
         return new
+
+    async def insert_alike(self, payloads: Sequence[RawJSON], o: EnqueueOptions) -> NewJobs:
+        """Insert jobs that share their options in one statement (all or none)."""
+        if not payloads:
+            raise ValueError("no jobs to insert")
+        with wrap_errors():
+            row = await self._pool.fetchrow(
+                q("job_insert_many_alike"),
+                RawJSON(b"[" + b",".join(payloads) + b"]"),
+                o.queue,
+                o.priority,
+                o.run_at,
+                o.delay,
+                o.max_attempts,
+                o.timeout_seconds,
+            )
+        assert row is not None  # an aggregate always gives one row
+        return NewJobs(row["ids"], row["tasks"], row["created_at"], row["run_at"])
 
     async def get(self, job_id: int) -> Job:
         """The job with this id, or JobNotFound."""
