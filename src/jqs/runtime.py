@@ -148,7 +148,10 @@ class Runner:
         )
         pool = self._worker_pool(db, registry) if self._worker else None
         origin = new_origin()
-        notifier = Notifier(db.pool, origin=origin)
+        assert db.dsn is not None
+        # `enqueued` wakes this pool directly; the Listener is for other processes' jobs.
+        listener = Listener(db.dsn, pool.notify, origin=origin) if pool is not None else None
+        notifier = Notifier(db.pool, origin=origin, own_listener=listener)
 
         def enqueued(queue: str) -> None:
             if pool is not None:
@@ -171,10 +174,8 @@ class Runner:
             services.append(
                 Pruner(db.jobs, retention=settings.retention, interval=settings.retention_interval)
             )
-        if pool is not None:
-            assert db.dsn is not None
-            # `enqueued` wakes this pool directly; the Listener is for other processes' jobs.
-            services.append(Listener(db.dsn, pool.notify, origin=origin))
+        if listener is not None:
+            services.append(listener)
         for service in services:
             await service.start()
         if pool is not None:

@@ -245,7 +245,7 @@ async def _database_faults(start_jqs: StartJqs, owned: OwnedPostgres, dsn: str) 
                 await asyncio.sleep(0.7)
                 await admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'jqs' AND pid <> pg_backend_pid()"
+                    "WHERE application_name LIKE 'jqs%' AND pid <> pg_backend_pid()"
                 )
         finally:
             await admin.close()

@@ -196,6 +196,39 @@ async def test_listener_drops_its_own_process_echo(
         await listener.stop()
 
 
+async def test_notifier_is_silent_while_no_other_process_listens(
+    database: Database, dsn: str
+) -> None:
+    # A plain LISTEN hears every notification without counting as a JQS listener.
+    spy = await asyncpg.connect(dsn)
+    heard: list[str] = []
+    await spy.add_listener("jqs_jobs", lambda *args: heard.append(str(args[3])))
+    own = Listener(dsn, lambda queue: None)
+    notifier = Notifier(database.pool, own_listener=own, recheck_seconds=0.2)
+    other = Listener(dsn, lambda queue: None)  # a worker in another process
+    await own.start()
+    await notifier.start()
+    try:
+        await asyncio.wait_for(own.connected.wait(), 5)
+        notifier.touch("alone")
+        await asyncio.sleep(0.5)
+        assert heard == []  # only this process listens: its pool was woken directly
+        await other.start()
+        await asyncio.wait_for(other.connected.wait(), 5)
+        await asyncio.sleep(0.3)  # past the notifier's next look
+
+        async def told() -> bool:
+            return any(h.startswith("shared,") for h in heard)
+
+        notifier.touch("shared")
+        await eventually(told, within=5)
+    finally:
+        await other.stop()
+        await notifier.stop()
+        await own.stop()
+        await spy.close()
+
+
 async def test_listener_reconnects_and_asks_for_a_recheck(
     dsn: str, conn: asyncpg.Connection
 ) -> None:
@@ -206,8 +239,7 @@ async def test_listener_reconnects_and_asks_for_a_recheck(
         await asyncio.wait_for(listener.connected.wait(), 5)
         await conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'jqs' AND query LIKE 'LISTEN%' OR "
-            "(application_name = 'jqs' AND pid <> pg_backend_pid())"
+            "WHERE application_name LIKE 'jqs%' AND pid <> pg_backend_pid()"
         )
 
         async def rechecked() -> bool:

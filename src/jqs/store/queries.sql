@@ -377,3 +377,16 @@ SELECT status, count(*) AS n FROM jobs GROUP BY status;
 
 -- name: db_ping
 SELECT 1;
+
+-- name: db_notify
+SELECT pg_notify($1, $2);
+
+-- name: db_listeners_elsewhere
+-- Is a JQS listener ($1: its application_name) connected to this database, other than the
+-- caller's own ($2: its backend pid, or NULL)? application_name and the database are
+-- shown to every role, whatever it may see of other sessions.
+SELECT EXISTS (
+    SELECT 1 FROM pg_stat_activity
+    WHERE datname = current_database() AND application_name = $1
+      AND pid IS DISTINCT FROM $2
+);
