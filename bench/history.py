@@ -24,8 +24,9 @@ from jqs.store.queries import q
 
 HISTORY = 1_000_000
 QUEUED = 50_000
-ROUNDS = 5
+ROUNDS = 6
 CYCLES = 200  # claim + complete batches timed per run
+WARMUP = 20  # and run before the timing starts
 
 
 async def _manual_vacuum(dsn: str) -> None:
@@ -66,12 +67,15 @@ def _claim_args(token: uuid.UUID) -> tuple[object, ...]:
 
 async def _claim_path(dsn: str, cycles: int) -> float:
     """Mean milliseconds of one claim of 100 jobs plus their batched completion: the
-    statements a worker runs per batch, timed on their own, one after the other."""
-    await _fill(dsn, cycles * 100)
+    statements a worker runs per batch, timed on their own, one after the other, after
+    WARMUP untimed ones (the first touches of pages after the fill's checkpoint)."""
+    await _fill(dsn, (WARMUP + cycles) * 100)
     conn = await asyncpg.connect(dsn, server_settings=SESSION_SETTINGS)  # planned as JQS does
     try:
-        began = time.perf_counter()
-        for _ in range(cycles):
+        began = 0.0
+        for done in range(WARMUP + cycles):
+            if done == WARMUP:
+                began = time.perf_counter()
             token = uuid.uuid4()
             ids = [r[0] for r in await conn.fetch(q("job_claim"), *_claim_args(token))]
             await conn.execute(q("job_complete_many"), ids, [token] * len(ids), ["null"] * len(ids))
@@ -175,10 +179,14 @@ async def history(ctx: Context) -> None:
     for round_no in range(ROUNDS):  # alternating, so drift in the machine hits both sides
         empty = await ctx.server.fresh(keep=[big])
         await _manual_vacuum(empty)
-        empty_ms.append(await _claim_path(empty, CYCLES))
-        big_ms.append(await _claim_path(big, CYCLES))
-        empty_rates.append(await jqs_drain(ctx, empty, queued, f"history_empty_{round_no}"))
-        big_rates.append(await jqs_drain(ctx, big, queued, f"history_big_{round_no}"))
+        # Each side goes first every other round, so whatever the order does falls on both.
+        sides = [(empty, empty_ms, empty_rates, "empty"), (big, big_ms, big_rates, "big")]
+        if round_no % 2:
+            sides.reverse()
+        for dsn, times, _, _ in sides:
+            times.append(await _claim_path(dsn, CYCLES))
+        for dsn, _, rates, name in sides:
+            rates.append(await jqs_drain(ctx, dsn, queued, f"history_{name}_{round_no}"))
     ctx.extra["history_plans"] = await _plans(big)
     ctx.extra["history_listings"] = await _listings(big)
     ctx.extra["history_runs"] = {

@@ -202,8 +202,10 @@ def _history_section(ctx: scenarios.Context) -> list[str]:
         "## As history grows",
         "",
         "The same work on an empty `jobs` table and on one that also holds a million "
-        "completed jobs, alternating five times. Each run starts from a freshly vacuumed "
-        "table and autovacuum is off while it runs, so what is timed is the claim path, "
+        f"completed jobs, {history.ROUNDS} rounds, each side first in every other one. "
+        "Each run starts from a freshly vacuumed and checkpointed table, times "
+        f"{history.CYCLES} cycles after {history.WARMUP} untimed ones, and autovacuum is "
+        "off while it runs, so what is timed is the claim path, "
         "not a vacuum that happened to start (on the big table a vacuum scans a million "
         "rows' indexes; migration 0004 makes it run by churn, at most once a minute). "
         "The claim reads only the partial index of queued jobs and a completion looks its "
