@@ -75,6 +75,19 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
         "",
         "For latency rows the ratio is baseline / JQS (above 1 is faster than the baseline).",
     ]
+    for rate in (200, 1000):
+        data = ctx.extra.get(f"latency_{rate}")
+        if isinstance(data, dict) and isinstance(data.get("run_p99"), dict):
+            p99 = data["run_p99"]
+            lines += [
+                "",
+                f"Pickup p99 at {rate} jobs/s, run by run (ms; the table pools every job): "
+                "JQS "
+                + ", ".join(f"{v:.2f}" for v in p99["jqs"])
+                + "; raw "
+                + ", ".join(f"{v:.2f}" for v in p99["raw"])
+                + ".",
+            ]
     batch = ctx.extra.get("batch_runs")
     if isinstance(batch, dict):
         lines += [

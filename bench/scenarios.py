@@ -35,6 +35,7 @@ from bench.http_load import Client, open_loop
 # drains of a few seconds vary by a fifth on a 2-core machine.
 DRAIN_ROUNDS = 3
 BATCH_ROUNDS = 5
+LATENCY_ROUNDS = 3
 PAYLOAD = {"task": "noop", "to": "user@example.com", "subject": "Hello"}
 
 
@@ -458,15 +459,37 @@ async def _completed_during(dsn: str, url: str, body: str, seconds: int) -> floa
 
 
 async def pickup_latency(ctx: Context) -> None:
-    """5. Commit-to-handler-start latency at 200 and 1,000 jobs/s, JQS vs raw LISTEN/NOTIFY."""
+    """5. Commit-to-handler-start latency at 200 and 1,000 jobs/s, JQS vs raw LISTEN/NOTIFY.
+
+    Each rate runs LATENCY_ROUNDS times, alternating with the baseline, and the percentiles
+    are taken over every job of those runs: one run's p99 rests on its fifty slowest jobs,
+    which a single stall of this shared 2-core machine decides.
+    """
+    rounds = 1 if ctx.quick else LATENCY_ROUNDS
     for rate, n, p50_target, p99_target in ((200, 2000, 1.5, 5.0), (1000, 5000, None, 10.0)):
         if ctx.quick:
             n = n // 4
-        ours = await _jqs_latency(ctx, rate, n)
-        raw = await raw_queue.latency(await ctx.server.fresh(), rate, n)
-        ctx.extra[f"latency_{rate}"] = {"jqs": ours, "raw": raw}
+        ours: list[float] = []
+        raw: list[float] = []
+        achieved: list[float] = []
+        claims: list[float] = []
+        run_p99: dict[str, list[float]] = {"jqs": [], "raw": []}
+        for _ in range(rounds):
+            run = await _jqs_latency(ctx, rate, n)
+            raw_run = await raw_queue.latency(await ctx.server.fresh(), rate, n)
+            ours += run["latencies"]  # type: ignore[arg-type]
+            raw += raw_run
+            achieved.append(float(run["achieved"]))  # type: ignore[arg-type]
+            claims.append(float(run["claims_per_job"]))  # type: ignore[arg-type]
+            run_p99["jqs"].append(percentile(run["latencies"], 99))  # type: ignore[arg-type]
+            run_p99["raw"].append(percentile(raw_run, 99))
+        ctx.extra[f"latency_{rate}"] = {
+            "jqs": {"latencies": ours, "achieved": min(achieved)},
+            "raw": raw,
+            "run_p99": run_p99,
+        }
         for pct, target in ((50, p50_target), (99, p99_target)):
-            value, base = percentile(ours["latencies"], pct), percentile(raw, pct)
+            value, base = percentile(ours, pct), percentile(raw, pct)
             ctx.rows.append(
                 Row(
                     f"pickup latency p{pct} at {rate} jobs/s (ms)",
@@ -477,8 +500,9 @@ async def pickup_latency(ctx: Context) -> None:
                     f"<= {target} ms" if target else "",
                     higher_is_better=False,
                     met=None if target is None else value <= target,
-                    note=f"{n} jobs; achieved {ours['achieved']:.0f}/s; "
-                    f"{ours['claims_per_job']:.2f} claims per job",
+                    note=f"{rounds} runs of {n} jobs alternating with the baseline, "
+                    f"percentiles over all; achieved {min(achieved):.0f}/s at least; "
+                    f"{statistics.mean(claims):.2f} claims per job",
                 )
             )
 

@@ -202,14 +202,18 @@ WHERE id = $1 AND lease_token = $2 AND status = 'processing';
 
 -- name: job_complete_many
 -- Many attempts finished at once, each fenced by its own lease token; returns those applied.
--- The rows are found by the array of ids ($1), not by a join with the arrays: with no
--- running jobs in its statistics, the generic plan of a join could be a nested loop that
--- unnests the arrays again for every row (measured on a million-row table: 3-4 ms for 100
--- jobs instead of 1). Each row's token and result sit at its id's place in $2 and $3.
+-- The rows are found by the array of ids ($1) through the primary key, not by a join with
+-- the arrays: with no running jobs in its statistics, the generic plan of a join could be a
+-- nested loop that unnests the arrays again for every row (measured on a million-row
+-- table: 3-4 ms for 100 jobs instead of 1). Each row's token and result sit at its id's
+-- place in $2 and $3. A lease token is set only while its job is processing (every way out
+-- clears it), so the token is the whole fence; naming the status as well would let the
+-- planner read a partial index of processing jobs instead, with a bitmap scan that visits
+-- every dead entry left there since the last vacuum, on every batch.
 UPDATE jobs AS j
 SET status = 'completed', result = ($3::jsonb[])[array_position($1::bigint[], j.id)],
     lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
-WHERE j.id = ANY ($1::bigint[]) AND j.status = 'processing'
+WHERE j.id = ANY ($1::bigint[])
   AND j.lease_token = ($2::uuid[])[array_position($1::bigint[], j.id)]
 RETURNING j.id;
 
