@@ -62,6 +62,11 @@ def _job(row: asyncpg.Record) -> Job:
     )
 
 
+def _option_values(o: EnqueueOptions) -> tuple[object, ...]:
+    """What the batch inserts take of a job's options, in their statements' order."""
+    return (o.queue, o.priority, o.run_at, o.delay, o.max_attempts, o.timeout_seconds)
+
+
 def _by_id(job: NewJob) -> int:
     return job.id
 
@@ -194,15 +199,8 @@ class JobStore:
         rows = RawJSON(
             orjson.dumps(
                 [
-                    (
-                        orjson.Fragment(bytes(payload)),  # orjson wants bytes exactly
-                        o.queue,
-                        o.priority,
-                        o.run_at,
-                        o.delay,
-                        o.max_attempts,
-                        o.timeout_seconds,
-                    )
+                    # orjson wants bytes exactly
+                    (orjson.Fragment(bytes(payload)), *_option_values(o))
                     for payload, o in jobs
                 ]
             )
@@ -221,12 +219,7 @@ class JobStore:
             row = await self._pool.fetchrow(
                 q("job_insert_many_alike"),
                 RawJSON(b"[" + b",".join(payloads) + b"]"),
-                o.queue,
-                o.priority,
-                o.run_at,
-                o.delay,
-                o.max_attempts,
-                o.timeout_seconds,
+                *_option_values(o),
             )
         assert row is not None  # an aggregate always gives one row
         return NewJobs(row["ids"], row["tasks"], row["created_at"], row["run_at"])
