@@ -21,8 +21,9 @@ _JSONB_VERSION = b"\x01"
 # run (its custom plan always looked cheaper), about 0.5 ms of a 1.5 ms claim round trip
 # on an idle table. A generic plan must suit every value: rows are found through index
 # conditions, not joins that could be planned as a hash join over the whole table (the
-# claim's UPDATE takes an array of ids). Listings, whose best index depends on the values
-# asked for, ask for custom plans in their own transaction (`db_plan_for_values`).
+# claim's UPDATE, the batched completion and the pruner take arrays of ids). Listings, whose
+# best index depends on the values asked for, ask for custom plans in their own transaction
+# (`db_plan_for_values`).
 SESSION_SETTINGS = {"application_name": "jqs", "plan_cache_mode": "force_generic_plan"}
 
 
