@@ -9,6 +9,7 @@ import pytest
 from jqs.errors import JobNotFound
 from jqs.models import JobFilter, JobStatus
 from jqs.store import MAX_JOB_ID, Database, JobStore
+from jqs.store.queries import q
 from tests.support.jobs import add, raw
 
 
@@ -100,6 +101,47 @@ async def test_hot_statements_keep_one_plan_and_listings_plan_per_value(
     listing = next(v for k, v in plans.items() if k.startswith("-- Newest first"))
     assert claim == (8, 0)  # planned once, never again per run
     assert listing == (0, 8)  # planned for each filter's values
+
+
+# Each statement that finds its rows through an index, with arguments to EXPLAIN it by.
+_INDEXED_STATEMENTS = {
+    "job_claim": "ARRAY['default'], ARRAY[10], ARRAY[NULL::int], 10, 30, 'w', NULL, true, "
+    "gen_random_uuid()",
+    "job_complete": "1, gen_random_uuid(), '{}'::jsonb",
+    "job_complete_many": "ARRAY[1, 2]::bigint[], ARRAY[gen_random_uuid(), gen_random_uuid()], "
+    "ARRAY['{}'::jsonb, '{}'::jsonb]",
+    "job_fail_attempt": "1, gen_random_uuid(), '{}'::jsonb, true, 1",
+    "job_heartbeat_many": "ARRAY[1]::bigint[], ARRAY[gen_random_uuid()], 30",
+    "job_cancel_requested_many": "ARRAY[1]::bigint[], ARRAY[gen_random_uuid()]",
+    "job_release": "ARRAY[1]::bigint[], ARRAY[gen_random_uuid()]",
+    "job_rescue_expired": "100, 1",
+    "job_prune": "3600, 100, 2",
+    "job_cancel": "1, '{}'::jsonb",
+    "job_get": "1",
+}
+
+
+async def test_plans_made_on_a_small_table_still_use_the_indexes(
+    dsn: str, tmp_path: Path, conn: asyncpg.Connection
+) -> None:
+    # A connection plans each statement once, at its first run, and keeps the plan while the
+    # table grows. Made on a table of one page, the plans read the table whole (with
+    # PostgreSQL's default settings, even the lookup by primary key did) and kept doing so.
+    await conn.execute(
+        "INSERT INTO jobs (payload, status, finished_at) "
+        "SELECT jsonb_build_object('task', 't'), 'completed', now() FROM generate_series(1, 50)"
+    )
+    await conn.execute("ANALYZE jobs")
+    db = Database(url=dsn, data_dir=tmp_path / "unused", pool_min=1, pool_max=1)
+    await db.start()
+    try:
+        async with db.pool.acquire() as c:
+            for name, args in _INDEXED_STATEMENTS.items():
+                await c.execute(f"PREPARE {name} AS {q(name)}")
+                plan = "\n".join(r[0] for r in await c.fetch(f"EXPLAIN EXECUTE {name}({args})"))
+                assert "Seq Scan on jobs" not in plan, (name, plan)
+    finally:
+        await db.stop()
 
 
 async def test_claim_complete_and_fencing(store: JobStore, conn: asyncpg.Connection) -> None:

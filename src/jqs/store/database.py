@@ -21,10 +21,25 @@ _JSONB_VERSION = b"\x01"
 # run (its custom plan always looked cheaper), about 0.5 ms of a 1.5 ms claim round trip
 # on an idle table. A generic plan must suit every value: rows are found through index
 # conditions, not joins that could be planned as a hash join over the whole table (the
-# claim's UPDATE, the batched completion and the pruner take arrays of ids). Listings, whose
-# best index depends on the values asked for, ask for custom plans in their own transaction
-# (`db_plan_for_values`).
-SESSION_SETTINGS = {"application_name": "jqs", "plan_cache_mode": "force_generic_plan"}
+# claim's UPDATE, the batched completion and the pruner take arrays of ids).
+#
+# A generic plan is made once, at a statement's first run on the connection, and kept until
+# the table's statistics change. Made while the table held a page of rows, every plan read
+# the table whole (even a lookup by primary key), and kept doing so as it grew: in the
+# bench, p99 pickup latency at 1000 jobs/s went from 6 to 19 ms. Sequential scans are
+# therefore off: every statement of the hot path has an index, so its plan is the one a
+# big table gets, whatever the size when it was made. A statement with no index to use
+# still scans the table (the planner only avoids a disabled path when it has another), but
+# before PostgreSQL 18 its cost then looks huge (a disabled path costs 1e10) and would
+# trigger JIT compilation on every run; JIT is off, it never pays for statements this short.
+# Listings, whose best index depends on the values asked for, and the counts over the whole
+# table plan each run with every path allowed, in their own transaction (`db_plan_freely`).
+SESSION_SETTINGS = {
+    "application_name": "jqs",
+    "plan_cache_mode": "force_generic_plan",
+    "enable_seqscan": "off",
+    "jit": "off",
+}
 
 
 def _encode_jsonb(value: Any) -> bytes:

@@ -77,11 +77,14 @@ SELECT * FROM (
 ) AS j
 ORDER BY id DESC LIMIT $2 OFFSET $3;
 
--- name: db_plan_for_values
--- For this transaction: plan each statement for its parameter values. A generic plan (what
--- PostgreSQL caches after five runs) cannot use a partial index whose predicate names a
--- value that is a parameter, nor size a LIMIT that is one.
+-- name: db_plan_freely
+-- For this transaction: plan each statement for its parameter values, with sequential scans
+-- allowed (JQS's sessions turn them off; see SESSION_SETTINGS in database.py). A generic
+-- plan cannot use a partial index whose predicate names a value that is a parameter, nor
+-- size a LIMIT that is one; and a count over the whole table is best read sequentially.
+-- Two statements, sent together (the simple query protocol) in one round trip.
 SET LOCAL plan_cache_mode = force_custom_plan;
+SET LOCAL enable_seqscan = on;
 
 -- name: job_claim
 -- Claims across the served queues ($1), each capped ($2: free slots, rate tokens) and,

@@ -43,8 +43,10 @@ class QueueStore:
     async def infos(self) -> list[QueueInfo]:
         """Every queue that has jobs or settings, by name."""
         with wrap_errors():
-            settings_rows = await self._pool.fetch(q("queue_settings"))
-            count_rows = await self._pool.fetch(q("queue_counts"))
+            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+                await conn.execute(q("db_plan_freely"))  # the counts read every row
+                settings_rows = await conn.fetch(q("queue_settings"))
+                count_rows = await conn.fetch(q("queue_counts"))
         settings = {row["name"]: _settings(row) for row in settings_rows}
         counts: dict[str, dict[JobStatus, int]] = {}
         oldest: dict[str, float | None] = {}
