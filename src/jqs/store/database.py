@@ -11,6 +11,7 @@ import orjson
 
 from jqs.errors import DatabaseUnavailable, StoreError
 from jqs.jsonutil import RawJSON
+from jqs.store.queries import q
 
 # JSONB's binary wire format is a version byte (1) followed by the JSON text.
 _JSONB_VERSION = b"\x01"
@@ -34,12 +35,16 @@ _JSONB_VERSION = b"\x01"
 # trigger JIT compilation on every run; JIT is off, it never pays for statements this short.
 # Listings, whose best index depends on the values asked for, and the counts over the whole
 # table plan each run with every path allowed, in their own transaction (`db_plan_freely`).
+#
+# These are SET once the connection is open (`db_session_configure`), not sent as startup
+# parameters: PgBouncer refuses a connection whose startup packet names a setting it does
+# not track, and it tracks application_name, which is all STARTUP_SETTINGS holds.
 SESSION_SETTINGS = {
-    "application_name": "jqs",
     "plan_cache_mode": "force_generic_plan",
     "enable_seqscan": "off",
     "jit": "off",
 }
+STARTUP_SETTINGS = {"application_name": "jqs"}
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -53,6 +58,9 @@ def _decode_jsonb(data: bytes) -> Any:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        q("db_session_configure"), list(SESSION_SETTINGS), list(SESSION_SETTINGS.values())
+    )
     await conn.set_type_codec(
         "jsonb",
         schema="pg_catalog",
@@ -69,7 +77,7 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     after every statement, which on the hot path doubled the time a claim or an insert
     held its caller. JQS leaves no session state behind: its advisory locks are
     transaction-scoped, LISTEN has a connection of its own, it never uses cursors, and its
-    only SET is SET LOCAL (SESSION_SETTINGS are given once, when the connection opens).
+    only SET is SET LOCAL (SESSION_SETTINGS are set once, when the connection opens).
     asyncpg still rolls back a transaction left open before calling this.
     """
 
@@ -126,7 +134,7 @@ async def create_pool(
             command_timeout=command_timeout,
             init=_init_connection,
             reset=_keep_session,
-            server_settings=SESSION_SETTINGS,
+            server_settings=STARTUP_SETTINGS,
         )
     assert pool is not None
     return pool

@@ -386,6 +386,12 @@ RETURNING id;
 -- name: job_count_by_status
 SELECT status, count(*) AS n FROM jobs GROUP BY status;
 
+-- name: db_session_configure
+-- A new connection's settings ($1: names, $2: values), for the whole session. Why these, in
+-- database.py (SESSION_SETTINGS).
+SELECT set_config(s.name, s.value, false)
+FROM unnest($1::text[], $2::text[]) AS s(name, value);
+
 -- name: db_ping
 SELECT 1;
 
