@@ -88,6 +88,21 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
                 + ", ".join(f"{v:.2f}" for v in p99["raw"])
                 + ".",
             ]
+    single = ctx.extra.get("single_runs")
+    if isinstance(single, dict):
+        lines += [
+            "",
+            "Single POST runs (requests/s, taking turns; the table shows the medians): "
+            + "; ".join(
+                f"{label} " + ", ".join(f"{v:,.0f}" for v in single[key])
+                for key, label in (
+                    ("jqs", "JQS"),
+                    ("jqs_quiet", "JQS at warning"),
+                    ("baseline", "baseline"),
+                )
+            )
+            + ".",
+        ]
     batch = ctx.extra.get("batch_runs")
     if isinstance(batch, dict):
         lines += [
