@@ -88,6 +88,21 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
                 + ", ".join(f"{v:.2f}" for v in p99["raw"])
                 + ".",
             ]
+    for rate in (200, 1000):
+        data = ctx.extra.get(f"latency_{rate}")
+        if isinstance(data, dict) and isinstance(data.get("late_wakeups"), dict):
+            late = data["late_wakeups"]
+            lines += [
+                "",
+                f"Beside the runs at {rate} jobs/s, a process that only sleeps 1 ms at a time "
+                "(`bench/stalls.py`) was woken more than 3 ms late "
+                + "; ".join(
+                    f"{sum(v > 3 for v in late[key])} times during {label} "
+                    f"(worst {max(late[key], default=0.0):.1f} ms)"
+                    for key, label in (("jqs", "JQS's runs"), ("raw", "the baseline's"))
+                )
+                + ": that much of the tail is the machine's.",
+            ]
     single = ctx.extra.get("single_runs")
     if isinstance(single, dict):
         lines += [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import asyncpg
 import orjson
 import psutil
 
-from bench import raw_queue
+from bench import raw_queue, stalls
 from bench.common import (
     REPO,
     Proc,
@@ -493,9 +495,13 @@ async def pickup_latency(ctx: Context) -> None:
         achieved: list[float] = []
         claims: list[float] = []
         run_p99: dict[str, list[float]] = {"jqs": [], "raw": []}
+        late_wakeups: dict[str, list[float]] = {"jqs": [], "raw": []}
         for _ in range(rounds):
-            run = await _jqs_latency(ctx, rate, n)
-            raw_run = await raw_queue.latency(await ctx.server.fresh(), rate, n)
+            with _stall_probe(ctx, late_wakeups["jqs"]):
+                run = await _jqs_latency(ctx, rate, n)
+            raw_dsn = await ctx.server.fresh()
+            with _stall_probe(ctx, late_wakeups["raw"]):
+                raw_run = await raw_queue.latency(raw_dsn, rate, n)
             ours += run["latencies"]  # type: ignore[arg-type]
             raw += raw_run
             achieved.append(float(run["achieved"]))  # type: ignore[arg-type]
@@ -506,6 +512,7 @@ async def pickup_latency(ctx: Context) -> None:
             "jqs": {"latencies": ours, "achieved": min(achieved)},
             "raw": raw,
             "run_p99": run_p99,
+            "late_wakeups": late_wakeups,
         }
         for pct, target in ((50, p50_target), (99, p99_target)):
             value, base = percentile(ours, pct), percentile(raw, pct)
@@ -524,6 +531,20 @@ async def pickup_latency(ctx: Context) -> None:
                     f"{statistics.mean(claims):.2f} claims per job",
                 )
             )
+
+
+@contextlib.contextmanager
+def _stall_probe(ctx: Context, into: list[float]) -> Iterator[None]:
+    """Run bench.stalls beside the block; adds how late (ms) its late wake-ups were."""
+    out = Path(tempfile.mkstemp(suffix=".txt")[1])
+    proc = start([sys.executable, "-m", "bench.stalls", str(out)], {}, ctx.log("stalls"))
+    try:
+        yield
+    finally:
+        proc.stop()
+        if out.read_text():
+            into += stalls.read(out)[1]
+        out.unlink()
 
 
 async def _jqs_latency(ctx: Context, rate: int, n: int) -> dict[str, object]:
