@@ -96,12 +96,13 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
                 "",
                 f"Beside the runs at {rate} jobs/s, a process that only sleeps 1 ms at a time "
                 "(`bench/stalls.py`) was woken more than 3 ms late "
-                + "; ".join(
-                    f"{sum(v > 3 for v in late[key])} times during {label} "
+                + " and ".join(
+                    f"{sum(v > 3 for v in late[key])} times while {label} were measured "
                     f"(worst {max(late[key], default=0.0):.1f} ms)"
-                    for key, label in (("jqs", "JQS's runs"), ("raw", "the baseline's"))
+                    for key, label in (("jqs", "JQS's jobs"), ("raw", "the baseline's"))
                 )
-                + ": that much of the tail is the machine's.",
+                + ". Such a stall holds up every process on the machine, and each job in "
+                "flight waits it out.",
             ]
     single = ctx.extra.get("single_runs")
     if isinstance(single, dict):

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -497,11 +497,14 @@ async def pickup_latency(ctx: Context) -> None:
         run_p99: dict[str, list[float]] = {"jqs": [], "raw": []}
         late_wakeups: dict[str, list[float]] = {"jqs": [], "raw": []}
         for _ in range(rounds):
-            with _stall_probe(ctx, late_wakeups["jqs"]):
+            with _stall_probe(ctx) as late_between:
                 run = await _jqs_latency(ctx, rate, n)
+                late_wakeups["jqs"] += late_between(*run["window"])  # type: ignore[misc]
             raw_dsn = await ctx.server.fresh()
-            with _stall_probe(ctx, late_wakeups["raw"]):
+            with _stall_probe(ctx) as late_between:
+                began = time.time()
                 raw_run = await raw_queue.latency(raw_dsn, rate, n)
+                late_wakeups["raw"] += late_between(began, time.time())
             ours += run["latencies"]  # type: ignore[arg-type]
             raw += raw_run
             achieved.append(float(run["achieved"]))  # type: ignore[arg-type]
@@ -534,17 +537,22 @@ async def pickup_latency(ctx: Context) -> None:
 
 
 @contextlib.contextmanager
-def _stall_probe(ctx: Context, into: list[float]) -> Iterator[None]:
-    """Run bench.stalls beside the block; adds how late (ms) its late wake-ups were."""
+def _stall_probe(ctx: Context) -> Iterator[Callable[[float, float], list[float]]]:
+    """Run bench.stalls through the block; yields `late_between(begin, end)`, which stops
+    it and returns how late (ms) its late wake-ups between those times were. Only the
+    measured window counts: a server's start-up alone wakes it late a few times."""
     out = Path(tempfile.mkstemp(suffix=".txt")[1])
     proc = start([sys.executable, "-m", "bench.stalls", str(out)], {}, ctx.log("stalls"))
+
+    def late_between(begin: float, end: float) -> list[float]:
+        proc.stop()
+        return stalls.read(out, begin, end)
+
     try:
-        yield
+        yield late_between
     finally:
         proc.stop()
-        if out.read_text():
-            into += stalls.read(out)[1]
-        out.unlink()
+        out.unlink(missing_ok=True)
 
 
 async def _jqs_latency(ctx: Context, rate: int, n: int) -> dict[str, object]:
@@ -568,10 +576,12 @@ async def _jqs_latency(ctx: Context, rate: int, n: int) -> dict[str, object]:
         body = orjson.dumps({"task": "record_start"})
         await open_loop(client, "/jobs", [body] * 50, 100)  # warm-up
         starts_file.write_text("")
+        began = time.time()
         answered, achieved, failures = await open_loop(client, "/jobs", [body] * n, rate)
         deadline = time.monotonic() + 30
         while not answered.keys() <= _starts(starts_file).keys() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        window = (began, time.time())
     finally:
         await client.close()
         proc.stop()
@@ -580,7 +590,12 @@ async def _jqs_latency(ctx: Context, rate: int, n: int) -> dict[str, object]:
     assert not failures, f"{failures} submissions failed"
     assert len(latencies) == n, f"{len(latencies)} of {n} jobs started"
     claims = await _claims(dsn)
-    return {"latencies": latencies, "achieved": achieved, "claims_per_job": claims / (n + 50)}
+    return {
+        "latencies": latencies,
+        "achieved": achieved,
+        "claims_per_job": claims / (n + 50),
+        "window": window,  # when the measured jobs were sent and started (time.time())
+    }
 
 
 async def _claims(dsn: str) -> int:

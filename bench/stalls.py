@@ -5,7 +5,7 @@ Run beside a latency measurement, it shows which part of a tail is the machine's
 either JQS or the raw baseline ran at 200 jobs/s, and at the same moments as their slowest
 jobs; with the machine idle it was not.
 
-    python -m bench.stalls OUT   (until SIGTERM; writes one lateness in ms per line to OUT)
+    python -m bench.stalls OUT   (until SIGTERM; writes `time lateness_ms` lines to OUT)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ RECORD_FROM_MS = 1.0  # lateness below this is not written down
 
 
 def main(out: Path) -> None:
-    late: list[float] = []
+    late: list[tuple[float, float]] = []
     stop = False
 
     def on_term(*_: object) -> None:
@@ -28,21 +28,19 @@ def main(out: Path) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
-    ticks = 0
     while not stop:
         began = time.perf_counter()
         time.sleep(TICK)
-        ticks += 1
         lateness = (time.perf_counter() - began - TICK) * 1000
         if lateness >= RECORD_FROM_MS:
-            late.append(lateness)
-    out.write_text(f"{ticks}\n" + "".join(f"{v:.3f}\n" for v in late))
+            late.append((time.time(), lateness))
+    out.write_text("".join(f"{at:.4f} {ms:.3f}\n" for at, ms in late))
 
 
-def read(path: Path) -> tuple[int, list[float]]:
-    """(sleeps made, lateness in ms of those at least RECORD_FROM_MS late)."""
-    lines = path.read_text().split()
-    return int(lines[0]), [float(v) for v in lines[1:]]
+def read(path: Path, begin: float, end: float) -> list[float]:
+    """Lateness in ms of the wake-ups at least RECORD_FROM_MS late between two time.time()s."""
+    pairs = (line.split() for line in path.read_text().splitlines() if line.strip())
+    return [float(ms) for at, ms in pairs if begin <= float(at) <= end]
 
 
 if __name__ == "__main__":
