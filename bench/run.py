@@ -75,11 +75,15 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
         "",
         "For latency rows the ratio is baseline / JQS (above 1 is faster than the baseline).",
     ]
+    p99_lines: list[str] = []
+    late_lines: list[str] = []
     for rate in (200, 1000):
         data = ctx.extra.get(f"latency_{rate}")
-        if isinstance(data, dict) and isinstance(data.get("run_p99"), dict):
+        if not isinstance(data, dict):
+            continue
+        if isinstance(data.get("run_p99"), dict):
             p99 = data["run_p99"]
-            lines += [
+            p99_lines += [
                 "",
                 f"Pickup p99 at {rate} jobs/s, run by run (ms; the table pools every job): "
                 "JQS "
@@ -88,11 +92,9 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
                 + ", ".join(f"{v:.2f}" for v in p99["raw"])
                 + ".",
             ]
-    for rate in (200, 1000):
-        data = ctx.extra.get(f"latency_{rate}")
-        if isinstance(data, dict) and isinstance(data.get("late_wakeups"), dict):
+        if isinstance(data.get("late_wakeups"), dict):
             late = data["late_wakeups"]
-            lines += [
+            late_lines += [
                 "",
                 f"Beside the runs at {rate} jobs/s, a process that only sleeps 1 ms at a time "
                 "(`bench/stalls.py`) was woken more than 3 ms late "
@@ -104,6 +106,7 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
                 + ". Such a stall holds up every process on the machine, and each job in "
                 "flight waits it out.",
             ]
+    lines += p99_lines + late_lines
     single = ctx.extra.get("single_runs")
     if isinstance(single, dict):
         lines += [
