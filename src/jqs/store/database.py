@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -138,6 +138,17 @@ async def create_pool(
         )
     assert pool is not None
     return pool
+
+
+@contextlib.asynccontextmanager
+async def planned_freely(
+    pool: asyncpg.Pool,
+) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+    """A connection in a read-only transaction whose statements are planned for their
+    values, sequential scans allowed (`db_plan_freely`): for listings and whole-table counts."""
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(q("db_plan_freely"))
+        yield conn
 
 
 def redact_dsn(dsn: str) -> str:

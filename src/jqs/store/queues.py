@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from jqs.models import JobStatus, QueueInfo, QueueSettings
-from jqs.store.database import wrap_errors
+from jqs.store.database import planned_freely, wrap_errors
 from jqs.store.queries import q
 
 _UNSET = object()
@@ -43,8 +43,7 @@ class QueueStore:
     async def infos(self) -> list[QueueInfo]:
         """Every queue that has jobs or settings, by name."""
         with wrap_errors():
-            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-                await conn.execute(q("db_plan_freely"))  # the counts read every row
+            async with planned_freely(self._pool) as conn:  # the counts read every row
                 settings_rows = await conn.fetch(q("queue_settings"))
                 count_rows = await conn.fetch(q("queue_counts"))
         settings = {row["name"]: _settings(row) for row in settings_rows}
