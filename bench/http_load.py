@@ -13,6 +13,8 @@ import time
 
 import orjson
 
+from bench.pacing import paced
+
 
 class Client:
     """POSTs JSON to one host over `size` keep-alive connections."""
@@ -61,15 +63,14 @@ async def open_loop(
     failures = 0
     t0 = time.perf_counter()
 
-    async def one(i: int, body: bytes) -> None:
+    async def one(i: int) -> None:
         nonlocal failures
-        await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
-        status, payload = await client.post(path, body)
+        status, payload = await client.post(path, bodies[i])
         if status == 201:
             answered[orjson.loads(payload)["id"]] = time.time()
         else:
             failures += 1
 
-    await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
+    await paced(len(bodies), rate, one)
     achieved = len(bodies) / (time.perf_counter() - t0)
     return answered, achieved, failures

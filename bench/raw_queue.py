@@ -15,6 +15,8 @@ import time
 import asyncpg
 import orjson
 
+from bench.pacing import paced
+
 CLAIM = """
 WITH picked AS (
     SELECT id FROM jobs WHERE status = 'queued' AND queue = 'default' AND run_at <= now()
@@ -96,13 +98,7 @@ async def latency(dsn: str, rate: float, jobs: int) -> list[float]:
         commits[job_id] = time.time()
 
     consumer_task = asyncio.create_task(consume())
-    t0 = time.perf_counter()
-
-    async def scheduled(n: int) -> None:
-        await asyncio.sleep(max(0.0, t0 + n / rate - time.perf_counter()))
-        await produce_one(n)
-
-    await asyncio.gather(*(scheduled(n) for n in range(jobs)))
+    await paced(jobs, rate, produce_one)
     await asyncio.wait_for(consumer_task, 30)
     await consumer.close()
     await producers.close()
