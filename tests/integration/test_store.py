@@ -172,6 +172,20 @@ async def test_claim_complete_and_fencing(store: JobStore, conn: asyncpg.Connect
     assert failed.result == {"error": "x"}
 
 
+async def test_a_claim_commits_without_waiting_for_the_flush_and_only_itself(
+    store: JobStore, conn: asyncpg.Connection
+) -> None:
+    # job_claim turns synchronous_commit off for its own transaction (see queries.sql); the
+    # enqueue and the outcome, on the same pooled connections, must still wait for the disk.
+    job = await add(store, {"task": "x"})
+    before = await conn.fetchval("SHOW synchronous_commit")
+    args = (["default"], [1], [None], 1, 30.0, "w", None, True, uuid.uuid4())
+    async with conn.transaction():
+        assert [r["id"] for r in await conn.fetch(q("job_claim"), *args)] == [job.id]
+        assert await conn.fetchval("SHOW synchronous_commit") == "off"
+    assert await conn.fetchval("SHOW synchronous_commit") == before == "on"
+
+
 async def test_claim_respects_limit_priority_and_run_at(
     store: JobStore, conn: asyncpg.Connection
 ) -> None:

@@ -90,7 +90,7 @@ async def submit(request: Request, state: ApiState) -> Response:
     )
     if key is None:
         # The common case: shares one INSERT with concurrent requests (jqs.batching).
-        new = await state.inserts.submit((raw, resolved))
+        new = await state.inserts.submit((raw, resolved))  # wakes the local workers too
         body = new_job_json(new, raw, resolved)
         job_id, task = new.id, new.task
     else:
@@ -110,7 +110,7 @@ async def submit(request: Request, state: ApiState) -> Response:
             )
         body = job_to_json(job)
         job_id, task = job.id, job.task
-    state.on_enqueue(resolved.queue)
+        state.on_enqueue(resolved.queue)
     # The enqueue is logged on the request's access line (one line per job, not two).
     bind_fields(job_id=job_id, task=task, queue=resolved.queue, status="queued")
     return JSONBytesResponse(body, status_code=201, headers={"Location": f"/jobs/{job_id}"})
