@@ -50,7 +50,8 @@ def write_report(ctx: scenarios.Context, facts: dict[str, str], command: str, ou
         "",
         f"- Machine: {facts['cpu']}, {facts['cores']} cores, {facts['os']}",
         f"- Python {facts['python']}; PostgreSQL {facts['postgres']} on the same machine, "
-        f"`synchronous_commit={facts['synchronous_commit']}`",
+        f"`synchronous_commit={facts['synchronous_commit']}` (claims, JQS's and the raw "
+        "baselines', commit without waiting for the WAL flush; see docs/guarantees.md)",
         "- Load: wrk (HTTP), JQS's own open-loop client for latency; everything on loopback.",
         *_steal_line(ctx),
         "",
