@@ -85,8 +85,10 @@ async def test_kill_9_worker_its_jobs_finish_on_another_process(
     survivor = start_jqs("worker", JQS_WORKER_CONCURRENCY="3", **env)
     await eventually(lambda: all_status(db, ids, "completed"), within=20)
     took = time.monotonic() - killed_at
-    # lease (2) + rescue interval (0.3) + job time (1) + process start-up and polling slack
-    assert took < 2 + 0.3 + 1 + 4, f"recovery took {took:.1f}s"
+    # lease (2) + rescue interval (0.3) + job time (1), plus the new process's start-up and
+    # polling: the slack is wide (a Python start-up on this 2-core VM can take seconds when
+    # it is loaded), and the bound is still far below the default lease of 30 s.
+    assert took < 2 + 0.3 + 1 + 8, f"recovery took {took:.1f}s"
     assert [r["attempts"] for r in await rows(db, ids)] == [2, 2, 2]
     recorded = runs(record)
     for job_id in ids:
