@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from jqs.logging import configure_logging
-from jqs.store import Database, JobStore
+from jqs.store import Database, PostgresStore
 from tests.support.pg import PgTestServer
 
 configure_logging("warning", cache=False)
@@ -39,8 +39,8 @@ async def database(dsn: str, tmp_path: Path) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def store(database: Database) -> JobStore:
-    return database.jobs
+def store(database: Database) -> PostgresStore:
+    return database.store
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ orchestrators call them every few seconds and they would drown the lines that ma
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import sys
 from typing import Any
@@ -35,21 +34,6 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-# Fields every line of the current task carries (the job being run, the request being
-# answered). One ContextVar holding a dict: one set() per job instead of one per field.
-_fields: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("jqs_log_fields")
-
-
-def bind_fields(**fields: Any) -> None:
-    """Add fields to every log line of the current task (and tasks it starts later)."""
-    _fields.set({**_fields.get({}), **fields})
-
-
-def _merge_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    fields = _fields.get(None)
-    return {**fields, **event_dict} if fields else event_dict
-
-
 def _name_field(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     name = event_dict.pop("logger_name", None)
     if name is not None:
@@ -71,7 +55,9 @@ def configure_logging(level: str = "info", *, cache: bool = True) -> None:
     """
     numeric = logging.getLevelName(level.upper())
     shared: list[Any] = [
-        _merge_fields,
+        # Fields bound with structlog.contextvars.bind_contextvars: the job a worker task
+        # runs, the job a request created.
+        structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -1,4 +1,9 @@
-"""Plain typed records shared by the store, the workers and the API."""
+"""Plain typed records shared by the store, the workers and the API.
+
+`Job` is the job's shape, defined once: the store maps rows onto it by column name, the API
+documents it (pydantic reads these annotations) and renders it (orjson writes dataclasses
+field by field, in this order). A new column is a migration and a field here.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,18 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Annotated, Any
 from uuid import UUID
+
+from pydantic import Field
+
+from jqs.jsonutil import RawJSON
 
 JSONObject = dict[str, Any]
 
 
 class JobStatus(enum.StrEnum):
-    """Where a job is in its life; the seed's four plus `cancelled`."""
+    """Where a job is in its life."""
 
     QUEUED = "queued"
     PROCESSING = "processing"
@@ -28,39 +37,53 @@ class JobStatus(enum.StrEnum):
 
 
 _FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+DEFAULT_QUEUE = "default"
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One row of the `jobs` table as clients see it."""
+    """A job as clients see it: the first six fields are the original API's."""
 
-    id: int
-    payload: JSONObject
+    id: Annotated[int, Field(examples=[1])]
+    payload: Annotated[
+        JSONObject,
+        Field(
+            description="the JSON object that was submitted; `task` names the handler",
+            examples=[{"task": "send_email", "to": "user@example.com", "subject": "Hello"}],
+        ),
+    ]
     status: JobStatus
-    result: Any
+    result: Annotated[
+        Any,
+        Field(
+            description="what the handler returned; the error once the job has failed",
+            examples=[{"message": "Job completed successfully"}],
+        ),
+    ]
     created_at: datetime
     updated_at: datetime
-    task: str | None
+    task: Annotated[str | None, Field(description="payload.task: the handler that runs the job")]
     queue: str
-    priority: int
-    run_at: datetime
-    attempts: int
+    priority: Annotated[int, Field(description="higher runs first")]
+    run_at: Annotated[datetime, Field(description="not started before this time")]
+    attempts: Annotated[int, Field(description="attempts started so far")]
     max_attempts: int
     started_at: datetime | None
     finished_at: datetime | None
-    timeout_seconds: float | None = None
-    cancel_requested: bool = False
-    errors: list[Any] = field(default_factory=list)
-
-
-DEFAULT_QUEUE = "default"
+    timeout: Annotated[
+        float | None, Field(description="seconds one attempt may run; null: no limit")
+    ]
+    cancel_requested: Annotated[bool, Field(description="cancellation was asked for")]
+    errors: Annotated[
+        list[Any], Field(description="the error of each failed attempt, oldest first")
+    ] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class EnqueueOptions:
     """How a job is to be run; resolved by the API before the insert (never in the payload).
 
-    `run_at` wins over `delay` (seconds from now on the database's clock); neither: now.
+    `run_at` wins over `delay` (seconds from now on the store's clock); neither: now.
     """
 
     queue: str = DEFAULT_QUEUE
@@ -68,9 +91,23 @@ class EnqueueOptions:
     run_at: datetime | None = None
     delay: float = 0.0
     max_attempts: int = 3
-    timeout_seconds: float | None = None
-    idempotency_key: str | None = None
-    request_digest: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to insert: its payload as JSON text, and its options."""
+
+    payload: RawJSON
+    options: EnqueueOptions = EnqueueOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """The Idempotency-Key a job was submitted with, and a digest of that request."""
+
+    key: str
+    request_digest: str
 
 
 class InsertOutcome(enum.Enum):
@@ -81,8 +118,9 @@ class InsertOutcome(enum.Enum):
     CONFLICT = "conflict"  # same key, another request
 
 
-class NewJob(NamedTuple):
-    """What the database decided for a job just inserted; the rest is what was sent."""
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """What the store decided for one job just inserted; the rest is what was sent."""
 
     id: int
     task: str | None
@@ -90,9 +128,10 @@ class NewJob(NamedTuple):
     run_at: datetime
 
 
-class NewJobs(NamedTuple):
-    """What the database decided for jobs inserted together with the same options: their
-    ids and tasks in input order, and the times they all share."""
+@dataclass(frozen=True, slots=True)
+class InsertedAlike:
+    """Jobs inserted together with the same options: their ids and tasks in input order,
+    and the times they all share."""
 
     ids: list[int]
     tasks: list[str | None]
@@ -100,22 +139,27 @@ class NewJobs(NamedTuple):
     run_at: datetime
 
 
-def shared_options(rows: Sequence[tuple[object, EnqueueOptions]]) -> EnqueueOptions | None:
-    """The options every row has, or None when they differ (or there are no rows)."""
-    if not rows:
+def shared_options(jobs: Sequence[NewJob]) -> EnqueueOptions | None:
+    """The options every job has, or None when they differ (or there are no jobs)."""
+    if not jobs:
         return None
-    first = rows[0][1]
-    if all(options is first or options == first for _, options in rows):
+    first = jobs[0].options
+    if all(job.options is first or job.options == first for job in jobs):
         return first
     return None
 
 
-class ClaimedJob(NamedTuple):
-    """A job a worker has claimed; `lease_token` fences every write that finishes it.
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claim on a running job: every write that ends the attempt must present it."""
 
-    A named tuple rather than a frozen dataclass: a worker makes tens of thousands a second,
-    and a tuple is built several times faster.
-    """
+    job_id: int
+    token: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job a worker has claimed, and the lease that fences every write ending it."""
 
     id: int
     payload: JSONObject
@@ -123,8 +167,13 @@ class ClaimedJob(NamedTuple):
     queue: str
     attempt: int
     max_attempts: int
-    timeout_seconds: float | None
+    timeout: float | None
     lease_token: UUID
+
+    @property
+    def lease(self) -> Lease:
+        """The claim this job is held under."""
+        return Lease(self.id, self.lease_token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +190,14 @@ class ClaimResult:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseCheck:
+    """What a look at running jobs' leases found."""
+
+    lost: frozenset[int]  # another worker owns these now (or they ended)
+    cancel_requested: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSettings:
     """A queue's limits; None means unlimited."""
 
@@ -152,11 +209,13 @@ class QueueSettings:
 
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
-    """A queue as operators see it: settings, counts by status, wait of the oldest job."""
+    """A queue as operators see it: settings, counts by status, wait of the oldest job, and
+    the live workers that serve it."""
 
     settings: QueueSettings
     counts: dict[JobStatus, int]
     oldest_queued_seconds: float | None
+    workers: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,3 +236,17 @@ class JobFilter:
 
     status: JobStatus | None = None
     task: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live worker: who it is, what it serves, and when it last said so."""
+
+    id: str
+    host: str
+    queues: list[str]
+    version: str
+    concurrency: int
+    started_at: datetime
+    last_seen_at: datetime
+    running: int = 0

@@ -16,7 +16,6 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from typing import Protocol
 
 import uvicorn
 
@@ -24,6 +23,10 @@ from jqs.api.app import create_app
 from jqs.api.state import ApiState, Limits
 from jqs.errors import ConfigError
 from jqs.logging import get_logger
+from jqs.maintenance.pruner import Pruner
+from jqs.maintenance.rescuer import Rescuer
+from jqs.maintenance.scheduler import Scheduler
+from jqs.service import Service
 from jqs.settings import Settings
 from jqs.store import Database
 from jqs.store.notify import Listener, Notifier, new_origin
@@ -31,20 +34,10 @@ from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
-from jqs.worker import WorkerPool
+from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy
-from jqs.worker.pruner import Pruner
-from jqs.worker.rescuer import Rescuer
-from jqs.worker.scheduler import Scheduler
 
 log = get_logger(__name__)
-
-
-class Service(Protocol):
-    """A long-running part: start and stop are idempotent; stop is fine before start."""
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
 
 
 class _Server(uvicorn.Server):
@@ -162,9 +155,9 @@ class Runner:
         # their jobs back. Try-locks in the statements keep the processes from competing.
         services: list[Service] = [
             notifier,
-            Rescuer(db.jobs, interval=settings.rescue_interval, on_requeue=enqueued),
+            Rescuer(db.store, interval=settings.rescue_interval, on_requeue=enqueued),
             Scheduler(
-                db.cron,
+                db.store,
                 schedules_for(registry, settings.cron_entries),
                 defaults,
                 on_enqueue=enqueued,
@@ -172,7 +165,7 @@ class Runner:
         ]
         if settings.retention > 0:
             services.append(
-                Pruner(db.jobs, retention=settings.retention, interval=settings.retention_interval)
+                Pruner(db.store, retention=settings.retention, interval=settings.retention_interval)
             )
         if listener is not None:
             services.append(listener)
@@ -184,8 +177,7 @@ class Runner:
         # collector's full passes, whose pauses otherwise show up as latency spikes.
         gc.freeze()
         state = ApiState(
-            jobs=db.jobs,
-            queues=db.queues,
+            store=db.store,
             defaults=defaults,
             limits=Limits(
                 max_body_bytes=settings.max_body_bytes,
@@ -232,15 +224,16 @@ class Runner:
     def _worker_pool(self, db: Database, registry: TaskRegistry) -> WorkerPool:
         settings = self.settings
         return WorkerPool(
-            db.jobs,
+            db.store,
             registry,
-            concurrency=settings.worker_concurrency,
-            queues=settings.queue_names,
-            poll_interval=settings.poll_interval,
-            lease_seconds=settings.lease_seconds,
-            retry_policy=RetryPolicy(
-                backoff_base=settings.retry_backoff_base,
-                backoff_max=settings.retry_backoff_max,
-                persist_for=settings.lease_seconds,
+            PoolSettings(
+                concurrency=settings.worker_concurrency,
+                queues=settings.queue_names,
+                poll_interval=settings.poll_interval,
+                lease_seconds=settings.lease_seconds,
+                retry=RetryPolicy(
+                    backoff_base=settings.retry_backoff_base,
+                    backoff_max=settings.retry_backoff_max,
+                ),
             ),
         )

@@ -1,14 +1,25 @@
-"""LoopService: a long-running part built around one asyncio task, with idempotent
-start()/stop() (stopping one that never started is fine)."""
+"""Services: the long-running parts of a JQS process, started and stopped the same way.
+
+A service's start() and stop() are idempotent, and stop() before start() is fine. The
+composition root (jqs.runtime) starts them in order and stops them in reverse.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
+
+
+class Service(Protocol):
+    """A long-running part with idempotent start and stop."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class LoopService:
-    """Subclasses implement `_loop`; start() runs it as a task, stop() cancels it."""
+    """A service built around one asyncio task: subclasses implement `_loop`."""
 
     name = "service"
     _task: asyncio.Task[None] | None = None

@@ -1,7 +1,8 @@
 """One JSON line per HTTP request (health probes left out), on structlog's fast path.
 
-A handler may bind fields to the request's line with jqs.logging.bind_fields: POST /jobs adds
-the job it created (job_id, task, queue, status), which makes the line its enqueue event.
+A route may bind fields to the request's line with structlog.contextvars.bind_contextvars:
+POST /jobs adds the job it created (job_id, task, queue, status), which makes the line its
+enqueue event.
 
 This replaces uvicorn's access log: that one goes through stdlib logging, several times the
 cost per line, and POST /jobs is the service's hottest path.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
@@ -12,12 +11,11 @@ from starlette.responses import Response
 from jqs.api.body import read_json_object
 from jqs.api.options import JobOptions, describe, task_of
 from jqs.api.problems import ProblemError
-from jqs.api.responses import PROBLEM_CONTENT_TYPE
-from jqs.api.schemas import JobOut, alike_jobs_json, new_jobs_json
+from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_jobs
 from jqs.api.state import ApiState, api_state
 from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps, may_hold_nul
 from jqs.logging import get_logger
-from jqs.models import EnqueueOptions, shared_options
+from jqs.models import EnqueueOptions, Job, NewJob
 
 log = get_logger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -42,7 +40,7 @@ class Batch(BaseModel):
     status_code=201,
     operation_id="submit_jobs",
     summary="Submit many jobs at once (all or nothing)",
-    response_model=list[JobOut],
+    response_model=list[Job],
     responses={
         code: {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}}}
         for code in (400, 413, 415, 422, 503)
@@ -73,7 +71,7 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
         _validate(body)
     # The body's text tells once whether any of its strings can hold a NUL at all.
     scan_strings = may_hold_nul(raw_body)
-    rows: list[tuple[RawJSON, EnqueueOptions]] = []
+    rows: list[NewJob] = []
     errors: list[dict[str, str]] = []
     plain_options: dict[str | None, EnqueueOptions] = {}  # per task: items share the result
     for index, item in enumerate(items):
@@ -104,24 +102,16 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
                 resolved = plain_options[task] = _PLAIN.resolve(task, state.defaults)
         else:
             resolved = options.resolve(task, state.defaults)
-        rows.append((text, resolved))
+        rows.append(NewJob(text, resolved))
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
         raise ProblemError(422, detail, errors=errors)
-    shared = shared_options(rows)
-    if shared is not None:  # the usual batch: one statement and one rendering for all
-        payloads = [payload for payload, _ in rows]
-        inserted = await state.jobs.insert_alike(payloads, shared)
-        answer = alike_jobs_json(inserted, payloads, shared)
-        first_id, last_id = inserted.ids[0], inserted.ids[-1]
-    else:
-        created = await state.jobs.insert_many(rows)
-        answer = orjson.dumps(new_jobs_json(created, rows))
-        first_id, last_id = created[0].id, created[-1].id
-    for queue in {options.queue for _, options in rows}:
+    created = await state.store.insert(rows)
+    for queue in {job.options.queue for job in rows}:
         state.on_enqueue(queue)
-    log.info("jobs_enqueued", count=len(rows), first_id=first_id, last_id=last_id)
-    return Response(answer, status_code=201, media_type="application/json")
+    log.info("jobs_enqueued", count=len(rows), first_id=created[0].id, last_id=created[-1].id)
+    answer = inserted_jobs(created, [job.payload for job in rows], [job.options for job in rows])
+    return JSONResponse(answer, status_code=201)
 
 
 _PLAIN = JobOptions()

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from starlette.responses import PlainTextResponse, Response
 
-from jqs.api.responses import JSONBytesResponse, problem
+from jqs.api.render import JSONResponse, problem
 from jqs.api.state import ApiState, api_state
 from jqs.errors import StoreError
 
@@ -39,9 +39,9 @@ async def ready(state: Annotated[ApiState, Depends(api_state)]) -> Response:
     if state.shutting_down:
         return problem(503, "Service Unavailable", "shutting down")
     try:
-        await asyncio.wait_for(state.jobs.ping(), _READY_TIMEOUT)
+        await asyncio.wait_for(state.store.ping(), _READY_TIMEOUT)
     except (StoreError, TimeoutError):
         return problem(
             503, "Service Unavailable", "the database is unavailable", headers={"Retry-After": "1"}
         )
-    return JSONBytesResponse({"status": "ready", "database": "ok"})
+    return JSONResponse({"status": "ready", "database": "ok"})

@@ -1,9 +1,10 @@
-"""/jobs: submit, fetch and list jobs (the seed's contract)."""
+"""/jobs: submit, fetch, list, cancel and retry jobs."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
@@ -11,20 +12,19 @@ from jqs.api import idempotency
 from jqs.api.body import read_json_object
 from jqs.api.options import OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
-from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
-from jqs.api.schemas import JobOut, job_to_json, new_job_json
+from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_jobs
 from jqs.api.state import ApiState, api_state
-from jqs.logging import bind_fields, get_logger
-from jqs.models import InsertOutcome, JobFilter, JobStatus
+from jqs.logging import get_logger
+from jqs.models import IdempotencyKey, InsertOutcome, Job, JobFilter, JobStatus, NewJob
 from jqs.outcome import cancelled_result
-from jqs.store import MAX_JOB_ID
+from jqs.store.port import MAX_JOB_ID, FindParams
 
 log = get_logger(__name__)
 router = APIRouter(tags=["jobs"])
 State = Annotated[ApiState, Depends(api_state)]
 JobId = Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="job id")]
 
-_PROBLEM: dict[str, Any] = {
+PROBLEM: dict[str, Any] = {
     "description": "Problem details (RFC 9457)",
     "content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}},
 }
@@ -47,14 +47,14 @@ _PAYLOAD_BODY: dict[str, Any] = {
     status_code=201,
     operation_id="submit_job",
     summary="Submit a job",
-    response_model=JobOut,
+    response_model=Job,
     responses={
-        200: {"description": "Idempotency-Key replay: the job this key created", "model": JobOut},
-        400: _PROBLEM,
-        413: _PROBLEM,
-        415: _PROBLEM,
-        422: _PROBLEM,
-        503: _PROBLEM,
+        200: {"description": "Idempotency-Key replay: the job this key created", "model": Job},
+        400: PROBLEM,
+        413: PROBLEM,
+        415: PROBLEM,
+        422: PROBLEM,
+        503: PROBLEM,
     },
     openapi_extra={
         **_PAYLOAD_BODY,
@@ -71,70 +71,67 @@ _PAYLOAD_BODY: dict[str, Any] = {
     },
 )
 async def submit_job(request: Request) -> Response:
-    """Queue a job; answered only once the job is committed."""
-    return await submit(request, request.app.state.jqs)
+    """Queue a job; answered only once the job is committed.
 
-
-async def submit(request: Request, state: ApiState) -> Response:
-    """POST /jobs itself; also called directly by jqs.api.app's fast path."""
+    The body and the options are read by hand, not by FastAPI's parameter machinery: this is
+    the service's hottest path, the payload is stored as the client sent it, and most
+    requests carry no options at all.
+    """
+    state: ApiState = request.app.state.jqs
     key = idempotency.validate_key(request.headers.get(idempotency.HEADER))
     options = options_from_query(request.query_params)
     raw, payload = await read_json_object(
-        request,
-        max_bytes=state.limits.max_body_bytes,
-        max_depth=state.limits.max_json_depth,
+        request, max_bytes=state.limits.max_body_bytes, max_depth=state.limits.max_json_depth
     )
-    digest = idempotency.request_digest(payload, options.given()) if key is not None else None
-    resolved = options.resolve(
-        task_of(payload), state.defaults, idempotency_key=key, request_digest=digest
-    )
+    job = NewJob(raw, options.resolve(task_of(payload), state.defaults))
     if key is None:
-        # The common case: shares one INSERT with concurrent requests (jqs.batching).
-        new = await state.inserts.submit((raw, resolved))  # wakes the local workers too
-        body = new_job_json(new, raw, resolved)
-        job_id, task = new.id, new.task
+        # Shares one INSERT with concurrent requests (jqs.batching); wakes local workers.
+        inserted = await state.inserts.submit(job)
+        body: Any = inserted_jobs([inserted], [raw], [job.options])[0]
+        job_id, task = inserted.id, inserted.task
     else:
-        job, outcome = await state.jobs.insert(raw, resolved)
+        digest = idempotency.request_digest(payload, options.given())
+        stored, outcome = await state.store.insert_once(job, IdempotencyKey(key, digest))
         if outcome is InsertOutcome.CONFLICT:
             raise ProblemError(
                 422,
                 f"{idempotency.HEADER} {key!r} was already used for another request "
-                f"(job {job.id}); use a new key for a new job",
-                job_id=job.id,
+                f"(job {stored.id}); use a new key for a new job",
+                job_id=stored.id,
             )
         if outcome is InsertOutcome.DUPLICATE:
-            return JSONBytesResponse(
-                job_to_json(job),
+            return JSONResponse(
+                stored,
                 status_code=200,
-                headers={"Location": f"/jobs/{job.id}", "Idempotent-Replayed": "true"},
+                headers={"Location": f"/jobs/{stored.id}", "Idempotent-Replayed": "true"},
             )
-        body = job_to_json(job)
-        job_id, task = job.id, job.task
-        state.on_enqueue(resolved.queue)
+        body, job_id, task = stored, stored.id, stored.task
+        state.on_enqueue(job.options.queue)
     # The enqueue is logged on the request's access line (one line per job, not two).
-    bind_fields(job_id=job_id, task=task, queue=resolved.queue, status="queued")
-    return JSONBytesResponse(body, status_code=201, headers={"Location": f"/jobs/{job_id}"})
+    structlog.contextvars.bind_contextvars(
+        job_id=job_id, task=task, queue=job.options.queue, status=JobStatus.QUEUED.value
+    )
+    return JSONResponse(body, status_code=201, headers={"Location": f"/jobs/{job_id}"})
 
 
 @router.get(
     "/jobs/{job_id}",
     operation_id="get_job",
     summary="Get a job's status and result",
-    response_model=JobOut,
-    responses={404: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+    response_model=Job,
+    responses={404: PROBLEM, 422: PROBLEM, 503: PROBLEM},
 )
 async def get_job(state: State, job_id: JobId) -> Response:
     """One job with its current status and result."""
-    job = await state.jobs.get(job_id)
-    return JSONBytesResponse(job_to_json(job))
+    return JSONResponse(await state.store.get(job_id))
 
 
 @router.get(
     "/jobs",
     operation_id="list_jobs",
     summary="List jobs, newest first",
-    response_model=list[JobOut],
-    responses={422: _PROBLEM, 503: _PROBLEM},
+    response_model=list[Job],
+    responses={422: PROBLEM, 503: PROBLEM},
 )
 async def list_jobs(
     state: State,
@@ -149,52 +146,54 @@ async def list_jobs(
 ) -> Response:
     """A JSON array of jobs, newest (highest id) first."""
     limit = min(limit, state.limits.page_size_max)
-    jobs = await state.jobs.find(
-        JobFilter(status=status, task=task), limit=limit, offset=(page - 1) * limit
+    jobs = await state.store.find(
+        FindParams(JobFilter(status=status, task=task), limit=limit, offset=(page - 1) * limit)
     )
-    return JSONBytesResponse([job_to_json(job) for job in jobs])
+    return JSONResponse(jobs)
 
 
 @router.post(
     "/jobs/{job_id}/cancel",
     operation_id="cancel_job",
     summary="Cancel a job",
-    response_model=JobOut,
+    response_model=Job,
     responses={
-        202: {"description": "running: its worker will stop it shortly", "model": JobOut},
-        404: _PROBLEM,
-        409: _PROBLEM,
-        422: _PROBLEM,
-        503: _PROBLEM,
+        202: {"description": "running: its worker will stop it shortly", "model": Job},
+        404: PROBLEM,
+        409: PROBLEM,
+        422: PROBLEM,
+        503: PROBLEM,
     },
 )
 async def cancel_job(state: State, job_id: JobId) -> Response:
     """A queued job ends `cancelled` at once (200); a running one is interrupted by its
     worker within about a second (202, then `cancelled`); a finished one is a 409."""
-    job, changed = await state.jobs.cancel(job_id, cancelled_result(attempt=0))
-    if not changed:
+    change = await state.store.cancel(job_id, cancelled_result(attempt=0))
+    job = change.job
+    if not change.changed:
         raise ProblemError(409, f"job {job.id} is already {job.status.value}; nothing to cancel")
     if job.status is JobStatus.PROCESSING:
         log.info("job_cancel_requested", job_id=job.id, task=job.task, status=job.status.value)
-        return JSONBytesResponse(job_to_json(job), status_code=202)
+        return JSONResponse(job, status_code=202)
     log.info("job_cancelled", job_id=job.id, task=job.task, status=job.status.value)
-    return JSONBytesResponse(job_to_json(job))
+    return JSONResponse(job)
 
 
 @router.post(
     "/jobs/{job_id}/retry",
     operation_id="retry_job",
     summary="Run a failed or cancelled job again",
-    response_model=JobOut,
-    responses={404: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+    response_model=Job,
+    responses={404: PROBLEM, 409: PROBLEM, 422: PROBLEM, 503: PROBLEM},
 )
 async def retry_job(state: State, job_id: JobId) -> Response:
     """Put a failed or cancelled job back to `queued` with a fresh set of attempts."""
-    job, changed = await state.jobs.retry(job_id)
-    if not changed:
+    change = await state.store.retry(job_id)
+    job = change.job
+    if not change.changed:
         raise ProblemError(
             409, f"job {job.id} is {job.status.value}; only failed or cancelled jobs can be retried"
         )
     state.on_enqueue(job.queue)
     log.info("job_retried", job_id=job.id, task=job.task, status=job.status.value)
-    return JSONBytesResponse(job_to_json(job))
+    return JSONResponse(job)

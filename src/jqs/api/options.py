@@ -35,14 +35,7 @@ class JobOptions(BaseModel):
             raise ValueError("give run_at or delay, not both")
         return self
 
-    def resolve(
-        self,
-        task: str | None,
-        defaults: JobDefaults,
-        *,
-        idempotency_key: str | None = None,
-        request_digest: str | None = None,
-    ) -> EnqueueOptions:
+    def resolve(self, task: str | None, defaults: JobDefaults) -> EnqueueOptions:
         """The options of a new job of `task`: these, else the task's, else the settings'."""
         max_attempts, timeout = defaults.resolve(
             task, max_attempts=self.max_attempts, timeout=self.timeout
@@ -53,9 +46,7 @@ class JobOptions(BaseModel):
             run_at=self.run_at,
             delay=self.delay or 0.0,
             max_attempts=max_attempts,
-            timeout_seconds=timeout,
-            idempotency_key=idempotency_key,
-            request_digest=request_digest,
+            timeout=timeout,
         )
 
     def given(self) -> dict[str, Any]:

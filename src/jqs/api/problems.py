@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from jqs.api.responses import problem
+from jqs.api.render import problem
 from jqs.errors import DatabaseUnavailable, JobNotFound, StoreError
 from jqs.logging import get_logger
 
@@ -99,11 +99,3 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Route every error class to its problem document."""
     for kind, handler in _HANDLERS:
         app.add_exception_handler(kind, handler)
-
-
-async def problem_for(request: Request, exc: Exception) -> Response:
-    """The problem document for `exc`, for code that runs outside FastAPI's handlers."""
-    for kind, handler in _HANDLERS:
-        if isinstance(exc, kind):
-            return await handler(request, exc)
-    raise exc  # pragma: no cover - Exception matches everything

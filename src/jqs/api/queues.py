@@ -11,11 +11,11 @@ from starlette.responses import Response
 from jqs.api.body import read_json_object
 from jqs.api.options import describe
 from jqs.api.problems import ProblemError
-from jqs.api.responses import PROBLEM_CONTENT_TYPE, JSONBytesResponse
+from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse
 from jqs.api.state import ApiState, api_state
 from jqs.logging import get_logger
 from jqs.models import QueueInfo, QueueSettings
-from jqs.store import QueueStore
+from jqs.store.port import QueuePatch as StoredPatch
 from jqs.tasks.names import QUEUE_NAME
 
 log = get_logger(__name__)
@@ -42,6 +42,9 @@ class QueueOut(BaseModel):
     rate_limit: float | None = Field(description="jobs started per second, at most")
     counts: dict[str, int]
     oldest_queued_seconds: float | None
+    workers: list[str] = Field(
+        description="live workers serving the queue; none: its queued jobs wait for one"
+    )
 
 
 def _settings_json(settings: QueueSettings) -> dict[str, Any]:
@@ -58,20 +61,15 @@ def _info_json(info: QueueInfo) -> dict[str, Any]:
         **_settings_json(info.settings),
         "counts": {status.value: n for status, n in info.counts.items()},
         "oldest_queued_seconds": info.oldest_queued_seconds,
+        "workers": info.workers,
     }
-
-
-def _queues(state: ApiState) -> QueueStore:
-    if state.queues is None:
-        raise ProblemError(503, "queue administration is not available in this process")
-    return state.queues
 
 
 @router.get("/queues", operation_id="list_queues", response_model=list[QueueOut])
 async def list_queues(state: Annotated[ApiState, Depends(api_state)]) -> Response:
     """Every queue that has jobs or settings."""
-    infos = await _queues(state).infos()
-    return JSONBytesResponse([_info_json(info) for info in infos])
+    infos = await state.store.queue_infos()
+    return JSONResponse([_info_json(info) for info in infos])
 
 
 @router.patch(
@@ -94,8 +92,10 @@ async def update_queue(
             422, "; ".join(f"{e['loc']}: {e['msg']}" for e in errors), errors=errors
         ) from None
     changes = {field: getattr(patch, field) for field in patch.model_fields_set}
-    settings = await _queues(state).update(name, **changes)
+    settings = await state.store.queue_update(
+        StoredPatch(name=name, **changes, given=frozenset(changes))
+    )
     log.info("queue_updated", queue=name, **changes)
     if "paused" in changes and not settings.paused:
         state.on_enqueue(name)
-    return JSONBytesResponse(_settings_json(settings))
+    return JSONResponse(_settings_json(settings))

@@ -1,8 +1,29 @@
-"""The store: the only package that speaks SQL. It knows nothing of HTTP or workers."""
+"""The store: the only package that speaks SQL. It knows nothing of HTTP or workers.
 
-from jqs.store.cron import CronStore
-from jqs.store.jobs import MAX_JOB_ID, JobStore
-from jqs.store.queues import QueueStore
-from jqs.store.service import Database
+`port` says what a store does; `PostgresStore` does it on PostgreSQL and `MemoryStore` in
+memory; `Database` starts PostgreSQL (or joins it) and hands out its store.
+"""
 
-__all__ = ["MAX_JOB_ID", "CronStore", "Database", "JobStore", "QueueStore"]
+from typing import TYPE_CHECKING
+
+from jqs.store.database import Database
+from jqs.store.memory import MemoryStore
+from jqs.store.port import MAX_JOB_ID, JobQueue, Jobs, Maintenance, Queues, Store
+from jqs.store.postgres import PostgresStore
+
+__all__ = [
+    "MAX_JOB_ID",
+    "Database",
+    "JobQueue",
+    "Jobs",
+    "Maintenance",
+    "MemoryStore",
+    "PostgresStore",
+    "Queues",
+    "Store",
+]
+
+if TYPE_CHECKING:  # both stores implement the whole port (checked by mypy)
+
+    def _implements(postgres: PostgresStore, memory: MemoryStore) -> tuple[Store, Store]:
+        return postgres, memory

@@ -1,161 +1,122 @@
-"""asyncpg connection pools with JQS's JSONB codec, and driver errors mapped to ours."""
+"""Database: where the jobs live, started and stopped as one service.
+
+It starts the embedded server when there is no URL, opens the pool, applies migrations, and
+hands out the PostgresStore built on that pool.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+import asyncio
+from pathlib import Path
 
 import asyncpg
-import orjson
 
-from jqs.errors import DatabaseUnavailable, StoreError
-from jqs.jsonutil import RawJSON
-from jqs.store.queries import q
+from jqs.errors import DatabaseUnavailable
+from jqs.logging import get_logger
+from jqs.store.db import create_pool, redact_dsn
+from jqs.store.embedded import EmbeddedPostgres
+from jqs.store.migrate import migrate
+from jqs.store.postgres import PostgresStore
 
-# JSONB's binary wire format is a version byte (1) followed by the JSON text.
-_JSONB_VERSION = b"\x01"
-
-# Every JQS connection's session. JQS's statements are written for generic plans: they
-# filter on literal statuses, on ids and on the indexes built for them, so one plan per
-# connection serves every run. Left to choose, PostgreSQL planned the claim afresh on every
-# run (its custom plan always looked cheaper), about 0.5 ms of a 1.5 ms claim round trip
-# on an idle table. A generic plan must suit every value: rows are found through index
-# conditions, not joins that could be planned as a hash join over the whole table (the
-# claim's UPDATE, the batched completion and the pruner take arrays of ids).
-#
-# A generic plan is made once, at a statement's first run on the connection, and kept until
-# the table's statistics change. Made while the table held a page of rows, every plan read
-# the table whole (even a lookup by primary key), and kept doing so as it grew: in the
-# bench, p99 pickup latency at 1000 jobs/s went from 6 to 19 ms. Sequential scans are
-# therefore off: every statement of the hot path has an index, so its plan is the one a
-# big table gets, whatever the size when it was made. A statement with no index to use
-# still scans the table (the planner only avoids a disabled path when it has another), but
-# before PostgreSQL 18 its cost then looks huge (a disabled path costs 1e10) and would
-# trigger JIT compilation on every run; JIT is off, it never pays for statements this short.
-# Listings, whose best index depends on the values asked for, and the counts over the whole
-# table plan each run with every path allowed, in their own transaction (`db_plan_freely`).
-#
-# These are SET once the connection is open (`db_session_configure`), not sent as startup
-# parameters: PgBouncer refuses a connection whose startup packet names a setting it does
-# not track, and it tracks application_name, which is all STARTUP_SETTINGS holds.
-SESSION_SETTINGS = {
-    "plan_cache_mode": "force_generic_plan",
-    "enable_seqscan": "off",
-    "jit": "off",
-}
-STARTUP_SETTINGS = {"application_name": "jqs"}
+log = get_logger(__name__)
 
 
-def _encode_jsonb(value: Any) -> bytes:
-    if isinstance(value, RawJSON):
-        return _JSONB_VERSION + value
-    return _JSONB_VERSION + orjson.dumps(value)
+class Database:
+    """Where the jobs live: an external PostgreSQL (url) or the embedded one (data_dir)."""
 
+    def __init__(
+        self,
+        *,
+        url: str | None,
+        data_dir: Path,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        connect_timeout: float = 10.0,
+        command_timeout: float | None = 30.0,
+        close_timeout: float = 10.0,
+    ) -> None:
+        self._url = url
+        self._embedded = EmbeddedPostgres(data_dir) if url is None else None
+        self._pool_min = pool_min
+        self._pool_max = pool_max
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._close_timeout = close_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._store: PostgresStore | None = None
+        self.dsn: str | None = url
 
-def _decode_jsonb(data: bytes) -> Any:
-    return orjson.loads(data[1:])
+    @property
+    def store(self) -> PostgresStore:
+        """The store on this database; only valid between start() and stop()."""
+        if self._store is None:
+            raise RuntimeError("Database.start() has not run")
+        return self._store
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (for the notifier); only valid between start() and stop()."""
+        if self._pool is None:
+            raise RuntimeError("Database.start() has not run")
+        return self._pool
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.execute(
-        q("db_session_configure"), list(SESSION_SETTINGS), list(SESSION_SETTINGS.values())
-    )
-    await conn.set_type_codec(
-        "jsonb",
-        schema="pg_catalog",
-        encoder=_encode_jsonb,
-        decoder=_decode_jsonb,
-        format="binary",
-    )
+    async def start(self, *, apply_migrations: bool = True) -> None:
+        """Start the embedded server if needed, open the pool, migrate. Idempotent."""
+        if self._pool is not None:
+            return
+        if self._embedded is not None:
+            self.dsn = await asyncio.to_thread(self._embedded.start)
+            log.info("embedded_postgres_started", data_dir=str(self._embedded.data_dir))
+        assert self.dsn is not None
+        try:
+            pool = await self._connect(self.dsn)
+        except BaseException:
+            await self._stop_embedded()
+            raise
+        try:
+            if apply_migrations:
+                async with pool.acquire() as conn:
+                    applied = await migrate(conn)
+                log.info("migrations_checked", applied=applied)
+        except BaseException:
+            pool.terminate()
+            await self._stop_embedded()
+            raise
+        self._pool = pool
+        self._store = PostgresStore(pool)
+        log.info("database_connected", dsn=redact_dsn(self.dsn))
 
+    async def _connect(self, dsn: str) -> asyncpg.Pool:
+        """Open the pool, retrying for up to connect_timeout while the server comes up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout
+        while True:
+            try:
+                return await create_pool(
+                    dsn,
+                    min_size=self._pool_min,
+                    max_size=self._pool_max,
+                    connect_timeout=self._connect_timeout,
+                    command_timeout=self._command_timeout,
+                )
+            except DatabaseUnavailable as exc:
+                if loop.time() >= deadline:
+                    raise
+                log.warning("database_waiting", error=str(exc), dsn=redact_dsn(dsn))
+                await asyncio.sleep(0.5)
 
-async def _keep_session(_: asyncpg.Connection) -> None:
-    """Return a connection to the pool without asyncpg's default reset query.
+    async def stop(self) -> None:
+        """Close the pool (waiting up to close_timeout), then stop the embedded server."""
+        pool, self._pool = self._pool, None
+        self._store = None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self._close_timeout)
+            except TimeoutError:
+                pool.terminate()
+        await self._stop_embedded()
 
-    That query (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is one more round trip
-    after every statement, which on the hot path doubled the time a claim or an insert
-    held its caller. JQS leaves no session state behind: its advisory locks are
-    transaction-scoped, LISTEN has a connection of its own, it never uses cursors, and its
-    only SET is SET LOCAL (SESSION_SETTINGS are set once, when the connection opens).
-    asyncpg still rolls back a transaction left open before calling this.
-    """
-
-
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    ConnectionError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.ConnectionFailureError,
-    asyncpg.exceptions.InterfaceError,
-    # Raised when a connection is left in a broken state by a cut mid-query.
-    asyncpg.exceptions.InternalClientError,
-)
-
-
-@contextlib.contextmanager
-def wrap_errors(
-    error: type[StoreError] = StoreError, what: str = "database error"
-) -> Iterator[None]:
-    """Re-raise driver errors as `error` (DatabaseUnavailable for lost connections)."""
-    try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-    except TimeoutError as exc:
-        raise DatabaseUnavailable("database did not answer in time") from exc
-    except asyncpg.PostgresError as exc:
-        raise error(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-
-async def create_pool(
-    dsn: str,
-    *,
-    min_size: int,
-    max_size: int,
-    connect_timeout: float,
-    command_timeout: float | None = None,
-) -> asyncpg.Pool:
-    """Open a pool whose connections speak JSONB through orjson.
-
-    `command_timeout` bounds every statement, so a connection that a network fault left
-    hanging fails (DatabaseUnavailable) instead of holding its caller forever.
-    """
-    with wrap_errors():
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min(min_size, max_size),
-            max_size=max_size,
-            timeout=connect_timeout,
-            command_timeout=command_timeout,
-            init=_init_connection,
-            reset=_keep_session,
-            server_settings=STARTUP_SETTINGS,
-        )
-    assert pool is not None
-    return pool
-
-
-@contextlib.asynccontextmanager
-async def planned_freely(
-    pool: asyncpg.Pool,
-) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
-    """A connection in a read-only transaction whose statements are planned for their
-    values, sequential scans allowed (`db_plan_freely`): for listings and whole-table counts."""
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        await conn.execute(q("db_plan_freely"))
-        yield conn
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN with any password replaced, for logs."""
-    if "@" not in dsn or "://" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else dsn
+    async def _stop_embedded(self) -> None:
+        if self._embedded is not None and self._embedded.running:
+            await asyncio.to_thread(self._embedded.stop)
+            log.info("embedded_postgres_stopped", data_dir=str(self._embedded.data_dir))

@@ -16,7 +16,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from jqs.errors import MigrationError
-from jqs.store.database import wrap_errors
+from jqs.store.db import driver_errors
 
 # An arbitrary constant: the advisory lock key every JQS process agrees on for migrations.
 MIGRATION_LOCK_KEY = 0x4A51_5300_0001
@@ -51,7 +51,7 @@ def load_migrations() -> list[Migration]:
 
 async def applied_versions(conn: Connection) -> list[int]:
     """Versions recorded in the tracking table (empty before the first migration)."""
-    with wrap_errors():
+    with driver_errors():
         exists = await conn.fetchval("SELECT to_regclass('jqs_migrations') IS NOT NULL")
         if not exists:
             return []
@@ -62,7 +62,7 @@ async def applied_versions(conn: Connection) -> list[int]:
 async def migrate(conn: Connection) -> list[int]:
     """Apply every pending migration; returns the versions this call applied."""
     migrations = load_migrations()
-    with wrap_errors(MigrationError, "migration failed"):
+    with driver_errors(MigrationError, "migration failed"):
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
             await conn.execute(

@@ -31,8 +31,7 @@ import asyncpg
 from jqs.errors import StoreError
 from jqs.logging import get_logger
 from jqs.service import LoopService
-from jqs.store.database import wrap_errors
-from jqs.store.queries import q
+from jqs.store.db import Db
 
 log = get_logger(__name__)
 CHANNEL = "jqs_jobs"
@@ -57,7 +56,7 @@ class Notifier(LoopService):
         own_listener: Listener | None = None,
         recheck_seconds: float = OTHERS_RECHECK_SECONDS,
     ) -> None:
-        self._pool = pool
+        self._db = Db(pool)
         self._origin = ORIGIN_MARK + (origin or new_origin())
         self._own_listener = own_listener
         self._recheck_seconds = recheck_seconds
@@ -80,10 +79,9 @@ class Notifier(LoopService):
             if not await self._anyone_else_listens():
                 continue
             try:
-                with wrap_errors():
-                    await self._pool.execute(
-                        q("db_notify"), CHANNEL, ",".join([*sorted(queues), self._origin])
-                    )
+                await self._db.execute(
+                    "db_notify", channel=CHANNEL, message=",".join([*sorted(queues), self._origin])
+                )
             except StoreError as exc:
                 log.warning("notify_failed", error=str(exc))  # pollers will find the work
 
@@ -93,10 +91,9 @@ class Notifier(LoopService):
         if now >= self._others_known_until:
             own = self._own_listener.backend_pid if self._own_listener is not None else None
             try:
-                with wrap_errors():
-                    found = await self._pool.fetchval(
-                        q("db_listeners_elsewhere"), LISTENER_APP, own
-                    )
+                found = await self._db.fetchval(
+                    "db_listeners_elsewhere", application=LISTENER_APP, own_pid=own
+                )
                 self._others_listen = bool(found)
             except StoreError as exc:  # not knowing, tell them
                 log.warning("listeners_unknown", error=str(exc))

@@ -1,5 +1,5 @@
-"""Workers: the pool that claims jobs and the executor that runs them."""
+"""Workers: the pool that claims jobs, the executor that runs them, the writer of outcomes."""
 
-from jqs.worker.pool import WorkerPool
+from jqs.worker.pool import PoolSettings, WorkerPool
 
-__all__ = ["WorkerPool"]
+__all__ = ["PoolSettings", "WorkerPool"]

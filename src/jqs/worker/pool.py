@@ -1,36 +1,51 @@
-"""WorkerPool: claims jobs, runs at most `concurrency` of them at once, keeps their leases.
+"""WorkerPool: claims jobs, runs at most `concurrency` at once, keeps their leases.
 
-One claim loop per pool. It claims as many jobs as there are free slots in one statement,
-then sleeps until a slot frees, an in-process enqueue wakes it, or the poll interval passes.
-A second loop heartbeats the leases of the running jobs (every lease/3) and checks for
-cancellation requests (every second). On stop it claims nothing more, lets running jobs
-finish until the deadline, and hands the rest back to the queue without counting the attempt.
+Three loops, each in its own method:
+
+- the claim loop claims as many jobs as there are free slots (plus a few ahead, see
+  jqs.worker.prefetch) in one statement, then waits until a slot frees, an enqueue wakes it,
+  or the poll interval passes;
+- `_attempt` is one job from the moment a slot takes it to its outcome: run the handler
+  (jqs.worker.executor), free the slot, write the outcome (jqs.worker.outcomes), log;
+- the lease loop renews the leases of held jobs (every lease/3), looks for cancellation
+  requests (every second), and interrupts what it finds lost or cancelled.
+
+On stop it claims nothing more, hands back jobs still waiting for a slot, lets running ones
+finish until the deadline, then interrupts the rest and hands them back (attempt uncounted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import os
 import socket
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
+import structlog
+
+from jqs import __version__
+from jqs.clock import Clock, SystemClock
 from jqs.errors import StoreError
 from jqs.logging import get_logger
-from jqs.models import DEFAULT_QUEUE, ClaimedJob, JobStatus
-from jqs.store import JobStore
+from jqs.models import DEFAULT_QUEUE, ClaimedJob, JobStatus, Lease
+from jqs.outcome import Cancelled, Completed, Failed, HandedBack, LeaseLost, Outcome, Retry
+from jqs.store.port import ClaimParams, JobQueue, LeaseCheckParams, WorkerBeat
 from jqs.tasks.registry import TaskRegistry
-from jqs.worker.executor import Attempt, JobExecutor, RetryPolicy
+from jqs.worker.attempt import Attempt, AttemptState, Interrupt
+from jqs.worker.executor import Executor, RetryPolicy
+from jqs.worker.outcomes import OutcomeWriter
 from jqs.worker.prefetch import Prefetch
 
 log = get_logger(__name__)
 TASK_THREAD_PREFIX = "jqs-task"
 # Cancellation of a running job should take effect within about a second.
 CANCEL_CHECK_INTERVAL = 1.0
+# How often the pool tells the store it is alive (jqs.store.port.WORKER_SILENCE_SECONDS).
+WORKER_BEAT_INTERVAL = 10.0
 
 
 def make_worker_id() -> str:
@@ -38,73 +53,74 @@ def make_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How a pool works."""
+
+    concurrency: int = 5
+    queues: Sequence[str] = (DEFAULT_QUEUE,)
+    poll_interval: float = 1.0
+    lease_seconds: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # How long an outcome's write is retried while the database is away (default: a lease).
+    persist_for: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if not self.queues:
+            raise ValueError("a worker pool serves at least one queue")
+
+
 class WorkerPool:
     """A bounded set of concurrently running jobs fed by one claim loop."""
 
     def __init__(
         self,
-        store: JobStore,
+        queue: JobQueue,
         registry: TaskRegistry,
+        settings: PoolSettings | None = None,
         *,
-        concurrency: int = 5,
-        queues: Sequence[str] = (DEFAULT_QUEUE,),
-        poll_interval: float = 1.0,
-        lease_seconds: float = 30.0,
-        retry_policy: RetryPolicy | None = None,
+        clock: Clock | None = None,
         worker_id: str | None = None,
         prefetch: Prefetch | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        self.concurrency = concurrency
+        self.settings = settings = settings or PoolSettings()
         self.worker_id = worker_id or make_worker_id()
-        self._store = store
-        if not queues:
-            raise ValueError("a worker pool serves at least one queue")
-        self.queues = tuple(dict.fromkeys(queues))
-        self._poll_interval = poll_interval
-        self._lease_seconds = lease_seconds
-        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix=TASK_THREAD_PREFIX)
-        policy = retry_policy or RetryPolicy(persist_for=lease_seconds)
-        self._executor = JobExecutor(
-            store, registry, worker_id=self.worker_id, threads=self._threads, policy=policy
+        self.queues = tuple(dict.fromkeys(settings.queues))
+        self._queue = queue
+        self._clock = clock = clock or SystemClock()
+        self._threads = ThreadPoolExecutor(
+            settings.concurrency, thread_name_prefix=TASK_THREAD_PREFIX
         )
-        # Every attempt not yet settled: its handler runs, or its outcome is being written.
-        self._running: dict[Attempt, asyncio.Task[None]] = {}
-        self._handling = 0  # attempts whose handler has not returned yet
-        # Jobs claimed ahead of free slots (see jqs.worker.prefetch), started as slots free.
-        self._ready: collections.deque[ClaimedJob] = collections.deque()
+        self._executor = Executor(
+            registry, clock=clock, threads=self._threads, policy=settings.retry
+        )
+        self._outcomes = OutcomeWriter(
+            queue, clock=clock, persist_for=settings.persist_for or settings.lease_seconds
+        )
         # Twice the concurrency at most: what is held ahead waits about two claim round
         # trips whatever the cap, and bigger claims cost less per job.
-        self._prefetch = prefetch or Prefetch(2 * concurrency)
+        self._prefetch = prefetch or Prefetch(2 * settings.concurrency, clock=clock.monotonic)
+        self._waiting: collections.deque[Attempt] = collections.deque()
+        self._active: set[Attempt] = set()  # RUNNING or WRITING
+        self._running = 0  # how many of them are RUNNING
+        self._handed_back: list[Lease] = []
         self._wake = asyncio.Event()
+        self._settled = asyncio.Event()  # set whenever an attempt leaves the pool
         # Whether the queues may hold jobs to claim now. False after a claim came back short
         # with no limit in play (nothing was left), true again on any notify. While false, a
         # freed slot does not send the loop to claim: one job at a time, that claim would
-        # come back empty, twice per job (handler returned, outcome written). Jobs that
-        # become due without a notify (run_at, retry backoff) are found by the poll, as
-        # when the pool is idle.
+        # come back empty. Jobs that become due without a notify (run_at, retry backoff)
+        # are found by the poll, as when the pool is idle.
         self._may_have_more = True
-        self._settled = asyncio.Event()  # set whenever an attempt is finished
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
     @property
     def active(self) -> int:
         """How many jobs are running now (handlers, and outcomes still being written)."""
-        return len(self._running)
-
-    def _claim_room(self) -> int:
-        """How many jobs to claim now: free slots, plus the prefetch target not yet in hand.
-
-        A slot frees when its handler returns, so the next claim overlaps the write of the
-        previous outcomes. Outcomes waiting to be written are capped at about `concurrency`
-        as well, so a slow database cannot make the pool hold ever more claimed jobs.
-        """
-        ahead = self._prefetch.target() - len(self._ready)
-        return ahead + min(
-            self.concurrency - self._handling, 2 * self.concurrency - len(self._running)
-        )
+        return len(self._active)
 
     def notify(self, queue: str | None = None) -> None:
         """Work may be waiting (in `queue`, or anywhere): claim now, not at the next poll."""
@@ -123,189 +139,266 @@ class WorkerPool:
         log.info(
             "worker_started",
             worker=self.worker_id,
-            concurrency=self.concurrency,
+            concurrency=self.settings.concurrency,
             queues=list(self.queues),
-            lease_seconds=self._lease_seconds,
+            lease_seconds=self.settings.lease_seconds,
         )
 
     async def stop(self, drain_seconds: float) -> None:
         """Stop claiming, drain for up to `drain_seconds`, hand back the rest. Idempotent."""
+        if self._stopping:
+            return
         self._stopping = True
         self._wake.set()
-        claim_loop, *others = self._loops or [asyncio.create_task(asyncio.sleep(0))]
+        if not self._loops:
+            self._threads.shutdown(wait=False)
+            return
+        claim_loop, lease_loop = self._loops
         await claim_loop
-        # Jobs claimed ahead have not started: back to the queue now, for another worker.
-        ready = list(self._ready)
-        self._ready.clear()
-        await self._release(ready)
-        if self._running:
+        # Jobs waiting for a slot have not started: back to the queue now, for another worker.
+        waiting = [attempt.job.lease for attempt in self._waiting]
+        self._waiting.clear()
+        await self._release(waiting)
+        if self._active:
             log.info(
                 "worker_draining",
                 worker=self.worker_id,
-                running=len(self._running),
+                running=len(self._active),
                 timeout=drain_seconds,
             )
             # Leases keep being renewed while we drain.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(drain_seconds or None):
-                    await self._settle(lambda: not self._running)
-        for loop_task in others:
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
+            try:
+                async with self._clock.timeout(drain_seconds or None):
+                    await self._until(lambda: not self._active)
+            except TimeoutError:
+                for attempt in list(self._active):
+                    attempt.stop(Interrupt.SHUTDOWN)
+                await self._until(lambda: not self._active)
+        lease_loop.cancel()
+        await asyncio.gather(lease_loop, return_exceptions=True)
         self._loops = []
-        await self._hand_back()
+        await self._release(self._handed_back)
+        self._handed_back = []
+        try:
+            await self._queue.worker_gone(self.worker_id)
+        except StoreError as exc:  # its row is forgotten once silent long enough
+            log.warning("worker_not_unregistered", error=str(exc))
         self._threads.shutdown(wait=False, cancel_futures=True)
         log.info("worker_stopped", worker=self.worker_id)
 
-    def _claims(self) -> list[tuple[int, uuid.UUID]]:
-        running = [(a.job.id, a.job.lease_token) for a in self._running]
-        return running + [(job.id, job.lease_token) for job in self._ready]
-
-    async def _settle(self, done: Callable[[], bool]) -> None:
-        """Wait until `done()` holds, looking again each time an attempt finishes."""
+    async def _until(self, done: Callable[[], bool]) -> None:
+        """Wait until `done()` holds, looking again each time an attempt leaves."""
         while not done():
             self._settled.clear()
             await self._settled.wait()
 
-    async def _hand_back(self) -> None:
-        # Attempts already writing their outcome finish that write (bounded by the store's
-        # timeouts and persist_for); only handlers still running are interrupted and
-        # handed back.
-        await self._settle(lambda: all(not a.writing for a in self._running))
-        leftover = dict(self._running)
-        if not leftover:
-            return
-        for job_task in leftover.values():
-            job_task.cancel()
-        await asyncio.wait(list(leftover.values()))
-        for attempt in leftover:  # a task cancelled before it began never finished it
-            attempt.start_writing()
-            self._finished(attempt)
-        await self._release([attempt.job for attempt in leftover])
+    # The claim loop
 
-    async def _release(self, jobs: Sequence[ClaimedJob]) -> None:
-        """Give jobs that will not run here back to the queue, attempt not counted."""
-        if not jobs:
-            return
-        claims = [(job.id, job.lease_token) for job in jobs]
+    def _claim_room(self) -> int:
+        """How many jobs to claim now: free slots, plus the prefetch target not yet in hand.
+
+        A slot frees when its handler returns, so the next claim overlaps the write of the
+        previous outcomes. Outcomes being written are capped at about `concurrency` as
+        well, so a slow database cannot make the pool hold ever more claimed jobs.
+        """
+        concurrency = self.settings.concurrency
+        ahead = self._prefetch.target() - len(self._waiting)
+        return ahead + min(concurrency - self._running, 2 * concurrency - len(self._active))
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            try:
+                timeout = await self._claim_once()
+            except Exception as exc:  # never let the loop die: log, pause, carry on
+                log.error("claim_loop_error", error=repr(exc))
+                timeout = self.settings.poll_interval
+            if timeout is not None:
+                await self._clock.wait(self._wake, timeout)
+            self._wake.clear()
+
+    async def _claim_once(self) -> float | None:
+        """Claim for the free slots; how long to wait before looking again (None: at once)."""
+        poll = self.settings.poll_interval
+        room = self._claim_room()
+        if room <= 0:
+            return poll
+        began = self._clock.monotonic()
         try:
-            released = await self._store.release(claims)
+            claimed = await self._queue.claim(
+                ClaimParams(
+                    queues=self.queues,
+                    limit=room,
+                    lease_seconds=self.settings.lease_seconds,
+                    worker_id=self.worker_id,
+                )
+            )
+        except StoreError as exc:
+            log.warning("claim_failed", error=str(exc), retry_in=poll)
+            # Sleep, not wait for a wake: enqueues must not turn a dead database into a spin.
+            await self._clock.sleep(poll)
+            return None
+        self._prefetch.claim_took(self._clock.monotonic() - began)
+        if self._stopping:
+            # A claim that raced with stop(): run nothing new, give them back.
+            await self._release([job.lease for job in claimed.jobs])
+            return None
+        self._waiting.extend(Attempt(job) for job in claimed.jobs)
+        self._start_waiting()
+        full = len(claimed.jobs) == room
+        self._may_have_more = full or claimed.limited
+        if full:
+            return None  # the queues may hold more: claim again at once
+        # A rate limit says when its next job may start; otherwise poll as usual.
+        return min(poll, claimed.rate_wait or poll)
+
+    def _start_waiting(self) -> None:
+        while self._waiting and self._running < self.settings.concurrency and not self._stopping:
+            attempt = self._waiting.popleft()
+            attempt.state = AttemptState.RUNNING
+            self._running += 1
+            self._active.add(attempt)
+            attempt.task = asyncio.create_task(self._attempt(attempt))
+
+    # One attempt, from a free slot to its outcome
+
+    async def _attempt(self, attempt: Attempt) -> None:
+        job = attempt.job
+        structlog.contextvars.bind_contextvars(
+            job_id=job.id,
+            task=job.task,
+            queue=job.queue,
+            attempt=job.attempt,
+            worker=self.worker_id,
+        )
+        began = self._clock.monotonic()
+        try:
+            log.info("job_started", status=JobStatus.PROCESSING.value)
+            try:
+                outcome = await self._executor.run(attempt)
+            finally:
+                self._slot_freed(attempt)
+            await self._settle(job, outcome, round((self._clock.monotonic() - began) * 1000, 3))
+        except Exception as exc:  # a bug here must not leave the slot or the pool in limbo
+            log.error("job_runner_crashed", error=repr(exc))
+        finally:
+            self._active.discard(attempt)
+            self._settled.set()
+            if self._may_have_more:
+                self._wake.set()
+
+    def _slot_freed(self, attempt: Attempt) -> None:
+        """The handler is done: its slot takes the next job while the outcome is written."""
+        attempt.state = AttemptState.WRITING
+        self._running -= 1
+        self._prefetch.handler_returned()
+        self._start_waiting()
+        if self._may_have_more:
+            self._wake.set()
+
+    async def _settle(self, job: ClaimedJob, outcome: Outcome, duration_ms: float) -> None:
+        """Write the outcome (fenced by the lease) and log it."""
+        if isinstance(outcome, LeaseLost):
+            log.warning("job_lease_lost", detail="the lease expired; another worker owns it")
+            return
+        if isinstance(outcome, HandedBack):
+            self._handed_back.append(job.lease)  # released together when the pool stops
+            return
+        written = await self._outcomes.write(job.lease, outcome)
+        if written is None:
+            return  # logged by the writer; the lease brings the job back
+        if not written:
+            log.warning(
+                "job_lease_lost", detail="another worker owns this job now; outcome dropped"
+            )
+        elif isinstance(outcome, Completed):
+            log.info("job_completed", status=JobStatus.COMPLETED.value, duration_ms=duration_ms)
+        elif isinstance(outcome, Retry):
+            log.warning(
+                "job_retry_scheduled",
+                status=JobStatus.QUEUED.value,
+                error=outcome.error.message,
+                error_type=outcome.error.kind,
+                retry_in=round(outcome.delay, 3),
+                max_attempts=job.max_attempts,
+            )
+        elif isinstance(outcome, Failed):
+            log.warning(
+                "job_failed",
+                status=JobStatus.FAILED.value,
+                error=outcome.error.message,
+                error_type=outcome.error.kind,
+                max_attempts=job.max_attempts,
+            )
+        elif isinstance(outcome, Cancelled):
+            log.info("job_cancelled", status=JobStatus.CANCELLED.value)
+
+    async def _release(self, leases: Sequence[Lease]) -> None:
+        """Give jobs that will not run here back to the queue, attempt not counted."""
+        if not leases:
+            return
+        try:
+            released = await self._queue.release(leases)
         except StoreError as exc:
             # The leases expire and the rescuer brings them back; nothing is lost.
-            log.error("jobs_not_released", error=str(exc), job_ids=[c[0] for c in claims])
+            log.error(
+                "jobs_not_released", error=str(exc), job_ids=[lease.job_id for lease in leases]
+            )
             return
-        for job in jobs:
+        for lease in leases:
             log.info(
                 "job_released",
-                job_id=job.id,
-                task=job.task,
-                attempt=job.attempt,
+                job_id=lease.job_id,
                 status=JobStatus.QUEUED.value,
                 worker=self.worker_id,
             )
         log.info("worker_handed_back", released=released)
 
-    async def _claim_loop(self) -> None:
-        while not self._stopping:
-            try:
-                await self._claim_once()
-            except Exception as exc:  # never let the loop die: log, pause, carry on
-                log.error("claim_loop_error", error=repr(exc))
-                await asyncio.sleep(self._poll_interval)
+    # The lease loop
 
-    async def _claim_once(self) -> None:
-        """Claim for the free slots, then wait for a reason to look again."""
-        self._wake.clear()
-        room = self._claim_room()
-        timeout: float | None = None
-        if room > 0:
-            began = time.perf_counter()
-            try:
-                claimed = await self._store.claim(
-                    self.queues,
-                    limit=room,
-                    lease_seconds=self._lease_seconds,
-                    worker_id=self.worker_id,
-                )
-            except StoreError as exc:
-                log.warning("claim_failed", error=str(exc), retry_in=self._poll_interval)
-                # Not the wake event: enqueues must not turn a dead database into a spin.
-                await asyncio.sleep(self._poll_interval)
-                return
-            self._prefetch.claim_took(time.perf_counter() - began)
-            jobs = claimed.jobs
-            if self._stopping:
-                # A claim that raced with stop(): run nothing new, give them back.
-                await self._release(jobs)
-                return
-            self._ready.extend(jobs)
-            self._start_ready()
-            self._may_have_more = len(jobs) == room or claimed.limited
-            if len(jobs) == room:
-                return  # the queue may hold more; claim again at once
-            # A rate limit says when its next job may start; otherwise poll as usual.
-            timeout = min(self._poll_interval, claimed.rate_wait or self._poll_interval)
-        # asyncio.timeout, not wait_for: wait_for runs the wait as a task of its own, and
-        # the wake then takes three turns of the event loop to reach this one, each behind
-        # whatever else is ready (at 200 jobs/s, about 0.3 ms from enqueue to claim).
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
+    def _held(self) -> list[Lease]:
+        return [a.job.lease for a in self._active] + [a.job.lease for a in self._waiting]
 
     async def _lease_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        beat_every = self._lease_seconds / 3
+        lease_seconds = self.settings.lease_seconds
+        beat_every = lease_seconds / 3
         tick = min(CANCEL_CHECK_INTERVAL, beat_every)
-        last_beat = loop.time()
+        last_beat = last_alive = float("-inf")
         while True:
-            await asyncio.sleep(tick)
-            claims = self._claims()
-            if not claims:
-                last_beat = loop.time()
-                continue
+            now = self._clock.monotonic()
             try:  # any failure: log and try again next tick; never let the loop die
-                if loop.time() - last_beat >= beat_every - tick / 2:
-                    held = await self._store.heartbeat(claims, self._lease_seconds)
-                    last_beat = loop.time()
-                    lost = {job_id for job_id, _ in claims} - held.keys()
-                    cancel = {job_id for job_id, asked in held.items() if asked}
-                else:
-                    lost, cancel = set(), await self._store.cancel_requested(claims)
+                if now - last_alive >= WORKER_BEAT_INTERVAL:
+                    await self._beat()
+                    last_alive = now
+                leases = self._held()
+                extend = now - last_beat >= beat_every - tick / 2
+                if leases:
+                    check = await self._queue.check_leases(
+                        LeaseCheckParams(leases, lease_seconds if extend else None)
+                    )
+                    self._interrupt(check.lost, check.cancel_requested)
+                if extend or not leases:
+                    last_beat = now
             except Exception as exc:
                 log.warning("heartbeat_failed", error=repr(exc))
-                continue
-            self._interrupt(lost, cancel)
+            await self._clock.sleep(tick)
 
-    def _interrupt(self, lost: set[int], cancel: set[int]) -> None:
-        if lost and self._ready:  # another worker owns these now: never start them here
-            self._ready = collections.deque(job for job in self._ready if job.id not in lost)
-        for attempt, job_task in list(self._running.items()):
-            if attempt.writing:
-                continue  # the handler is done; its fenced write settles the matter
-            if attempt.job.id in lost and not attempt.lease_lost:
-                attempt.lease_lost = True
-                job_task.cancel()
-            elif attempt.job.id in cancel and not attempt.cancel_requested:
-                attempt.cancel_requested = True
-                job_task.cancel()
+    async def _beat(self) -> None:
+        await self._queue.worker_beat(
+            WorkerBeat(
+                id=self.worker_id,
+                host=socket.gethostname(),
+                queues=list(self.queues),
+                version=__version__,
+                concurrency=self.settings.concurrency,
+                running=len(self._active),
+            )
+        )
 
-    def _start_ready(self) -> None:
-        while self._ready and self._handling < self.concurrency and not self._stopping:
-            job = self._ready.popleft()
-            attempt = Attempt(job, on_writing=self._handler_returned, on_finished=self._finished)
-            self._handling += 1
-            self._running[attempt] = asyncio.create_task(self._executor.run(attempt))
-
-    def _handler_returned(self) -> None:
-        self._handling -= 1
-        self._prefetch.handler_returned()
-        self._start_ready()
-        if self._may_have_more:
-            self._wake.set()
-
-    def _finished(self, attempt: Attempt) -> None:
-        if self._running.pop(attempt, None) is not None:
-            if self._may_have_more:
-                self._wake.set()
-            self._settled.set()
+    def _interrupt(self, lost: frozenset[int], cancel: frozenset[int]) -> None:
+        if lost and self._waiting:  # another worker owns these now: never start them here
+            self._waiting = collections.deque(a for a in self._waiting if a.job.id not in lost)
+        for attempt in self._active:
+            if attempt.job.id in lost:
+                attempt.stop(Interrupt.LEASE_LOST)
+            elif attempt.job.id in cancel:
+                attempt.stop(Interrupt.CANCEL)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from jqs.clock import Clock
 from jqs.logging import get_logger
-from jqs.store import JobStore
-from jqs.worker.periodic import Periodic
+from jqs.maintenance.periodic import Periodic
+from jqs.store.port import Maintenance, PruneParams
 
 log = get_logger(__name__)
 
@@ -18,14 +19,15 @@ class Pruner(Periodic):
 
     def __init__(
         self,
-        store: JobStore,
+        store: Maintenance,
         *,
         retention: float,
         interval: float = 60.0,
         batch: int = 1000,
         max_batches: int = 20,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__("pruner", interval, self._round)
+        super().__init__("pruner", interval, self._round, clock=clock)
         self._store = store
         self._retention = retention
         self._batch = batch
@@ -38,7 +40,7 @@ class Pruner(Periodic):
         """One round; returns how many jobs it deleted."""
         deleted = 0
         for _ in range(self._max_batches):
-            n = await self._store.prune(self._retention, self._batch)
+            n = await self._store.prune(PruneParams(self._retention, self._batch))
             deleted += n
             if n < self._batch:
                 break

@@ -1,17 +1,19 @@
 """Rescuer: brings back jobs whose worker stopped heartbeating (crashed, killed, stalled).
 
-Every process runs one; a transaction-scoped advisory try-lock in the rescue statement makes
-one of them do the work per round, so they never fight.
+Every process runs one; the store lets one of them do the work per round (a
+transaction-scoped advisory try-lock on PostgreSQL), so they never fight. It also forgets
+workers that have been silent for long (their jobs' leases have long expired by then).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from jqs.clock import Clock
 from jqs.logging import get_logger
+from jqs.maintenance.periodic import Periodic
 from jqs.models import JobStatus
-from jqs.store import JobStore
-from jqs.worker.periodic import Periodic
+from jqs.store.port import WORKER_SILENCE_SECONDS, Maintenance, RescueParams
 
 log = get_logger(__name__)
 
@@ -21,25 +23,27 @@ class Rescuer(Periodic):
 
     def __init__(
         self,
-        store: JobStore,
+        store: Maintenance,
         *,
         interval: float = 5.0,
         batch: int = 500,
         on_requeue: Callable[[str], None] = lambda queue: None,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__("rescuer", interval, self._round)
+        super().__init__("rescuer", interval, self._round, clock=clock)
         self._store = store
         self._batch = batch
         self._on_requeue = on_requeue
 
     async def _round(self) -> None:
         await self.rescue_once()
+        await self._store.workers_forget(10 * WORKER_SILENCE_SECONDS)
 
     async def rescue_once(self) -> int:
         """One round; returns how many jobs it moved."""
         moved = 0
         while True:
-            rescued = await self._store.rescue_expired(self._batch)
+            rescued = await self._store.rescue(RescueParams(limit=self._batch))
             for job in rescued:
                 log.warning(
                     "job_rescued",

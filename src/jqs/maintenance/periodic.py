@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
+from jqs.clock import Clock, SystemClock
 from jqs.logging import get_logger
 from jqs.service import LoopService
 
@@ -15,12 +15,15 @@ Action = Callable[[], Awaitable[float | None]]
 
 
 class Periodic(LoopService):
-    """A small service: `action` every `interval` seconds until stopped. Idempotent start/stop."""
+    """`action` every `interval` seconds until stopped. Idempotent start/stop."""
 
-    def __init__(self, name: str, interval: float, action: Action) -> None:
+    def __init__(
+        self, name: str, interval: float, action: Action, *, clock: Clock | None = None
+    ) -> None:
         self.name = name
         self._interval = interval
         self._action = action
+        self._clock = clock or SystemClock()
 
     async def _loop(self) -> None:
         while True:
@@ -29,4 +32,4 @@ class Periodic(LoopService):
                 delay = await self._action()
             except Exception as exc:  # a failed round must not end the service
                 log.warning(f"{self.name}_failed", error=repr(exc))
-            await asyncio.sleep(self._interval if delay is None else delay)
+            await self._clock.sleep(self._interval if delay is None else delay)

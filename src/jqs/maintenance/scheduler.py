@@ -9,24 +9,20 @@ run once when JQS is back, the older ones are skipped.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from croniter import croniter
 
+from jqs.clock import Clock, SystemClock
 from jqs.jsonutil import RawJSON, dumps
 from jqs.logging import get_logger
-from jqs.models import EnqueueOptions
-from jqs.store import CronStore
+from jqs.maintenance.periodic import Periodic
+from jqs.models import EnqueueOptions, NewJob
+from jqs.store.port import Maintenance, ScheduleFire
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.schedules import CronSchedule
-from jqs.worker.periodic import Periodic
 
 log = get_logger(__name__)
-Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def latest_due(expression: str, now: datetime) -> datetime:
@@ -41,18 +37,18 @@ class Scheduler(Periodic):
 
     def __init__(
         self,
-        store: CronStore,
+        store: Maintenance,
         schedules: Sequence[CronSchedule],
         defaults: JobDefaults,
         *,
-        clock: Clock = _utcnow,
+        clock: Clock | None = None,
         on_enqueue: Callable[[str], None] = lambda queue: None,
     ) -> None:
-        super().__init__("scheduler", 1.0, self._round)
+        clock = clock or SystemClock()
+        super().__init__("scheduler", 1.0, self._round, clock=clock)
         self._store = store
         self._schedules = list(schedules)
         self._defaults = defaults
-        self._clock = clock
         self._on_enqueue = on_enqueue
         self._registered = False
 
@@ -63,9 +59,9 @@ class Scheduler(Periodic):
 
     async def register(self) -> None:
         """Make every schedule known to the database (first fire after now)."""
-        now = self._clock()
+        now = self._clock.now()
         for schedule in self._schedules:
-            await self._store.register(
+            await self._store.schedule_register(
                 schedule.name, schedule.expression, latest_due(schedule.expression, now)
             )
         self._registered = True
@@ -74,7 +70,7 @@ class Scheduler(Periodic):
         """Enqueue every schedule's latest due time not yet enqueued; returns new job ids."""
         if not self._registered:
             await self.register()
-        now = now or self._clock()
+        now = now or self._clock.now()
         created = []
         for schedule in self._schedules:
             due = latest_due(schedule.expression, now)
@@ -85,10 +81,10 @@ class Scheduler(Periodic):
                 queue=schedule.queue,
                 priority=schedule.priority,
                 max_attempts=max_attempts,
-                timeout_seconds=timeout,
+                timeout=timeout,
             )
-            payload = RawJSON(dumps(schedule.payload))
-            job_id = await self._store.fire(schedule.name, due, payload, options)
+            job = NewJob(RawJSON(dumps(schedule.payload)), options)
+            job_id = await self._store.schedule_fire(ScheduleFire(schedule.name, due, job))
             if job_id is not None:
                 created.append(job_id)
                 log.info(
@@ -104,6 +100,6 @@ class Scheduler(Periodic):
 
     async def _round(self) -> float:
         await self.tick()
-        now = self._clock()
+        now = self._clock.now()
         upcoming = min(croniter(s.expression, now).get_next(datetime) for s in self._schedules)
-        return min(1.0, max(0.01, (upcoming - self._clock()).total_seconds()))
+        return min(1.0, max(0.01, (upcoming - self._clock.now()).total_seconds()))

@@ -1,0 +1,246 @@
+"""The storage port: what the API, the workers and maintenance ask of a store.
+
+Two stores implement it: `PostgresStore` (jqs.store.postgres), the real one, and
+`MemoryStore` (jqs.store.memory), for fast tests of the logic above it. Both pass one
+contract suite (tests/contract). Parameters are dataclasses; results are the records of
+jqs.models. A store raises only JQS's own errors (jqs.errors): StoreError and its
+DatabaseUnavailable, JobNotFound.
+
+Each consumer depends on the narrow part it uses: the worker pool on `JobQueue`, the
+maintenance services on `Maintenance`, the API on `Jobs` and `Queues`. `Store` is all of
+them, as the composition root builds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from jqs.jsonutil import RawJSON
+from jqs.models import (
+    ClaimResult,
+    EnqueueOptions,
+    IdempotencyKey,
+    Inserted,
+    InsertedAlike,
+    InsertOutcome,
+    Job,
+    JobFilter,
+    Lease,
+    LeaseCheck,
+    NewJob,
+    QueueInfo,
+    QueueSettings,
+    RescuedJob,
+    WorkerInfo,
+)
+from jqs.outcome import Final
+
+# Largest value of PostgreSQL's bigint: ids beyond it cannot exist.
+MAX_JOB_ID = 2**63 - 1
+# A worker not heard from for this long is no longer listed as live.
+WORKER_SILENCE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimParams:
+    """Claim up to `limit` runnable jobs of `queues` for `worker_id`."""
+
+    queues: Sequence[str]
+    limit: int
+    lease_seconds: float
+    worker_id: str
+    now: datetime | None = None  # instead of the store's clock for run_at (tests)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCheckParams:
+    """Look at running jobs' leases; extend them by `extend_by` seconds unless None."""
+
+    leases: Sequence[Lease]
+    extend_by: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One attempt's end, to be written if `lease` still holds."""
+
+    lease: Lease
+    outcome: Final
+
+
+@dataclass(frozen=True, slots=True)
+class FindParams:
+    """A page of jobs, newest first."""
+
+    filter: JobFilter = field(default_factory=JobFilter)
+    limit: int = 10
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A job after an operator's request, and whether the request changed anything."""
+
+    job: Job
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePatch:
+    """Queue settings to change; only the fields named in `given` are changed."""
+
+    name: str
+    concurrency_limit: int | None = None
+    rate_limit: float | None = None
+    paused: bool = False
+    given: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class RescueParams:
+    """Bring back up to `limit` jobs whose lease expired."""
+
+    limit: int = 500
+    now: datetime | None = None  # instead of the store's clock (tests)
+
+
+@dataclass(frozen=True, slots=True)
+class PruneParams:
+    """Delete up to `limit` jobs finished more than `older_than` seconds ago."""
+
+    older_than: float
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleFire:
+    """Enqueue the job of schedule `name` for its time `at`, once across all processes."""
+
+    name: str
+    at: datetime
+    job: NewJob
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    """A worker saying it is alive: who, what it serves, and how busy it is."""
+
+    id: str
+    host: str
+    queues: Sequence[str]
+    version: str
+    concurrency: int
+    running: int = 0
+
+
+class Jobs(Protocol):
+    """Submitting, reading and steering jobs (the API's side)."""
+
+    async def insert(self, jobs: Sequence[NewJob]) -> list[Inserted]:
+        """Insert jobs in one transaction (all or none); results in input order."""
+        ...
+
+    async def insert_alike(
+        self, payloads: Sequence[RawJSON], options: EnqueueOptions
+    ) -> InsertedAlike:
+        """Insert jobs that share their options in one transaction (all or none)."""
+        ...
+
+    async def insert_once(self, job: NewJob, key: IdempotencyKey) -> tuple[Job, InsertOutcome]:
+        """Insert unless the key exists: then the job holding it, DUPLICATE or CONFLICT."""
+        ...
+
+    async def get(self, job_id: int) -> Job:
+        """The job with this id, or JobNotFound."""
+        ...
+
+    async def find(self, params: FindParams) -> list[Job]:
+        """A page of jobs, newest (highest id) first."""
+        ...
+
+    async def cancel(self, job_id: int, result: RawJSON) -> Change:
+        """Cancel a queued job now, or ask the worker of a running one to stop it."""
+        ...
+
+    async def retry(self, job_id: int) -> Change:
+        """Queue a failed or cancelled job again with fresh attempts."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise DatabaseUnavailable unless the store answers."""
+        ...
+
+
+class JobQueue(Protocol):
+    """What a worker does with jobs: claim, keep, end, hand back."""
+
+    async def claim(self, params: ClaimParams) -> ClaimResult:
+        """Move runnable jobs to processing under a fresh lease, within the queues' limits."""
+        ...
+
+    async def check_leases(self, params: LeaseCheckParams) -> LeaseCheck:
+        """Which leases are lost and which jobs were asked to cancel; extends the rest."""
+        ...
+
+    async def finish(self, finishes: Sequence[Finish]) -> list[bool]:
+        """Write attempts' ends, each only if its lease holds; per item, whether it did."""
+        ...
+
+    async def release(self, leases: Sequence[Lease]) -> int:
+        """Hand running jobs back to the queue, the attempt not counted."""
+        ...
+
+    async def worker_beat(self, beat: WorkerBeat) -> None:
+        """Record that a worker is alive."""
+        ...
+
+    async def worker_gone(self, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+        ...
+
+
+class Maintenance(Protocol):
+    """What the maintenance services do, one process at a time."""
+
+    async def rescue(self, params: RescueParams) -> list[RescuedJob]:
+        """Jobs whose lease expired go back to the queue, or end when attempts are spent."""
+        ...
+
+    async def prune(self, params: PruneParams) -> int:
+        """Delete old finished jobs; how many. 0 while another process is at it."""
+        ...
+
+    async def schedule_register(self, name: str, expression: str, start_after: datetime) -> None:
+        """Make a schedule known; a new or changed one first fires after `start_after`."""
+        ...
+
+    async def schedule_fire(self, params: ScheduleFire) -> int | None:
+        """The new job's id, or None when that time was enqueued already."""
+        ...
+
+    async def workers_forget(self, silent_for: float) -> int:
+        """Forget workers not heard from for `silent_for` seconds; how many."""
+        ...
+
+
+class Queues(Protocol):
+    """Queue settings, and what operators see of queues and workers."""
+
+    async def queue_update(self, patch: QueuePatch) -> QueueSettings:
+        """Change what the patch gives; the rest stays as it was."""
+        ...
+
+    async def queue_infos(self) -> list[QueueInfo]:
+        """Every queue that has jobs, settings or workers, by name."""
+        ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers, by id."""
+        ...
+
+
+class Store(Jobs, JobQueue, Maintenance, Queues, Protocol):
+    """Everything at once, as the composition root builds it."""

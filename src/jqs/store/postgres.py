@@ -1,0 +1,418 @@
+"""PostgresStore: the storage port on PostgreSQL, one named query per operation."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from jqs.errors import JobNotFound
+from jqs.jsonutil import RawJSON
+from jqs.models import (
+    ClaimedJob,
+    ClaimResult,
+    EnqueueOptions,
+    IdempotencyKey,
+    Inserted,
+    InsertedAlike,
+    InsertOutcome,
+    Job,
+    JobStatus,
+    Lease,
+    LeaseCheck,
+    NewJob,
+    QueueInfo,
+    QueueSettings,
+    RescuedJob,
+    WorkerInfo,
+    shared_options,
+)
+from jqs.outcome import Completed, Failed, Final, Retry
+from jqs.store.db import Db
+from jqs.store.limits import LimitedQueue, plan_claim, spend_tokens
+from jqs.store.port import (
+    MAX_JOB_ID,
+    WORKER_SILENCE_SECONDS,
+    Change,
+    ClaimParams,
+    FindParams,
+    Finish,
+    LeaseCheckParams,
+    PruneParams,
+    QueuePatch,
+    RescueParams,
+    ScheduleFire,
+    WorkerBeat,
+)
+
+# Constants every JQS process agrees on: advisory locks of the one-at-a-time maintenance.
+RESCUER_LOCK_KEY = 0x4A51_5300_0002
+PRUNER_LOCK_KEY = 0x4A51_5300_0003
+# How long a process trusts its list of limited queues (a stale list is still safe: the
+# fast path re-checks in SQL).
+LIMITS_CACHE_SECONDS = 1.0
+
+# Columns named as the job's fields; `cancel_requested` is derived from its timestamp.
+_JOB_COLUMNS = tuple(f.name for f in fields(Job) if f.name not in ("status", "cancel_requested"))
+
+
+def job_from_row(row: asyncpg.Record) -> Job:
+    """A row of `jobs` as the job's shape."""
+    return Job(
+        **{name: row[name] for name in _JOB_COLUMNS},
+        status=JobStatus(row["status"]),
+        cancel_requested=row["cancel_requested_at"] is not None,
+    )
+
+
+def _option_values(o: EnqueueOptions) -> tuple[object, ...]:
+    """A job's options in job_insert_many's row order."""
+    return (o.queue, o.priority, o.run_at, o.delay, o.max_attempts, o.timeout)
+
+
+def _ends(finishes: Sequence[Finish]) -> RawJSON:
+    """job_finish_many's :ends, one JSON object keyed by job id."""
+    ends: dict[str, dict[str, Any]] = {}
+    for finish in finishes:
+        end: dict[str, Any] = {"token": str(finish.lease.token)}
+        outcome: Final = finish.outcome
+        if isinstance(outcome, Completed):
+            end["status"] = JobStatus.COMPLETED
+            end["result"] = orjson.Fragment(bytes(outcome.result))
+        elif isinstance(outcome, Retry):
+            end["status"] = JobStatus.QUEUED
+            end["error"] = orjson.Fragment(bytes(outcome.error.json))
+            end["retry_in"] = outcome.delay
+        elif isinstance(outcome, Failed):
+            end["status"] = JobStatus.FAILED
+            end["result"] = end["error"] = orjson.Fragment(bytes(outcome.error.json))
+        else:
+            end["status"] = JobStatus.CANCELLED
+            end["result"] = orjson.Fragment(bytes(outcome.result))
+        ends[str(finish.lease.job_id)] = end
+    return RawJSON(orjson.dumps(ends))
+
+
+def _lease_arrays(leases: Sequence[Lease]) -> dict[str, list[Any]]:
+    return {"ids": [lease.job_id for lease in leases], "tokens": [lease.token for lease in leases]}
+
+
+class PostgresStore:
+    """Every operation of the storage port (jqs.store.port.Store) on PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._db = Db(pool)
+        self._limited: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+
+    # Jobs
+
+    async def insert(self, jobs: Sequence[NewJob]) -> list[Inserted]:
+        """Insert jobs in one statement (all or none); results in input order."""
+        if not jobs:
+            return []
+        options = shared_options(jobs)
+        if options is not None:
+            alike = await self.insert_alike([job.payload for job in jobs], options)
+            return [
+                Inserted(job_id, task, alike.created_at, alike.run_at)
+                for job_id, task in zip(alike.ids, alike.tasks, strict=True)
+            ]
+        # orjson wants bytes exactly, not a subclass
+        rows = [(orjson.Fragment(bytes(j.payload)), *_option_values(j.options)) for j in jobs]
+        inserted = await self._db.fetch("job_insert_many", rows=RawJSON(orjson.dumps(rows)))
+        return sorted((Inserted(**row) for row in inserted), key=lambda new: new.id)
+
+    async def insert_alike(
+        self, payloads: Sequence[RawJSON], options: EnqueueOptions
+    ) -> InsertedAlike:
+        """Insert jobs that share their options in one statement (all or none)."""
+        if not payloads:
+            raise ValueError("no jobs to insert")
+        row = await self._db.fetchrow(
+            "job_insert_many_alike", options, payloads=RawJSON(b"[" + b",".join(payloads) + b"]")
+        )
+        assert row is not None  # an aggregate always gives one row
+        return InsertedAlike(**row)
+
+    async def insert_once(self, job: NewJob, key: IdempotencyKey) -> tuple[Job, InsertOutcome]:
+        """Insert unless the key exists; then the job holding it, DUPLICATE or CONFLICT."""
+        # Twice at most: the job holding the key may be deleted between the two reads.
+        for _ in range(2):
+            row = await self._db.fetchrow(
+                "job_insert_once",
+                job.options,
+                payload=job.payload,
+                key=key.key,
+                digest=key.request_digest,
+            )
+            if row is not None:
+                return job_from_row(row), InsertOutcome.CREATED
+            existing = await self._db.fetchrow("job_get_by_idempotency_key", key=key.key)
+            if existing is not None:
+                same = existing["request_digest"] == key.request_digest
+                return job_from_row(existing), (
+                    InsertOutcome.DUPLICATE if same else InsertOutcome.CONFLICT
+                )
+        raise RuntimeError("idempotency key neither inserted nor found")  # pragma: no cover
+
+    async def get(self, job_id: int) -> Job:
+        """The job with this id, or JobNotFound."""
+        if not 0 < job_id <= MAX_JOB_ID:
+            raise JobNotFound(job_id)
+        row = await self._db.fetchrow("job_get", id=job_id)
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row)
+
+    async def find(self, params: FindParams) -> list[Job]:
+        """A page of jobs, newest first."""
+        status, task = params.filter.status, params.filter.task
+        if task is not None and status is None:
+            rows = await self._db.fetch("job_list_by_task", params, task=task)
+        else:
+            rows = await self._db.fetch("job_list", params, status=status, task=task)
+        return [job_from_row(row) for row in rows]
+
+    async def cancel(self, job_id: int, result: RawJSON) -> Change:
+        """Cancel a queued job now, or ask the worker of a running one to stop it."""
+        return await self._change("job_cancel", job_id, result=result)
+
+    async def retry(self, job_id: int) -> Change:
+        """Queue a failed or cancelled job again with fresh attempts."""
+        return await self._change("job_retry", job_id)
+
+    async def _change(self, query: str, job_id: int, **values: object) -> Change:
+        if not 0 < job_id <= MAX_JOB_ID:
+            raise JobNotFound(job_id)
+        row = await self._db.fetchrow(query, id=job_id, **values)
+        if row is None:
+            return Change(await self.get(job_id), changed=False)
+        return Change(job_from_row(row), changed=True)
+
+    async def ping(self) -> None:
+        """Raise DatabaseUnavailable unless PostgreSQL answers."""
+        await self._db.fetchval("db_ping")
+
+    # The worker's side
+
+    async def claim(self, params: ClaimParams) -> ClaimResult:
+        """Move runnable jobs to processing under a fresh lease, within the queues' limits.
+
+        Queues without limits take one statement outside any transaction; paused, limited
+        and rate-limited ones are claimed in a transaction holding their settings rows.
+        """
+        limited = await self._limited_queues()
+        plain = [name for name in params.queues if name not in limited]
+        guarded = [name for name in params.queues if name in limited]
+        result = ClaimResult([])
+        if guarded:
+            result = await self._claim_limited(params, guarded)
+        room = params.limit - len(result.jobs)
+        if plain and room > 0:
+            token = uuid.uuid4()
+            rows = await self._db.fetch(
+                "job_claim",
+                params,
+                queues=plain,
+                caps=[room] * len(plain),
+                max_running=[None] * len(plain),
+                limit=room,
+                skip_limited=True,
+                token=token,
+            )
+            jobs = [ClaimedJob(**row, lease_token=token) for row in rows]
+            result = ClaimResult(result.jobs + jobs, result.rate_wait)
+        return ClaimResult(result.jobs, result.rate_wait, limited=bool(guarded))
+
+    async def _limited_queues(self) -> frozenset[str]:
+        """Names of limited or paused queues, re-read at most every LIMITS_CACHE_SECONDS."""
+        now = asyncio.get_running_loop().time()
+        expires, names = self._limited
+        if now >= expires:
+            rows = await self._db.fetch("queue_limited_names")
+            names = frozenset(row["name"] for row in rows)
+            self._limited = (now + LIMITS_CACHE_SECONDS, names)
+        return names
+
+    async def _claim_limited(self, params: ClaimParams, queues: list[str]) -> ClaimResult:
+        async with self._db.transaction() as tx:
+            rows = await tx.fetch("queue_lock_limited", names=queues)
+            at: datetime = rows[0]["at"] if rows else datetime.now(UTC)
+            limited = {
+                row["name"]: LimitedQueue(**{k: v for k, v in row.items() if k != "at"})
+                for row in rows
+            }
+            plan = plan_claim(queues, limited, params.limit, at)
+            if not plan.names:
+                return ClaimResult([], plan.rate_wait)
+            token = uuid.uuid4()
+            claimed = await tx.fetch(
+                "job_claim",
+                params,
+                queues=plan.names,
+                caps=plan.caps,
+                max_running=plan.max_running,
+                skip_limited=False,
+                token=token,
+            )
+            jobs = [ClaimedJob(**row, lease_token=token) for row in claimed]
+            spent = spend_tokens(limited, Counter(job.queue for job in jobs), plan, at)
+            if spent:
+                await tx.execute(
+                    "queue_tokens_spend",
+                    names=[s.name for s in spent],
+                    tokens=[s.tokens for s in spent],
+                    ats=[s.at for s in spent],
+                )
+        return ClaimResult(jobs, plan.rate_wait)
+
+    async def check_leases(self, params: LeaseCheckParams) -> LeaseCheck:
+        """Which leases are lost and which jobs were asked to cancel; extends the rest."""
+        if not params.leases:
+            return LeaseCheck(frozenset(), frozenset())
+        arrays = _lease_arrays(params.leases)
+        if params.extend_by is None:
+            rows = await self._db.fetch("job_leases_read", **arrays)
+        else:
+            rows = await self._db.fetch("job_leases_extend", seconds=params.extend_by, **arrays)
+        held = {row["id"] for row in rows}
+        return LeaseCheck(
+            lost=frozenset(lease.job_id for lease in params.leases) - held,
+            cancel_requested=frozenset(row["id"] for row in rows if row["cancel_requested"]),
+        )
+
+    async def finish(self, finishes: Sequence[Finish]) -> list[bool]:
+        """Write attempts' ends in one statement, each only if its lease holds."""
+        # The statement takes one end per job: ends for a job named twice (a stale worker's
+        # and the current one's) go in statements of their own, one after the other.
+        rounds: list[list[int]] = []  # indexes into `finishes`
+        seen: Counter[int] = Counter()
+        for index, finish in enumerate(finishes):
+            turn = seen[finish.lease.job_id]
+            seen[finish.lease.job_id] += 1
+            if turn == len(rounds):
+                rounds.append([])
+            rounds[turn].append(index)
+        written = [False] * len(finishes)
+        for indexes in rounds:
+            batch = [finishes[i] for i in indexes]
+            ids = [finish.lease.job_id for finish in batch]
+            rows = await self._db.fetch("job_finish_many", ids=ids, ends=_ends(batch))
+            done = {row["id"] for row in rows}
+            for i in indexes:
+                written[i] = finishes[i].lease.job_id in done
+        return written
+
+    async def release(self, leases: Sequence[Lease]) -> int:
+        """Hand running jobs back to the queue, the attempt not counted."""
+        if not leases:
+            return 0
+        released: int = await self._db.fetchval("job_release", **_lease_arrays(leases))
+        return released
+
+    async def worker_beat(self, beat: WorkerBeat) -> None:
+        """Record that a worker is alive."""
+        await self._db.execute("worker_beat", beat, queues=list(beat.queues))
+
+    async def worker_gone(self, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+        await self._db.execute("worker_gone", id=worker_id)
+
+    # Maintenance
+
+    async def rescue(self, params: RescueParams) -> list[RescuedJob]:
+        """Expired leases back to the queue (or ended); one process at a time."""
+        rows = await self._db.fetch("job_rescue_expired", params, lock=RESCUER_LOCK_KEY)
+        return [
+            RescuedJob(
+                id=row["id"],
+                task=row["task"],
+                queue=row["queue"],
+                attempt=row["attempt"],
+                status=JobStatus(row["status"]),
+                worker=row["worker"],
+            )
+            for row in rows
+        ]
+
+    async def prune(self, params: PruneParams) -> int:
+        """Delete old finished jobs; 0 while another process is at it."""
+        deleted: int = await self._db.fetchval("job_prune", params, lock=PRUNER_LOCK_KEY)
+        return deleted
+
+    async def schedule_register(self, name: str, expression: str, start_after: datetime) -> None:
+        """Make a schedule known; a new or changed one first fires after `start_after`."""
+        await self._db.execute(
+            "cron_schedule_register", name=name, expression=expression, start_after=start_after
+        )
+
+    async def schedule_fire(self, params: ScheduleFire) -> int | None:
+        """The new job's id, or None when that time was enqueued already."""
+        job_id: int | None = await self._db.fetchval(
+            "cron_fire",
+            params.job.options,
+            name=params.name,
+            at=params.at,
+            payload=params.job.payload,
+            key=f"cron:{params.name}:{params.at.isoformat()}",
+        )
+        return job_id
+
+    async def workers_forget(self, silent_for: float) -> int:
+        """Forget workers not heard from for `silent_for` seconds."""
+        forgotten: int = await self._db.fetchval("worker_forget", silent_for=silent_for)
+        return forgotten
+
+    # Queues and workers, as operators see them
+
+    async def queue_update(self, patch: QueuePatch) -> QueueSettings:
+        """Change what the patch gives; the rest stays as it was."""
+        row = await self._db.fetchrow(
+            "queue_upsert",
+            patch,
+            set_limit="concurrency_limit" in patch.given,
+            set_rate="rate_limit" in patch.given,
+            set_paused="paused" in patch.given,
+        )
+        assert row is not None
+        self._limited = (float("-inf"), frozenset())  # this process sees the change at once
+        return QueueSettings(**row)
+
+    async def queue_infos(self) -> list[QueueInfo]:
+        """Every queue that has jobs, settings or live workers, by name."""
+        settings = {
+            row["name"]: QueueSettings(**row) for row in await self._db.fetch("queue_settings")
+        }
+        counts: dict[str, dict[JobStatus, int]] = {}
+        oldest: dict[str, float] = {}
+        for row in await self._db.fetch("queue_counts"):
+            counts.setdefault(row["queue"], dict.fromkeys(JobStatus, 0))[
+                JobStatus(row["status"])
+            ] = row["n"]
+            if row["status"] == JobStatus.QUEUED and row["oldest_wait"] is not None:
+                oldest[row["queue"]] = float(row["oldest_wait"])
+        serving: dict[str, list[str]] = {}
+        for worker in await self.workers():
+            for name in worker.queues:
+                serving.setdefault(name, []).append(worker.id)
+        return [
+            QueueInfo(
+                settings=settings.get(name, QueueSettings(name)),
+                counts=counts.get(name, dict.fromkeys(JobStatus, 0)),
+                oldest_queued_seconds=oldest.get(name),
+                workers=serving.get(name, []),
+            )
+            for name in sorted(settings.keys() | counts.keys() | serving.keys())
+        ]
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers, by id."""
+        rows = await self._db.fetch("worker_list", silent_for=WORKER_SILENCE_SECONDS)
+        return [WorkerInfo(**row) for row in rows]
