@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -29,7 +29,8 @@ async def test_insert_and_get(subject: Subject) -> None:
     assert job.attempts == 0
     assert job.created_at == job.updated_at == inserted.created_at
     assert before <= job.run_at == inserted.run_at
-    assert job.started_at is None and job.finished_at is None
+    assert job.started_at is None
+    assert job.finished_at is None
     assert job.cancel_requested is False
 
 
@@ -100,9 +101,7 @@ async def test_find_is_newest_first_filtered_and_paged(subject: Subject) -> None
     assert [j.id for j in by_task] == ids[1::2][::-1]
     cancelled = await store.find(FindParams(JobFilter(status=JobStatus.CANCELLED), limit=10))
     assert [j.id for j in cancelled] == [ids[0]]
-    both = await store.find(
-        FindParams(JobFilter(status=JobStatus.QUEUED, task="b"), limit=10)
-    )
+    both = await store.find(FindParams(JobFilter(status=JobStatus.QUEUED, task="b"), limit=10))
     assert [j.id for j in both] == [ids[4], ids[2]]
 
 
@@ -141,3 +140,41 @@ async def test_retry_gives_failed_and_cancelled_jobs_fresh_attempts(subject: Sub
     assert not (await store.retry(job.id)).changed, "a queued job is not retried"
     with pytest.raises(JobNotFound):
         await store.retry(10**9)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        EnqueueOptions(),
+        EnqueueOptions(queue="x", priority=-2, max_attempts=7, timeout=1.5),
+        EnqueueOptions(delay=90),
+        EnqueueOptions(run_at=datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)),
+    ],
+)
+async def test_what_an_insert_answers_is_what_was_stored(
+    subject: Subject, options: EnqueueOptions
+) -> None:
+    # The API answers a POST from what the insert returned, without reading the rows back:
+    # that must be what a read of each row gives, in input order.
+    payloads = [{"task": "a", "n": 1}, {"n": 2}, {"task": 7}, {"task": "b", "x": [1, 2]}]
+    created = await subject.store.insert([NewJob(raw(p), options) for p in payloads])
+    assert [j.task for j in created] == ["a", None, "7", "b"]
+    assert [j.id for j in created] == sorted(j.id for j in created)
+    for new_job, payload in zip(created, payloads, strict=True):
+        job = await subject.store.get(new_job.id)
+        assert job.payload == payload
+        assert (new_job.task, new_job.created_at, new_job.run_at) == (
+            job.task,
+            job.created_at,
+            job.run_at,
+        )
+        assert (job.queue, job.priority, job.max_attempts, job.timeout) == (
+            options.queue,
+            options.priority,
+            options.max_attempts,
+            options.timeout,
+        )
+    if options.run_at is not None:
+        assert created[0].run_at == options.run_at
+    else:
+        assert (created[0].run_at - created[0].created_at).total_seconds() == options.delay

@@ -87,7 +87,13 @@ async def test_workers_beat_list_and_go(subject: Subject) -> None:
     workers = await store.workers()
     assert [w.id for w in workers] == ["a", "b"]
     b = workers[1]
-    assert (b.host, b.queues, b.version, b.concurrency, b.running) == ("h1", ["default"], "1.0", 5, 2)
+    assert (b.host, b.queues, b.version, b.concurrency, b.running) == (
+        "h1",
+        ["default"],
+        "1.0",
+        5,
+        2,
+    )
     assert b.started_at <= b.last_seen_at
     await store.worker_beat(WorkerBeat("b", "h1", ["default"], "1.0", 5, running=0))
     assert [w.running for w in await store.workers()] == [0, 0]
@@ -124,7 +130,8 @@ async def test_each_scheduled_time_is_enqueued_once(subject: Subject) -> None:
     assert await store.schedule_fire(ScheduleFire("tick", now - timedelta(minutes=1), job)) is None
     assert await store.schedule_fire(ScheduleFire("tick", now - timedelta(minutes=2), job)) is None
     second = await store.schedule_fire(ScheduleFire("tick", now, job))
-    assert second is not None and second != first
+    assert second is not None
+    assert second != first
     assert (await store.get(second)).payload == {"task": "tick"}
     # Registering again with the same expression keeps the progress; a new one restarts it.
     await store.schedule_register("tick", "* * * * *", start)

@@ -40,7 +40,7 @@ async def test_claim_sets_lease_and_attempt_and_never_takes_a_job_twice(subject:
     assert claimed.payload == {"task": "x", "n": 1}
     assert (claimed.attempt, claimed.max_attempts, claimed.timeout) == (1, 3, 9.0)
     assert await claim(store, worker_id="w2") == []
-    now = (await store.get(job.id))
+    now = await store.get(job.id)
     assert now.status is JobStatus.PROCESSING
     assert now.attempts == 1
     assert now.started_at is not None

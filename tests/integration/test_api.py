@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from jqs.api.state import Limits
-from jqs.store import JobStore
+from jqs.store import PostgresStore
 from tests.support.http import api_client
 
 JSON = {"Content-Type": "application/json"}
@@ -18,7 +18,7 @@ SEED_FIELDS = ["id", "payload", "status", "result", "created_at", "updated_at"]
 
 
 @pytest.fixture
-async def client(store: JobStore) -> AsyncIterator[httpx.AsyncClient]:
+async def client(store: PostgresStore) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(store, limits=Limits(max_body_bytes=4096, max_json_depth=8)) as c:
         yield c
 
@@ -55,7 +55,7 @@ async def test_post_job_answers_201_with_the_committed_job(
     assert orjson.loads(row["payload"]) == payload
 
 
-async def test_post_wakes_local_workers(store: JobStore) -> None:
+async def test_post_wakes_local_workers(store: PostgresStore) -> None:
     calls: list[str] = []
     async with api_client(store, on_enqueue=calls.append) as c:
         await c.post("/jobs", json={"task": "x"})
@@ -166,7 +166,7 @@ async def test_list_newest_first_with_paging_and_filters(client: httpx.AsyncClie
     assert (await client.get("/jobs", params={"page": 99})).json() == []
 
 
-async def test_list_limit_is_capped_at_100(client: httpx.AsyncClient, store: JobStore) -> None:
+async def test_list_limit_is_capped_at_100(client: httpx.AsyncClient, store: PostgresStore) -> None:
     for _ in range(3):
         await client.post("/jobs", json={"task": "x"})
     async with api_client(store, limits=Limits(page_size_max=2)) as capped:
@@ -204,7 +204,7 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
     assert ready.json() == {"status": "ready", "database": "ok"}
 
 
-async def test_database_gone_gives_503_not_500(store: JobStore, database: object) -> None:
+async def test_database_gone_gives_503_not_500(store: PostgresStore, database: object) -> None:
     async with api_client(store) as c:
         await database.stop()  # type: ignore[attr-defined]
         assert_problem(await c.get("/ready"), 503, "database")

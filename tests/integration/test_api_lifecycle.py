@@ -10,11 +10,13 @@ import httpx
 import pytest
 
 from jqs.api.state import ApiState
-from jqs.store import JobStore
+from jqs.store import PostgresStore
+from jqs.store.port import LeaseCheckParams
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskOptions, TaskRegistry, TaskSpec
 from tests.integration.test_api import assert_problem
 from tests.support.http import api_client
+from tests.support.jobs import claim as claim_jobs
 
 
 def _registry() -> TaskRegistry:
@@ -24,7 +26,7 @@ def _registry() -> TaskRegistry:
 
 
 @pytest.fixture
-async def client(store: JobStore) -> AsyncIterator[httpx.AsyncClient]:
+async def client(store: PostgresStore) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(store) as c:
         c._transport.app.state.jqs.defaults = JobDefaults(  # type: ignore[attr-defined]
             _registry(), max_attempts=3, timeout=None
@@ -106,7 +108,7 @@ async def test_concurrent_duplicates_create_one_job(client: httpx.AsyncClient) -
     assert len({r.json()["id"] for r in responses}) == 1
 
 
-async def test_cancel_and_retry_endpoints(client: httpx.AsyncClient, store: JobStore) -> None:
+async def test_cancel_and_retry_endpoints(client: httpx.AsyncClient, store: PostgresStore) -> None:
     job = (await client.post("/jobs", json={"task": "x"})).json()
     cancelled = await client.post(f"/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 200
@@ -121,12 +123,13 @@ async def test_cancel_and_retry_endpoints(client: httpx.AsyncClient, store: JobS
     assert retried.json()["result"] is None
     assert_problem(await client.post(f"/jobs/{job['id']}/retry"), 409, "only failed or cancelled")
 
-    [claim] = (await store.claim(["default"], limit=1, lease_seconds=30, worker_id="w")).jobs
+    [claim] = await claim_jobs(store, limit=1)
     running = await client.post(f"/jobs/{job['id']}/cancel")
     assert running.status_code == 202
     assert running.json()["status"] == "processing"
     assert running.json()["cancel_requested"] is True
-    assert await store.cancel_requested([(claim.id, claim.lease_token)]) == {claim.id}
+    check = await store.check_leases(LeaseCheckParams([claim.lease]))
+    assert check.cancel_requested == {claim.id}
 
     assert_problem(await client.post("/jobs/999999/cancel"), 404)
     assert_problem(await client.post("/jobs/0/retry"), 422)

@@ -10,13 +10,13 @@ import httpx
 import pytest
 
 from jqs.api.state import Limits
-from jqs.store import JobStore
+from jqs.store import PostgresStore
 from tests.integration.test_api import assert_problem
 from tests.support.http import api_client
 
 
 @pytest.fixture
-async def client(store: JobStore) -> AsyncIterator[httpx.AsyncClient]:
+async def client(store: PostgresStore) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(store) as c:
         yield c
 
@@ -96,7 +96,7 @@ async def test_batch_of_alike_jobs_answers_each_job_as_get_shows_it(
 
 
 async def test_batch_refuses_a_payload_nested_too_deep(
-    store: JobStore, conn: asyncpg.Connection
+    store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
     deep: Any = 1
     for _ in range(9):

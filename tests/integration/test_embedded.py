@@ -20,7 +20,7 @@ async def test_embedded_start_restart_stop(tmp_path: Path) -> None:
     db = Database(url=None, data_dir=data_dir)
     await db.start()
     try:
-        job = await add(db.jobs, {"task": "keep me"})
+        job = await add(db.store, {"task": "keep me"})
         pid = _postmaster_pid(data_dir)
         assert psutil.pid_exists(pid)
         assert db.dsn is not None
@@ -33,7 +33,7 @@ async def test_embedded_start_restart_stop(tmp_path: Path) -> None:
     again = Database(url=None, data_dir=data_dir)
     await again.start()
     try:
-        kept = await again.jobs.get(job.id)
+        kept = await again.store.get(job.id)
         assert kept.payload == {"task": "keep me"}
         assert again.dsn is not None
         conn = await asyncpg.connect(again.dsn)

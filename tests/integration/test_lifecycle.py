@@ -14,14 +14,15 @@ import asyncpg
 import pytest
 
 from jqs import FailNow, RetryLater
+from jqs.maintenance.rescuer import Rescuer
 from jqs.models import Job, JobStatus
-from jqs.outcome import cancelled_result
-from jqs.store import JobStore
+from jqs.outcome import Completed, cancelled_result
+from jqs.store import PostgresStore
+from jqs.store.port import Finish, LeaseCheckParams, RescueParams
 from jqs.tasks.registry import TaskRegistry
-from jqs.worker import WorkerPool
+from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy
-from jqs.worker.rescuer import Rescuer
-from tests.support.jobs import add, raw
+from tests.support.jobs import add, claim, raw
 from tests.support.waiting import eventually
 
 
@@ -32,7 +33,7 @@ class _NoJitter(random.Random):
 
 @asynccontextmanager
 async def running(
-    store: JobStore,
+    store: PostgresStore,
     handlers: dict[str, Callable[..., Any]],
     *,
     concurrency: int = 2,
@@ -42,14 +43,13 @@ async def running(
     registry = TaskRegistry()
     for name, fn in handlers.items():
         registry.register(name, fn)
-    pool = WorkerPool(
-        store,
-        registry,
+    settings = PoolSettings(
         concurrency=concurrency,
         poll_interval=0.02,
         lease_seconds=lease_seconds,
-        retry_policy=RetryPolicy(backoff_base=backoff_base, backoff_max=10, rng=_NoJitter()),
+        retry=RetryPolicy(backoff_base=backoff_base, backoff_max=10),
     )
+    pool = WorkerPool(store, registry, settings, rng=_NoJitter())
     await pool.start()
     try:
         yield pool
@@ -57,7 +57,7 @@ async def running(
         await pool.stop(2)
 
 
-async def finished(store: JobStore, job_id: int, within: float = 10) -> Job:
+async def finished(store: PostgresStore, job_id: int, within: float = 10) -> Job:
     async def check() -> Job | None:
         job = await store.get(job_id)
         return job if job.status.finished else None
@@ -66,7 +66,7 @@ async def finished(store: JobStore, job_id: int, within: float = 10) -> Job:
 
 
 async def test_always_failing_handler_runs_max_attempts_with_growing_delays(
-    store: JobStore,
+    store: PostgresStore,
 ) -> None:
     starts: list[float] = []
 
@@ -90,7 +90,7 @@ async def test_always_failing_handler_runs_max_attempts_with_growing_delays(
     assert done.result["type"] == "ConnectionError"
 
 
-async def test_a_retry_that_succeeds_completes(store: JobStore) -> None:
+async def test_a_retry_that_succeeds_completes(store: PostgresStore) -> None:
     calls: list[int] = []
 
     async def flaky(payload: dict[str, Any]) -> str:
@@ -108,7 +108,7 @@ async def test_a_retry_that_succeeds_completes(store: JobStore) -> None:
     assert len(done.errors) == 2
 
 
-async def test_retry_later_and_fail_now(store: JobStore) -> None:
+async def test_retry_later_and_fail_now(store: PostgresStore) -> None:
     seen: list[float] = []
 
     async def later(payload: dict[str, Any]) -> str:
@@ -133,15 +133,15 @@ async def test_retry_later_and_fail_now(store: JobStore) -> None:
     assert done_b.result["type"] == "FailNow"
 
 
-async def test_timeouts_fail_the_attempt(store: JobStore) -> None:
+async def test_timeouts_fail_the_attempt(store: PostgresStore) -> None:
     async def slow(payload: dict[str, Any]) -> None:
         await asyncio.sleep(30)
 
     def slow_sync(payload: dict[str, Any]) -> None:
         time.sleep(1.0)
 
-    a = await add(store, {"task": "slow"}, max_attempts=2, attempt_timeout=0.2)
-    b = await add(store, {"task": "slow_sync"}, max_attempts=1, attempt_timeout=0.2)
+    a = await add(store, {"task": "slow"}, max_attempts=2, timeout=0.2)
+    b = await add(store, {"task": "slow_sync"}, max_attempts=1, timeout=0.2)
     began = time.monotonic()
     async with running(store, {"slow": slow, "slow_sync": slow_sync}):
         done_a = await finished(store, a.id)
@@ -155,14 +155,14 @@ async def test_timeouts_fail_the_attempt(store: JobStore) -> None:
     assert done_b.result["type"] == "Timeout"
 
 
-async def test_task_level_timeout_applies_when_the_job_sets_none(store: JobStore) -> None:
+async def test_task_level_timeout_applies_when_the_job_sets_none(store: PostgresStore) -> None:
     from jqs.tasks.registry import TaskOptions, TaskSpec
 
     async def slow(payload: dict[str, Any]) -> None:
         await asyncio.sleep(30)
 
     registry = TaskRegistry([TaskSpec.of("slow", slow, TaskOptions(timeout=0.2))])
-    pool = WorkerPool(store, registry, concurrency=1, poll_interval=0.02)
+    pool = WorkerPool(store, registry, PoolSettings(concurrency=1, poll_interval=0.02))
     job = await add(store, {"task": "slow"})
     await pool.start()
     try:
@@ -172,22 +172,24 @@ async def test_task_level_timeout_applies_when_the_job_sets_none(store: JobStore
     assert done.result["type"] == "Timeout"
 
 
-async def test_cancel_queued_job_never_runs(store: JobStore) -> None:
+async def test_cancel_queued_job_never_runs(store: PostgresStore) -> None:
     job = await add(store, {"task": "never"})
-    cancelled, changed = await store.cancel(job.id, cancelled_result(0))
-    assert changed
-    assert cancelled.status is JobStatus.CANCELLED
+    change = await store.cancel(job.id, cancelled_result(0))
+    assert change.changed
+    assert change.job.status is JobStatus.CANCELLED
     ran: list[int] = []
     async with running(store, {"never": lambda p: ran.append(1)}):
         await asyncio.sleep(0.2)
     assert ran == []
-    again, changed = await store.cancel(job.id, cancelled_result(0))
-    assert not changed
-    assert again.status is JobStatus.CANCELLED
+    change = await store.cancel(job.id, cancelled_result(0))
+    assert not change.changed
+    assert change.job.status is JobStatus.CANCELLED
 
 
 @pytest.mark.parametrize("kind", ["async", "sync"])
-async def test_cancel_running_job_interrupts_it_within_a_second(store: JobStore, kind: str) -> None:
+async def test_cancel_running_job_interrupts_it_within_a_second(
+    store: PostgresStore, kind: str
+) -> None:
     started = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -203,8 +205,9 @@ async def test_cancel_running_job_interrupts_it_within_a_second(store: JobStore,
     job = await add(store, {"task": "long"}, max_attempts=3)
     async with running(store, {"long": handler}):
         await asyncio.wait_for(started.wait(), 5)
-        asked, changed = await store.cancel(job.id, cancelled_result(0))
-        assert changed
+        change = await store.cancel(job.id, cancelled_result(0))
+        assert change.changed
+        asked = change.job
         assert asked.status is JobStatus.PROCESSING
         assert asked.cancel_requested
         began = time.monotonic()
@@ -216,7 +219,7 @@ async def test_cancel_running_job_interrupts_it_within_a_second(store: JobStore,
     assert done.attempts == 1
 
 
-async def test_manual_retry_of_failed_and_cancelled_jobs(store: JobStore) -> None:
+async def test_manual_retry_of_failed_and_cancelled_jobs(store: PostgresStore) -> None:
     outcomes = iter([RuntimeError("first run fails"), "second run works"])
 
     def once_bad(payload: dict[str, Any]) -> str:
@@ -229,8 +232,9 @@ async def test_manual_retry_of_failed_and_cancelled_jobs(store: JobStore) -> Non
     async with running(store, {"once_bad": once_bad}) as pool:
         failed = await finished(store, job.id)
         assert failed.status is JobStatus.FAILED
-        queued, changed = await store.retry(job.id)
-        assert changed
+        change = await store.retry(job.id)
+        assert change.changed
+        queued = change.job
         assert queued.status is JobStatus.QUEUED
         assert queued.attempts == 0
         assert queued.result is None
@@ -239,11 +243,10 @@ async def test_manual_retry_of_failed_and_cancelled_jobs(store: JobStore) -> Non
     assert done.status is JobStatus.COMPLETED
     assert done.attempts == 1
     assert len(done.errors) == 1, "the earlier attempt's error is kept"
-    _, changed = await store.retry(job.id)
-    assert not changed, "a completed job is not retried"
+    assert not (await store.retry(job.id)).changed, "a completed job is not retried"
 
 
-async def test_heartbeats_keep_a_long_job_from_being_rescued(store: JobStore) -> None:
+async def test_heartbeats_keep_a_long_job_from_being_rescued(store: PostgresStore) -> None:
     runs: list[int] = []
 
     async def long(payload: dict[str, Any]) -> str:
@@ -265,11 +268,13 @@ async def test_heartbeats_keep_a_long_job_from_being_rescued(store: JobStore) ->
     assert done.errors == []
 
 
-async def test_rescuer_returns_expired_leases(store: JobStore, conn: asyncpg.Connection) -> None:
+async def test_rescuer_returns_expired_leases(
+    store: PostgresStore, conn: asyncpg.Connection
+) -> None:
     again = await add(store, {"task": "x"}, max_attempts=2)
     spent = await add(store, {"task": "x"}, max_attempts=1)
     cancel = await add(store, {"task": "x"}, max_attempts=3)
-    claims = (await store.claim(["default"], limit=3, lease_seconds=0.05, worker_id="gone")).jobs
+    claims = await claim(store, limit=3, lease_seconds=0.05, worker_id="gone")
     assert len(claims) == 3
     await store.cancel(cancel.id, cancelled_result(0))
     await asyncio.sleep(0.1)
@@ -285,27 +290,28 @@ async def test_rescuer_returns_expired_leases(store: JobStore, conn: asyncpg.Con
     assert (await store.get(cancel.id)).status is JobStatus.CANCELLED
     # The lost worker comes back: its writes change nothing.
     stale = {c.id: c for c in claims}[again.id]
-    assert not await store.complete(again.id, stale.lease_token, raw(1))
-    assert await store.heartbeat([(again.id, stale.lease_token)], 30) == {}
+    assert await store.finish([Finish(stale.lease, Completed(raw(1)))]) == [False]
+    check = await store.check_leases(LeaseCheckParams([stale.lease], extend_by=30))
+    assert check.lost == {again.id}
     assert await Rescuer(store).rescue_once() == 0
 
 
 async def test_rescue_is_done_by_one_process_at_a_time(
-    store: JobStore, conn: asyncpg.Connection
+    store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
-    from jqs.store.jobs import RESCUER_LOCK_KEY
+    from jqs.store.postgres import RESCUER_LOCK_KEY
 
     await add(store, {"task": "x"}, max_attempts=2)
-    await store.claim(["default"], limit=1, lease_seconds=0.01, worker_id="gone")
+    await claim(store, limit=1, lease_seconds=0.01, worker_id="gone")
     await asyncio.sleep(0.05)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", RESCUER_LOCK_KEY)
-        assert await store.rescue_expired() == [], "another process holds the rescuer lock"
-    assert len(await store.rescue_expired()) == 1
+        assert await store.rescue(RescueParams()) == [], "another process holds the lock"
+    assert len(await store.rescue(RescueParams())) == 1
 
 
 async def test_lost_lease_interrupts_the_stale_runner(
-    store: JobStore, conn: asyncpg.Connection
+    store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
     started = asyncio.Event()
     finished_runs: list[int] = []

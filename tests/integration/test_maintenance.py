@@ -8,21 +8,23 @@ from typing import Any
 
 import asyncpg
 
-from jqs.models import JobStatus
-from jqs.store import CronStore, Database, JobStore
+from jqs.maintenance.pruner import Pruner
+from jqs.maintenance.scheduler import Scheduler
+from jqs.models import JobStatus, NewJob
+from jqs.store import Database, PostgresStore
 from jqs.store.notify import Listener, Notifier
+from jqs.store.port import PruneParams, ScheduleFire
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import CronSchedule
-from jqs.worker import WorkerPool
-from jqs.worker.pruner import Pruner
-from jqs.worker.scheduler import Scheduler
-from tests.support.jobs import add
+from jqs.testing import ManualClock
+from jqs.worker import PoolSettings, WorkerPool
+from tests.support.jobs import add, raw
 from tests.support.waiting import eventually
 
 
 async def test_pruner_deletes_old_finished_jobs_in_bounded_batches(
-    store: JobStore, conn: asyncpg.Connection
+    store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
     old_ids = [(await add(store, {"task": "old"})).id for _ in range(25)]
     recent = await add(store, {"task": "recent"})
@@ -47,8 +49,10 @@ async def test_pruner_deletes_old_finished_jobs_in_bounded_batches(
     assert left == {recent.id, queued_old.id}
 
 
-async def test_prune_is_one_process_at_a_time(store: JobStore, conn: asyncpg.Connection) -> None:
-    from jqs.store.jobs import PRUNER_LOCK_KEY
+async def test_prune_is_one_process_at_a_time(
+    store: PostgresStore, conn: asyncpg.Connection
+) -> None:
+    from jqs.store.postgres import PRUNER_LOCK_KEY
 
     job = await add(store, {"task": "old"})
     await conn.execute(
@@ -58,17 +62,14 @@ async def test_prune_is_one_process_at_a_time(store: JobStore, conn: asyncpg.Con
     )
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PRUNER_LOCK_KEY)
-        assert await store.prune(60) == 0
-    assert await store.prune(60) == 1
+        assert await store.prune(PruneParams(60)) == 0
+    assert await store.prune(PruneParams(60)) == 1
 
 
 def _scheduler(database: Database, clock: datetime, expression: str = "*/5 * * * *") -> Scheduler:
     schedule = CronSchedule(name="report", expression=expression, payload={"task": "report"})
     return Scheduler(
-        database.cron,
-        [schedule],
-        JobDefaults(TaskRegistry()),
-        clock=lambda: clock,
+        database.store, [schedule], JobDefaults(TaskRegistry()), clock=ManualClock(clock)
     )
 
 
@@ -126,21 +127,16 @@ async def test_a_new_schedule_does_not_fire_for_a_time_before_it_existed(
     assert await cron_jobs(conn) == ["cron:report:2030-01-01T12:10:00+00:00"]
 
 
-async def test_cron_store_fire_is_exactly_once(database: Database) -> None:
-    cron: CronStore = database.cron
+async def test_concurrent_fires_of_one_time_enqueue_once(store: PostgresStore) -> None:
     at = datetime(2030, 1, 1, tzinfo=UTC)
-    await cron.register("s", "* * * * *", at - timedelta(minutes=1))
-    from jqs.models import EnqueueOptions
-    from tests.support.jobs import raw
-
-    results = await asyncio.gather(
-        *(cron.fire("s", at, raw({"task": "t"}), EnqueueOptions()) for _ in range(10))
-    )
+    await store.schedule_register("s", "* * * * *", at - timedelta(minutes=1))
+    fire = ScheduleFire("s", at, NewJob(raw({"task": "t"})))
+    results = await asyncio.gather(*(store.schedule_fire(fire) for _ in range(10)))
     assert len([r for r in results if r is not None]) == 1
 
 
 async def test_notify_wakes_a_worker_in_another_process_quickly(
-    database: Database, store: JobStore, dsn: str
+    database: Database, store: PostgresStore, dsn: str
 ) -> None:
     ran = asyncio.Event()
 
@@ -150,7 +146,7 @@ async def test_notify_wakes_a_worker_in_another_process_quickly(
     registry = TaskRegistry()
     registry.register("mark", mark)
     # A poll interval far beyond the test: only the notification can start the job.
-    pool = WorkerPool(store, registry, concurrency=1, poll_interval=60)
+    pool = WorkerPool(store, registry, PoolSettings(concurrency=1, poll_interval=60))
     listener = Listener(dsn, pool.notify)
     notifier = Notifier(database.pool)
     await listener.start()

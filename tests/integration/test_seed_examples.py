@@ -6,9 +6,9 @@ from typing import Any
 
 import httpx
 
-from jqs.store import JobStore
+from jqs.store import PostgresStore
 from jqs.tasks.loader import build_registry
-from jqs.worker import WorkerPool
+from jqs.worker import PoolSettings, WorkerPool
 from tests.support.http import api_client
 from tests.support.waiting import eventually
 
@@ -31,9 +31,9 @@ SEED_EXAMPLES: list[dict[str, Any]] = [
 ]
 
 
-async def test_all_seed_examples_complete(store: JobStore) -> None:
+async def test_all_seed_examples_complete(store: PostgresStore) -> None:
     registry = build_registry([], demo=True, demo_delay=0.05, http_timeout=5, http_max_body=1024)
-    pool = WorkerPool(store, registry, concurrency=5, poll_interval=0.05)
+    pool = WorkerPool(store, registry, PoolSettings(concurrency=5, poll_interval=0.05))
     await pool.start()
     try:
         async with api_client(store, on_enqueue=pool.notify) as client:
@@ -60,7 +60,7 @@ async def test_all_seed_examples_complete(store: JobStore) -> None:
     assert {j["id"] for j in listed} == {j["id"] for j in jobs}
 
 
-async def test_seed_shapes_survive_a_plain_client(store: JobStore) -> None:
+async def test_seed_shapes_survive_a_plain_client(store: PostgresStore) -> None:
     # A seed client only knows the six fields; extra fields must not break it.
     async with api_client(store) as client:
         response = await client.post("/jobs", json=SEED_EXAMPLES[0])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from jqs.store.database import SESSION_SETTINGS, create_pool
+from jqs.store.db import create_pool
+from jqs.store.queries import session_settings
 from tests.support.startup_proxy import StartupRecorder
 
 # What PgBouncer accepts in a startup packet; any other parameter fails the connection
@@ -23,7 +24,7 @@ async def test_sessions_are_configured_after_a_startup_a_pooler_accepts(dsn: str
     async with recorder.running() as proxied:
         pool = await create_pool(proxied, min_size=1, max_size=1, connect_timeout=10)
         try:
-            names = list(SESSION_SETTINGS)
+            names = list(session_settings())
             values = await pool.fetchval(
                 "SELECT array_agg(current_setting(n) ORDER BY o) "
                 "FROM unnest($1::text[]) WITH ORDINALITY AS s(n, o)",
@@ -35,5 +36,10 @@ async def test_sessions_are_configured_after_a_startup_a_pooler_accepts(dsn: str
     assert recorder.seen, "the pool connected through the proxy"
     for parameters in recorder.seen:
         assert set(parameters) <= _POOLER_ACCEPTS, parameters
-    assert dict(zip(names, values, strict=True)) == SESSION_SETTINGS
+    assert dict(zip(names, values, strict=True)) == session_settings()
+    assert session_settings() == {
+        "plan_cache_mode": "force_generic_plan",
+        "enable_seqscan": "off",
+        "jit": "off",
+    }
     assert app == "jqs"

@@ -11,13 +11,16 @@ import asyncpg
 import orjson
 import pytest
 
-from jqs.models import ClaimResult, JobStatus
-from jqs.store import Database, JobStore
+from jqs.clock import SystemClock
+from jqs.models import ClaimResult, JobStatus, Lease
+from jqs.outcome import Completed
+from jqs.store import Database, PostgresStore
+from jqs.store.port import ClaimParams
 from jqs.tasks.registry import TaskRegistry
-from jqs.worker import WorkerPool
-from jqs.worker.completions import CompletionWriter
+from jqs.worker import PoolSettings, WorkerPool
+from jqs.worker.outcomes import OutcomeWriter
 from jqs.worker.prefetch import Prefetch
-from tests.support.jobs import add, raw
+from tests.support.jobs import add, claim, raw
 from tests.support.waiting import eventually
 
 
@@ -53,7 +56,7 @@ class Gauge:
 
 @pytest.mark.parametrize(("concurrency", "jobs"), [(1, 4), (4, 20), (7, 30)])
 async def test_pool_runs_n_at_once_and_never_more(
-    store: JobStore, conn: asyncpg.Connection, concurrency: int, jobs: int
+    store: PostgresStore, conn: asyncpg.Connection, concurrency: int, jobs: int
 ) -> None:
     gauge = Gauge()
 
@@ -69,7 +72,7 @@ async def test_pool_runs_n_at_once_and_never_more(
     registry.register("work", work)
     for n in range(jobs):
         await add(store, {"task": "work", "n": n})
-    pool = WorkerPool(store, registry, concurrency=concurrency, poll_interval=0.05)
+    pool = WorkerPool(store, registry, PoolSettings(concurrency=concurrency, poll_interval=0.05))
     await pool.start()
     try:
         await eventually(lambda: all_finished(conn, jobs))
@@ -83,7 +86,7 @@ async def test_pool_runs_n_at_once_and_never_more(
 
 
 async def test_sync_handlers_run_in_threads_concurrently(
-    store: JobStore, conn: asyncpg.Connection
+    store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
     gauge = Gauge()
     loop_thread = threading.get_ident()
@@ -101,7 +104,7 @@ async def test_sync_handlers_run_in_threads_concurrently(
     registry.register("blocking", blocking)
     for _ in range(3):
         await add(store, {"task": "blocking"})
-    pool = WorkerPool(store, registry, concurrency=3, poll_interval=0.05)
+    pool = WorkerPool(store, registry, PoolSettings(concurrency=3, poll_interval=0.05))
     await pool.start()
     try:
         await eventually(lambda: all_finished(conn, 3))
@@ -111,7 +114,7 @@ async def test_sync_handlers_run_in_threads_concurrently(
     assert loop_thread not in seen_threads
 
 
-async def test_failures_are_recorded(store: JobStore, conn: asyncpg.Connection) -> None:
+async def test_failures_are_recorded(store: PostgresStore, conn: asyncpg.Connection) -> None:
     def raises(payload: dict[str, Any]) -> None:
         raise RuntimeError("disk on fire")
 
@@ -126,7 +129,7 @@ async def test_failures_are_recorded(store: JobStore, conn: asyncpg.Connection) 
     b = await add(store, {"task": "missing_task"})
     c = await add(store, {"no_task": True})
     d = await add(store, {"task": "not_json"})
-    pool = WorkerPool(store, registry, concurrency=2, poll_interval=0.05)
+    pool = WorkerPool(store, registry, PoolSettings(concurrency=2, poll_interval=0.05))
     await pool.start()
     try:
         await eventually(lambda: all_finished(conn, 4))
@@ -152,11 +155,11 @@ async def test_failures_are_recorded(store: JobStore, conn: asyncpg.Connection) 
     assert "not JSON" in failed_d.result["error"]
 
 
-async def test_results_with_nul_are_stored_safely(store: JobStore) -> None:
+async def test_results_with_nul_are_stored_safely(store: PostgresStore) -> None:
     registry = TaskRegistry()
     registry.register("nul", lambda payload: {"text": "a\x00b"})
     job = await add(store, {"task": "nul"})
-    pool = WorkerPool(store, registry, concurrency=1, poll_interval=0.05)
+    pool = WorkerPool(store, registry, PoolSettings(concurrency=1, poll_interval=0.05))
     await pool.start()
     try:
         done = await eventually(lambda: _finished(store, job.id))
@@ -166,16 +169,16 @@ async def test_results_with_nul_are_stored_safely(store: JobStore) -> None:
     assert done.result == {"text": "a\ufffdb"}
 
 
-async def _finished(store: JobStore, job_id: int) -> Any:
+async def _finished(store: PostgresStore, job_id: int) -> Any:
     job = await store.get(job_id)
     return job if job.status.finished else None
 
 
-async def test_notify_starts_jobs_before_the_next_poll(store: JobStore) -> None:
+async def test_notify_starts_jobs_before_the_next_poll(store: PostgresStore) -> None:
     registry = TaskRegistry()
     registry.register("ok", lambda payload: "fine")
     # A poll interval far longer than the test timeout: only notify() can start the job.
-    pool = WorkerPool(store, registry, concurrency=1, poll_interval=60)
+    pool = WorkerPool(store, registry, PoolSettings(concurrency=1, poll_interval=60))
     await pool.start()
     try:
         await asyncio.sleep(0.05)  # let the first (empty) claim happen
@@ -187,13 +190,13 @@ async def test_notify_starts_jobs_before_the_next_poll(store: JobStore) -> None:
     assert done.status is JobStatus.COMPLETED
 
 
-class CountingStore(JobStore):
+class CountingStore(PostgresStore):
     """The real store, counting the claims that come back empty."""
 
     empty_claims = 0
 
-    async def claim(self, *args: Any, **kwargs: Any) -> ClaimResult:
-        result = await super().claim(*args, **kwargs)
+    async def claim(self, params: ClaimParams) -> ClaimResult:
+        result = await super().claim(params)
         if not result.jobs:
             self.empty_claims += 1
         return result
@@ -203,7 +206,7 @@ async def test_a_freed_slot_claims_only_while_work_may_be_left(database: Databas
     store = CountingStore(database.pool)
     registry = TaskRegistry()
     registry.register("ok", lambda payload: "fine")
-    pool = WorkerPool(store, registry, concurrency=4, poll_interval=60)
+    pool = WorkerPool(store, registry, PoolSettings(concurrency=4, poll_interval=60))
     await pool.start()
     try:
         await eventually(lambda: _true(store.empty_claims == 1), within=5)  # the first claim
@@ -233,7 +236,7 @@ async def _true(value: bool) -> bool:
 
 
 async def test_stop_drains_short_jobs_and_hands_back_long_ones(
-    store: JobStore, conn: asyncpg.Connection
+    store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
     async def nap(payload: dict[str, Any]) -> str:
         await asyncio.sleep(float(payload["s"]))
@@ -243,7 +246,7 @@ async def test_stop_drains_short_jobs_and_hands_back_long_ones(
     registry.register("nap", nap)
     short = await add(store, {"task": "nap", "s": 0.1})
     long = await add(store, {"task": "nap", "s": 30})
-    pool = WorkerPool(store, registry, concurrency=2, poll_interval=0.05)
+    pool = WorkerPool(store, registry, PoolSettings(concurrency=2, poll_interval=0.05))
     await pool.start()
     await eventually(lambda: _processing(conn, 2))
     await pool.stop(1.0)
@@ -259,7 +262,7 @@ async def _processing(conn: asyncpg.Connection, n: int) -> bool:
 
 
 async def test_two_pools_share_the_work_without_running_a_job_twice(
-    store: JobStore, conn: asyncpg.Connection
+    store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
     runs: list[int] = []
 
@@ -271,7 +274,10 @@ async def test_two_pools_share_the_work_without_running_a_job_twice(
     registry.register("once", once)
     for n in range(60):
         await add(store, {"task": "once", "n": n})
-    pools = [WorkerPool(store, registry, concurrency=3, poll_interval=0.05) for _ in range(2)]
+    pools = [
+        WorkerPool(store, registry, PoolSettings(concurrency=3, poll_interval=0.05))
+        for _ in range(2)
+    ]
     for pool in pools:
         await pool.start()
     try:
@@ -284,8 +290,8 @@ async def test_two_pools_share_the_work_without_running_a_job_twice(
     assert len(workers) == 2, "both pools took part"
 
 
-async def test_stop_is_idempotent_and_safe_before_start(store: JobStore) -> None:
-    pool = WorkerPool(store, TaskRegistry(), concurrency=1)
+async def test_stop_is_idempotent_and_safe_before_start(store: PostgresStore) -> None:
+    pool = WorkerPool(store, TaskRegistry(), PoolSettings(concurrency=1))
     await pool.stop(0)
     await pool.stop(0)
     await pool.start()  # after stop, start does nothing
@@ -304,7 +310,7 @@ class FixedPrefetch(Prefetch):
 
 
 async def test_jobs_claimed_ahead_wait_for_a_slot_keep_their_lease_and_go_back_at_stop(
-    store: JobStore, conn: asyncpg.Connection
+    store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
     gate = asyncio.Event()
     gauge = Gauge()
@@ -319,14 +325,9 @@ async def test_jobs_claimed_ahead_wait_for_a_slot_keep_their_lease_and_go_back_a
     registry = TaskRegistry()
     registry.register("held", held)
     jobs = [await add(store, {"task": "held", "n": n}) for n in range(8)]
-    pool = WorkerPool(
-        store,
-        registry,
-        concurrency=2,
-        poll_interval=0.05,
-        lease_seconds=1.2,  # heartbeats every 0.4 s
-        prefetch=FixedPrefetch(3),
-    )
+    # Heartbeats every 0.4 s.
+    settings = PoolSettings(concurrency=2, poll_interval=0.05, lease_seconds=1.2)
+    pool = WorkerPool(store, registry, settings, prefetch=FixedPrefetch(3))
     await pool.start()
     try:
         # Two run, three more are claimed ahead and wait; the rest stay queued.
@@ -346,7 +347,9 @@ async def test_jobs_claimed_ahead_wait_for_a_slot_keep_their_lease_and_go_back_a
     assert gauge.runs == 2
     # Let them run: a second pool with the same prefetch finishes every job exactly once.
     gate.set()
-    pool = WorkerPool(store, registry, concurrency=2, poll_interval=0.05, prefetch=FixedPrefetch(3))
+    pool = WorkerPool(
+        store, registry, PoolSettings(concurrency=2, poll_interval=0.05), prefetch=FixedPrefetch(3)
+    )
     await pool.start()
     try:
         await eventually(lambda: all_finished(conn, len(jobs)))
@@ -357,18 +360,17 @@ async def test_jobs_claimed_ahead_wait_for_a_slot_keep_their_lease_and_go_back_a
     assert await conn.fetchval("SELECT max(attempts) FROM jobs") == 1
 
 
-async def test_completion_writer_reports_each_write(
-    store: JobStore, conn: asyncpg.Connection
+async def test_outcome_writer_reports_each_write(
+    store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
     for n in range(3):
         await add(store, {"task": "x", "n": n})
-    claimed = (await store.claim(["default"], limit=3, lease_seconds=30, worker_id="test")).jobs
-    settled: dict[int, bool | None] = {}
-    writer: CompletionWriter[int] = CompletionWriter(store, settled.__setitem__, persist_for=1.0)
-    for job in claimed[:2]:
-        writer.add(job.id, job.id, job.lease_token, raw({"n": job.id}))
+    claimed = await claim(store, limit=3)
+    writer = OutcomeWriter(store, clock=SystemClock(), persist_for=1.0)
     stale = claimed[2]
-    writer.add(stale.id, stale.id, uuid.uuid4(), raw({"n": "stale"}))  # not its lease
-    await eventually(lambda: asyncio.sleep(0, len(settled) == 3))
-    assert settled == {claimed[0].id: True, claimed[1].id: True, stale.id: False}
+    written = await asyncio.gather(
+        *(writer.write(job.lease, Completed(raw({"n": job.id}))) for job in claimed[:2]),
+        writer.write(Lease(stale.id, uuid.uuid4()), Completed(raw({"n": "stale"}))),
+    )
+    assert written == [True, True, False]
     assert await statuses(conn) == {"completed": 2, "processing": 1}

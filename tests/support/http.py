@@ -8,20 +8,18 @@ from contextlib import asynccontextmanager
 import httpx
 
 from jqs.api.app import create_app
-from jqs.api.state import ApiState, Limits
-from jqs.store import JobStore, QueueStore
+from jqs.api.state import ApiState, ApiStore, Limits
 
 
 @asynccontextmanager
 async def api_client(
-    store: JobStore,
+    store: ApiStore,
     *,
     limits: Limits | None = None,
     on_enqueue: Callable[[str], None] = lambda queue: None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     state = ApiState(
-        jobs=store,
-        queues=QueueStore(store._pool),
+        store=store,
         limits=limits or Limits(),
         on_enqueue=on_enqueue,
     )

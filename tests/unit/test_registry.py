@@ -86,3 +86,14 @@ def test_user_task_may_not_take_the_http_name(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "user_tasks_y", _module("user_tasks_y", f=mine))
     with pytest.raises(ConfigError, match="built-in"):
         build_registry(["user_tasks_y"], demo=False, demo_delay=0, http_timeout=5, http_max_body=1)
+
+
+def test_task_default_queue() -> None:
+    from jqs.tasks.defaults import JobDefaults
+    from jqs.tasks.registry import TaskOptions, TaskSpec
+
+    registry = TaskRegistry([TaskSpec.of("mail", lambda p: None, TaskOptions(queue="emails"))])
+    defaults = JobDefaults(registry)
+    assert defaults.queue("mail", None) == "emails"
+    assert defaults.queue("mail", "urgent") == "urgent"
+    assert defaults.queue("other", None) == "default"

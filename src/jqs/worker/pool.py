@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import random
 import socket
 import uuid
 from collections.abc import Callable, Sequence
@@ -84,6 +85,7 @@ class WorkerPool:
         clock: Clock | None = None,
         worker_id: str | None = None,
         prefetch: Prefetch | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings = settings or PoolSettings()
         self.worker_id = worker_id or make_worker_id()
@@ -94,7 +96,7 @@ class WorkerPool:
             settings.concurrency, thread_name_prefix=TASK_THREAD_PREFIX
         )
         self._executor = Executor(
-            registry, clock=clock, threads=self._threads, policy=settings.retry
+            registry, clock=clock, threads=self._threads, policy=settings.retry, rng=rng
         )
         self._outcomes = OutcomeWriter(
             queue, clock=clock, persist_for=settings.persist_for or settings.lease_seconds
