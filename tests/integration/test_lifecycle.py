@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +12,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from jqs import FailNow, RetryLater
 from jqs.maintenance.rescuer import Rescuer
 from jqs.models import Job, JobStatus
 from jqs.outcome import Completed, cancelled_result
@@ -65,31 +63,6 @@ async def finished(store: PostgresStore, job_id: int, within: float = 10) -> Job
     return await eventually(check, within=within)
 
 
-async def test_always_failing_handler_runs_max_attempts_with_growing_delays(
-    store: PostgresStore,
-) -> None:
-    starts: list[float] = []
-
-    def always(payload: dict[str, Any]) -> None:
-        starts.append(time.monotonic())
-        raise ConnectionError(f"attempt {len(starts)} failed")
-
-    job = await add(store, {"task": "always"}, max_attempts=4)
-    async with running(store, {"always": always}, backoff_base=0.2):
-        done = await finished(store, job.id)
-    assert done.status is JobStatus.FAILED
-    assert len(starts) == 4
-    assert done.attempts == 4
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # No jitter: delays are 0.1, 0.2, 0.4 s (half of base * 2^(n-1)), plus polling slack.
-    assert gaps[0] >= 0.1
-    assert gaps[0] < gaps[1] < gaps[2], gaps
-    assert [e["attempt"] for e in done.errors] == [1, 2, 3, 4]
-    assert [e["error"] for e in done.errors] == [f"attempt {n} failed" for n in range(1, 5)]
-    assert done.result["error"] == "attempt 4 failed"
-    assert done.result["type"] == "ConnectionError"
-
-
 async def test_a_retry_that_succeeds_completes(store: PostgresStore) -> None:
     calls: list[int] = []
 
@@ -106,31 +79,6 @@ async def test_a_retry_that_succeeds_completes(store: PostgresStore) -> None:
     assert done.result == "finally"
     assert done.attempts == 3
     assert len(done.errors) == 2
-
-
-async def test_retry_later_and_fail_now(store: PostgresStore) -> None:
-    seen: list[float] = []
-
-    async def later(payload: dict[str, Any]) -> str:
-        seen.append(time.monotonic())
-        if len(seen) == 1:
-            raise RetryLater(0.3, "busy upstream")
-        return "ok"
-
-    async def hopeless(payload: dict[str, Any]) -> None:
-        raise FailNow("the input can never work")
-
-    a = await add(store, {"task": "later"}, max_attempts=3)
-    b = await add(store, {"task": "hopeless"}, max_attempts=5)
-    async with running(store, {"later": later, "hopeless": hopeless}):
-        done_a = await finished(store, a.id)
-        done_b = await finished(store, b.id)
-    assert done_a.status is JobStatus.COMPLETED
-    assert seen[1] - seen[0] >= 0.3
-    assert done_a.errors[0]["error"] == "busy upstream"
-    assert done_b.status is JobStatus.FAILED
-    assert done_b.attempts == 1, "FailNow spends no more attempts"
-    assert done_b.result["type"] == "FailNow"
 
 
 async def test_timeouts_fail_the_attempt(store: PostgresStore) -> None:
@@ -153,23 +101,6 @@ async def test_timeouts_fail_the_attempt(store: PostgresStore) -> None:
     assert "timed out after 0.2s" in done_a.result["error"]
     assert done_b.status is JobStatus.FAILED
     assert done_b.result["type"] == "Timeout"
-
-
-async def test_task_level_timeout_applies_when_the_job_sets_none(store: PostgresStore) -> None:
-    from jqs.tasks.registry import TaskOptions, TaskSpec
-
-    async def slow(payload: dict[str, Any]) -> None:
-        await asyncio.sleep(30)
-
-    registry = TaskRegistry([TaskSpec.of("slow", slow, TaskOptions(timeout=0.2))])
-    pool = WorkerPool(store, registry, PoolSettings(concurrency=1, poll_interval=0.02))
-    job = await add(store, {"task": "slow"})
-    await pool.start()
-    try:
-        done = await finished(store, job.id)
-    finally:
-        await pool.stop(1)
-    assert done.result["type"] == "Timeout"
 
 
 async def test_cancel_queued_job_never_runs(store: PostgresStore) -> None:
@@ -244,28 +175,6 @@ async def test_manual_retry_of_failed_and_cancelled_jobs(store: PostgresStore) -
     assert done.attempts == 1
     assert len(done.errors) == 1, "the earlier attempt's error is kept"
     assert not (await store.retry(job.id)).changed, "a completed job is not retried"
-
-
-async def test_heartbeats_keep_a_long_job_from_being_rescued(store: PostgresStore) -> None:
-    runs: list[int] = []
-
-    async def long(payload: dict[str, Any]) -> str:
-        runs.append(1)
-        await asyncio.sleep(2.0)  # more than three lease lengths
-        return "done"
-
-    job = await add(store, {"task": "long"}, max_attempts=3)
-    rescuer = Rescuer(store, interval=0.05)
-    await rescuer.start()
-    try:
-        async with running(store, {"long": long}, lease_seconds=0.6):
-            done = await finished(store, job.id)
-    finally:
-        await rescuer.stop()
-    assert done.status is JobStatus.COMPLETED
-    assert runs == [1]
-    assert done.attempts == 1
-    assert done.errors == []
 
 
 async def test_rescuer_returns_expired_leases(

@@ -12,14 +12,12 @@ import orjson
 import pytest
 
 from jqs.clock import SystemClock
-from jqs.models import ClaimResult, JobStatus, Lease
+from jqs.models import JobStatus, Lease
 from jqs.outcome import Completed
-from jqs.store import Database, PostgresStore
-from jqs.store.port import ClaimParams
+from jqs.store import PostgresStore
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.outcomes import OutcomeWriter
-from jqs.worker.prefetch import Prefetch
 from tests.support.jobs import add, claim, raw
 from tests.support.waiting import eventually
 
@@ -190,51 +188,6 @@ async def test_notify_starts_jobs_before_the_next_poll(store: PostgresStore) -> 
     assert done.status is JobStatus.COMPLETED
 
 
-class CountingStore(PostgresStore):
-    """The real store, counting the claims that come back empty."""
-
-    empty_claims = 0
-
-    async def claim(self, params: ClaimParams) -> ClaimResult:
-        result = await super().claim(params)
-        if not result.jobs:
-            self.empty_claims += 1
-        return result
-
-
-async def test_a_freed_slot_claims_only_while_work_may_be_left(database: Database) -> None:
-    store = CountingStore(database.pool)
-    registry = TaskRegistry()
-    registry.register("ok", lambda payload: "fine")
-    pool = WorkerPool(store, registry, PoolSettings(concurrency=4, poll_interval=60))
-    await pool.start()
-    try:
-        await eventually(lambda: _true(store.empty_claims == 1), within=5)  # the first claim
-
-        async def done(job_id: int) -> Any:
-            return await eventually(lambda: _finished(store, job_id), within=10)
-
-        # One job at a time, each announced: one claim each. A slot freeing after a claim
-        # that found the queue empty sends no claim (it used to send two, both empty).
-        for _ in range(5):
-            job = await add(store, {"task": "ok"})
-            pool.notify()
-            await done(job.id)
-        await asyncio.sleep(0.1)  # outcomes written, slots freed
-        assert store.empty_claims == 1
-        # A backlog larger than the pool: freed slots keep claiming until it is gone.
-        jobs = [await add(store, {"task": "ok"}) for _ in range(30)]
-        pool.notify()
-        for job in jobs:
-            await done(job.id)
-    finally:
-        await pool.stop(5)
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def test_stop_drains_short_jobs_and_hands_back_long_ones(
     store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
@@ -296,68 +249,6 @@ async def test_stop_is_idempotent_and_safe_before_start(store: PostgresStore) ->
     await pool.stop(0)
     await pool.start()  # after stop, start does nothing
     assert pool.active == 0
-
-
-class FixedPrefetch(Prefetch):
-    """Claim this many jobs ahead whatever the measured rate (the policy is unit-tested)."""
-
-    def __init__(self, ahead: int) -> None:
-        super().__init__(ahead)
-        self.ahead = ahead
-
-    def target(self) -> int:
-        return self.ahead
-
-
-async def test_jobs_claimed_ahead_wait_for_a_slot_keep_their_lease_and_go_back_at_stop(
-    store: PostgresStore, conn: asyncpg.Connection
-) -> None:
-    gate = asyncio.Event()
-    gauge = Gauge()
-
-    async def held(payload: dict[str, Any]) -> None:
-        gauge.enter()
-        try:
-            await gate.wait()
-        finally:
-            gauge.leave()
-
-    registry = TaskRegistry()
-    registry.register("held", held)
-    jobs = [await add(store, {"task": "held", "n": n}) for n in range(8)]
-    # Heartbeats every 0.4 s.
-    settings = PoolSettings(concurrency=2, poll_interval=0.05, lease_seconds=1.2)
-    pool = WorkerPool(store, registry, settings, prefetch=FixedPrefetch(3))
-    await pool.start()
-    try:
-        # Two run, three more are claimed ahead and wait; the rest stay queued.
-        await eventually(lambda: _processing(conn, 5))
-        assert gauge.now == 2
-        await asyncio.sleep(2.0)  # longer than the lease: the waiting jobs' leases renew too
-        expired = await conn.fetchval(
-            "SELECT count(*) FROM jobs WHERE status = 'processing' AND lease_expires_at < now()"
-        )
-        assert expired == 0
-        assert gauge.peak == 2, "jobs claimed ahead never run beyond the concurrency"
-    finally:
-        await pool.stop(0.2)
-    # The three waiting jobs and the two interrupted ones are all back, none counted.
-    assert await statuses(conn) == {"queued": 8}
-    assert await conn.fetchval("SELECT max(attempts) FROM jobs") == 0
-    assert gauge.runs == 2
-    # Let them run: a second pool with the same prefetch finishes every job exactly once.
-    gate.set()
-    pool = WorkerPool(
-        store, registry, PoolSettings(concurrency=2, poll_interval=0.05), prefetch=FixedPrefetch(3)
-    )
-    await pool.start()
-    try:
-        await eventually(lambda: all_finished(conn, len(jobs)))
-    finally:
-        await pool.stop(5)
-    assert gauge.runs == 2 + len(jobs)
-    assert gauge.peak == 2
-    assert await conn.fetchval("SELECT max(attempts) FROM jobs") == 1
 
 
 async def test_outcome_writer_reports_each_write(
