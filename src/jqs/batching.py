@@ -28,17 +28,23 @@ class Batcher(Generic[T, R]):
     ) -> None:
         self._flush = flush
         self._max_size = max_size
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._pending: list[tuple[T, asyncio.Future[R] | None]] = []
         self._running: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
         """Queue one item; returns its result once its batch is written."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue(item, future)
+        return await future
+
+    def add(self, item: T) -> None:
+        """Queue one item whose result nobody waits for (`flush` acts on it itself)."""
+        self._queue(item, None)
+
+    def _queue(self, item: T, future: asyncio.Future[R] | None) -> None:
         self._pending.append((item, future))
         if self._running is None:
-            self._running = loop.create_task(self._drain())
-        return await future
+            self._running = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         try:
@@ -49,13 +55,13 @@ class Batcher(Generic[T, R]):
                     results = await self._flush([item for item, _ in batch])
                 except BaseException as exc:  # every waiter learns of the failure
                     for _, future in batch:
-                        if not future.done():
+                        if future is not None and not future.done():
                             future.set_exception(exc)
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
                 for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():  # its waiter may have been cancelled
+                    if future is not None and not future.done():  # waiter may be gone
                         future.set_result(result)
         finally:
             self._running = None

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from uuid import UUID
 
 from pydantic import Field
@@ -149,17 +149,19 @@ def shared_options(jobs: Sequence[NewJob]) -> EnqueueOptions | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(NamedTuple):
     """A claim on a running job: every write that ends the attempt must present it."""
 
     job_id: int
     token: UUID
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    """A job a worker has claimed, and the lease that fences every write ending it."""
+class ClaimedJob(NamedTuple):
+    """A job a worker has claimed, and the lease that fences every write ending it.
+
+    Named tuples, not frozen dataclasses: a worker makes one of each per job, tens of
+    thousands a second, and a tuple is built several times faster.
+    """
 
     id: int
     payload: JSONObject
@@ -168,12 +170,7 @@ class ClaimedJob:
     attempt: int
     max_attempts: int
     timeout: float | None
-    lease_token: UUID
-
-    @property
-    def lease(self) -> Lease:
-        """The claim this job is held under."""
-        return Lease(self.id, self.lease_token)
+    lease: Lease
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@
     await clock.advance(31)              # 31 seconds pass at once: leases expire, timers fire
 
 Everything in JQS that waits or stamps a time asks its Clock, so with a ManualClock a test
-of lease expiry, backoff or a handler's timeout runs in milliseconds.
+of lease expiry, backoff or a handler's timeout runs in milliseconds. Sync handlers run in
+threads, on real time: a test that counts on when they end should use async ones.
 """
 
 from __future__ import annotations

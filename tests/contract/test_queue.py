@@ -64,8 +64,8 @@ async def test_each_claim_has_its_own_lease_token(subject: Subject) -> None:
         await add(store, {"task": str(n)})
     first = await claim(store, limit=2)
     second = await claim(store, limit=2)
-    assert first[0].lease_token == first[1].lease_token
-    assert second[0].lease_token != first[0].lease_token
+    assert first[0].lease.token == first[1].lease.token
+    assert second[0].lease.token != first[0].lease.token
 
 
 async def test_finish_writes_each_kind_of_end(subject: Subject) -> None:
@@ -117,7 +117,7 @@ async def test_a_retried_job_runs_again_when_due(subject: Subject) -> None:
     [second] = await claim(store, now=(await subject.now()) + timedelta(seconds=31))
     assert second.id == first.id
     assert second.attempt == 2
-    assert second.lease_token != first.lease_token
+    assert second.lease.token != first.lease.token
 
 
 async def test_finish_is_fenced_by_the_lease(subject: Subject) -> None:

@@ -251,17 +251,18 @@ async def test_stop_is_idempotent_and_safe_before_start(store: PostgresStore) ->
     assert pool.active == 0
 
 
-async def test_outcome_writer_reports_each_write(
+async def test_outcome_writer_writes_each_end_once_and_fences_it(
     store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
     for n in range(3):
         await add(store, {"task": "x", "n": n})
     claimed = await claim(store, limit=3)
-    writer = OutcomeWriter(store, clock=SystemClock(), persist_for=1.0)
-    stale = claimed[2]
-    written = await asyncio.gather(
-        *(writer.write(job.lease, Completed(raw({"n": job.id}))) for job in claimed[:2]),
-        writer.write(Lease(stale.id, uuid.uuid4()), Completed(raw({"n": "stale"}))),
-    )
-    assert written == [True, True, False]
+    writer = OutcomeWriter(store, clock=SystemClock(), persist_for=1.0, worker_id="w")
+    for job in claimed[:2]:
+        writer.add(job, Completed(raw({"n": job.id})), 1.0)
+    stale = claimed[2]._replace(lease=Lease(claimed[2].id, uuid.uuid4()))  # not its lease
+    writer.add(stale, Completed(raw({"n": "stale"})), 1.0)
+    assert writer.pending == 3
+    await asyncio.wait_for(writer.idle(), 5)
+    assert writer.pending == 0
     assert await statuses(conn) == {"completed": 2, "processing": 1}

@@ -100,7 +100,8 @@ def h() -> Harness:
 async def test_failures_back_off_exponentially_until_attempts_are_spent(h: Harness) -> None:
     starts: list[float] = []
 
-    def always(payload: dict[str, Any]) -> None:
+    # Async: a sync handler runs in a thread, on real time, while the manual clock moves on.
+    async def always(payload: dict[str, Any]) -> None:
         starts.append(h.clock.monotonic())
         raise ConnectionError(f"attempt {len(starts)} failed")
 
@@ -167,7 +168,10 @@ async def test_handler_timeouts_fail_the_attempt(h: Harness) -> None:
 
 
 async def test_unknown_tasks_and_results_that_are_not_json_fail_at_once(h: Harness) -> None:
-    h.handle("not_json", lambda payload: {"when": object()})
+    async def not_json(payload: dict[str, Any]) -> object:
+        return {"when": object()}
+
+    h.handle("not_json", not_json)
     missing = await add(h.store, {"task": "missing"}, max_attempts=3)
     unnamed = await add(h.store, {"no_task": True}, max_attempts=3)
     bad = await add(h.store, {"task": "not_json"}, max_attempts=3)
@@ -385,7 +389,11 @@ class CountingStore(MemoryStore):
 
 async def test_a_freed_slot_claims_only_while_work_may_be_left(h: Harness) -> None:
     store = h.store = CountingStore(h.clock)
-    h.handle("ok", lambda payload: "fine")
+
+    async def ok(payload: dict[str, Any]) -> str:
+        return "fine"
+
+    h.handle("ok", ok)
     pool = h.pool(concurrency=4, poll_interval=3600)
     await pool.start()
     try:

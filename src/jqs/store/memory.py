@@ -314,7 +314,7 @@ class MemoryStore:
                 attempt=row.attempts,
                 max_attempts=row.max_attempts,
                 timeout=row.timeout,
-                lease_token=token,
+                lease=Lease(row.id, token),
             )
             for row in picked
         ]

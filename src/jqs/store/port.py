@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from jqs.jsonutil import RawJSON
 from jqs.models import (
@@ -63,9 +63,8 @@ class LeaseCheckParams:
     extend_by: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """One attempt's end, to be written if `lease` still holds."""
+class Finish(NamedTuple):
+    """One attempt's end, to be written if `lease` still holds (a named tuple: one per job)."""
 
     lease: Lease
     outcome: Final

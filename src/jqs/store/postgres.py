@@ -72,6 +72,20 @@ def job_from_row(row: asyncpg.Record) -> Job:
     )
 
 
+def _claimed(row: asyncpg.Record, token: uuid.UUID) -> ClaimedJob:
+    # Positional (a tuple is built fastest so), each value read by its column's name.
+    return ClaimedJob(
+        row["id"],
+        row["payload"],
+        row["task"],
+        row["queue"],
+        row["attempt"],
+        row["max_attempts"],
+        row["timeout"],
+        Lease(row["id"], token),
+    )
+
+
 def _option_values(o: EnqueueOptions) -> tuple[object, ...]:
     """A job's options in job_insert_many's row order."""
     return (o.queue, o.priority, o.run_at, o.delay, o.max_attempts, o.timeout)
@@ -81,7 +95,7 @@ def _ends(finishes: Sequence[Finish]) -> RawJSON:
     """job_finish_many's :ends, one JSON object keyed by job id."""
     ends: dict[str, dict[str, Any]] = {}
     for finish in finishes:
-        end: dict[str, Any] = {"token": str(finish.lease.token)}
+        end: dict[str, Any] = {"token": finish.lease.token}  # orjson writes UUIDs
         outcome: Final = finish.outcome
         if isinstance(outcome, Completed):
             end["status"] = JobStatus.COMPLETED
@@ -227,7 +241,7 @@ class PostgresStore:
                 skip_limited=True,
                 token=token,
             )
-            jobs = [ClaimedJob(**row, lease_token=token) for row in rows]
+            jobs = [_claimed(row, token) for row in rows]
             result = ClaimResult(result.jobs + jobs, result.rate_wait)
         return ClaimResult(result.jobs, result.rate_wait, limited=bool(guarded))
 
@@ -262,7 +276,7 @@ class PostgresStore:
                 skip_limited=False,
                 token=token,
             )
-            jobs = [ClaimedJob(**row, lease_token=token) for row in claimed]
+            jobs = [_claimed(row, token) for row in claimed]
             spent = spend_tokens(limited, Counter(job.queue for job in jobs), plan, at)
             if spent:
                 await tx.execute(

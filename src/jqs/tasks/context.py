@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    """The job a handler is running for."""
+class JobContext(NamedTuple):
+    """The job a handler is running for (a named tuple: one is made per job)."""
 
     job_id: int
     task: str | None

@@ -1,9 +1,15 @@
-"""OutcomeWriter: the one way an attempt's end reaches the store.
+"""OutcomeWriter: the one way an attempt's end reaches the store, and where it is logged.
 
-Completed, retried, failed and cancelled attempts all go through `write`, and whatever ends
-while one batch is being written goes out with the next (jqs.batching), as one statement:
-a lone job is written at once, a busy pool writes hundreds per round trip. Each write is
-fenced by the attempt's lease, so a worker that lost its lease changes nothing.
+Completed, retried, failed and cancelled attempts are all handed over with `add`, and
+whatever ends while one batch is being written goes out with the next (jqs.batching), as
+one statement: a lone job is written at once, a busy pool writes hundreds per round trip.
+Each write is fenced by the attempt's lease, so a worker that lost its lease changes
+nothing. Once a batch is written, each end is logged (`job_completed`, `job_retry_scheduled`,
+`job_failed`, `job_cancelled`, or `job_lease_lost` when the lease had gone).
+
+The pool hands an end over and forgets the attempt: nothing here calls back into it. It
+reads `pending` (ends not yet written) to bound what it claims, `leases()` to keep those
+leases alive meanwhile, and waits for `idle()` before it stops.
 
 While the database is briefly unreachable, a batch is tried again with backoff for up to
 `persist_for` seconds; after that its attempts are left to their leases, which bring the
@@ -12,36 +18,88 @@ jobs back to run again. Nothing is lost silently: each such end is logged.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from jqs.batching import Batcher
 from jqs.clock import Clock
 from jqs.errors import DatabaseUnavailable, StoreError
 from jqs.logging import get_logger
-from jqs.models import Lease
-from jqs.outcome import Final
+from jqs.models import ClaimedJob, JobStatus, Lease
+from jqs.outcome import Cancelled, Completed, Failed, Final, Retry
 from jqs.store.port import Finish, JobQueue
 
 log = get_logger(__name__)
 
 
+class _End(NamedTuple):
+    job: ClaimedJob
+    outcome: Final
+    duration_ms: float
+
+
 class OutcomeWriter:
-    """Writes attempts' ends in batches; says of each: written, lease lost, or not saved."""
+    """Writes attempts' ends in batches, then logs each."""
 
     def __init__(
-        self, queue: JobQueue, *, clock: Clock, persist_for: float, max_batch: int = 500
+        self,
+        queue: JobQueue,
+        *,
+        clock: Clock,
+        persist_for: float,
+        worker_id: str,
+        max_batch: int = 500,
     ) -> None:
         self._queue = queue
         self._clock = clock
         self._persist_for = persist_for
-        self._batcher: Batcher[Finish, bool | None] = Batcher(self._flush, max_size=max_batch)
+        self._worker_id = worker_id
+        self._batcher: Batcher[_End, None] = Batcher(self._flush, max_size=max_batch)
+        self._unwritten: set[Lease] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._progress = asyncio.Event()
 
-    async def write(self, lease: Lease, outcome: Final) -> bool | None:
-        """True once written; False when the lease was lost (another worker owns the job);
-        None when the database stayed away (logged; the lease brings the job back)."""
-        return await self._batcher.submit(Finish(lease, outcome))
+    @property
+    def pending(self) -> int:
+        """Ends handed over and not written yet."""
+        return len(self._unwritten)
 
-    async def _flush(self, finishes: Sequence[Finish]) -> Sequence[bool | None]:
+    def leases(self) -> list[Lease]:
+        """The leases of the ends not written yet (still ours until they are)."""
+        return list(self._unwritten)
+
+    def add(self, job: ClaimedJob, outcome: Final, duration_ms: float) -> None:
+        """Hand over the end of `job`'s attempt; it goes out with the next batch."""
+        self._unwritten.add(job.lease)
+        self._idle.clear()
+        self._batcher.add(_End(job, outcome, duration_ms))
+
+    async def idle(self) -> None:
+        """Return once every end handed over has been written (or given up on)."""
+        await self._idle.wait()
+
+    async def progress(self) -> None:
+        """Return once the next batch has been written (at once if nothing is pending)."""
+        if self._unwritten:
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def _flush(self, ends: Sequence[_End]) -> Sequence[None]:
+        written = await self._write([Finish(end.job.lease, end.outcome) for end in ends])
+        for end, ok in zip(ends, written, strict=True):
+            self._unwritten.discard(end.job.lease)
+            if ok is not None:
+                self._log(end, ok)
+        if not self._unwritten:
+            self._idle.set()
+        self._progress.set()
+        return [None] * len(ends)
+
+    async def _write(self, finishes: list[Finish]) -> Sequence[bool | None]:
+        """Per end: True written, False lease lost, None not saved (logged here)."""
         deadline = self._clock.monotonic() + self._persist_for
         delay = 0.05
         while True:
@@ -57,3 +115,53 @@ class OutcomeWriter:
             except StoreError as exc:
                 log.error("job_outcome_not_saved", error=str(exc), jobs=len(finishes))
                 return [None] * len(finishes)
+            except Exception as exc:  # a bug must not leave the ends waiting forever
+                log.error("job_outcome_not_saved", error=repr(exc), jobs=len(finishes))
+                return [None] * len(finishes)
+
+    def _log(self, end: _End, written: bool) -> None:
+        # Logged from the writer's own task: the job's fields are given, not bound.
+        job, outcome = end.job, end.outcome
+        if written and isinstance(outcome, Completed) and not log.is_enabled_for(logging.INFO):
+            return  # the common case, at level warning: build nothing
+        fields = {
+            "job_id": job.id,
+            "task": job.task,
+            "queue": job.queue,
+            "attempt": job.attempt,
+            "worker": self._worker_id,
+        }
+        if not written:
+            log.warning(
+                "job_lease_lost",
+                detail="another worker owns this job now; outcome dropped",
+                **fields,
+            )
+        elif isinstance(outcome, Completed):
+            log.info(
+                "job_completed",
+                status=JobStatus.COMPLETED.value,
+                duration_ms=end.duration_ms,
+                **fields,
+            )
+        elif isinstance(outcome, Retry):
+            log.warning(
+                "job_retry_scheduled",
+                status=JobStatus.QUEUED.value,
+                error=outcome.error.message,
+                error_type=outcome.error.kind,
+                retry_in=round(outcome.delay, 3),
+                max_attempts=job.max_attempts,
+                **fields,
+            )
+        elif isinstance(outcome, Failed):
+            log.warning(
+                "job_failed",
+                status=JobStatus.FAILED.value,
+                error=outcome.error.message,
+                error_type=outcome.error.kind,
+                max_attempts=job.max_attempts,
+                **fields,
+            )
+        elif isinstance(outcome, Cancelled):
+            log.info("job_cancelled", status=JobStatus.CANCELLED.value, **fields)

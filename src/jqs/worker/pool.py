@@ -5,8 +5,9 @@ Three loops, each in its own method:
 - the claim loop claims as many jobs as there are free slots (plus a few ahead, see
   jqs.worker.prefetch) in one statement, then waits until a slot frees, an enqueue wakes it,
   or the poll interval passes;
-- `_attempt` is one job from the moment a slot takes it to its outcome: run the handler
-  (jqs.worker.executor), free the slot, write the outcome (jqs.worker.outcomes), log;
+- `_attempt` is one job from the moment a slot takes it: run the handler
+  (jqs.worker.executor), free the slot, and hand the outcome to the writer
+  (jqs.worker.outcomes), which writes it with others and logs it;
 - the lease loop renews the leases of held jobs (every lease/3), looks for cancellation
   requests (every second), and interrupts what it finds lost or cancelled.
 
@@ -32,8 +33,8 @@ from jqs import __version__
 from jqs.clock import Clock, SystemClock
 from jqs.errors import StoreError
 from jqs.logging import get_logger
-from jqs.models import DEFAULT_QUEUE, ClaimedJob, JobStatus, Lease
-from jqs.outcome import Cancelled, Completed, Failed, HandedBack, LeaseLost, Outcome, Retry
+from jqs.models import DEFAULT_QUEUE, JobStatus, Lease
+from jqs.outcome import HandedBack, LeaseLost, Outcome
 from jqs.store.port import ClaimParams, JobQueue, LeaseCheckParams, WorkerBeat
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker.attempt import Attempt, AttemptState, Interrupt
@@ -99,14 +100,16 @@ class WorkerPool:
             registry, clock=clock, threads=self._threads, policy=settings.retry, rng=rng
         )
         self._outcomes = OutcomeWriter(
-            queue, clock=clock, persist_for=settings.persist_for or settings.lease_seconds
+            queue,
+            clock=clock,
+            persist_for=settings.persist_for or settings.lease_seconds,
+            worker_id=self.worker_id,
         )
         # Twice the concurrency at most: what is held ahead waits about two claim round
         # trips whatever the cap, and bigger claims cost less per job.
         self._prefetch = prefetch or Prefetch(2 * settings.concurrency, clock=clock.monotonic)
         self._waiting: collections.deque[Attempt] = collections.deque()
-        self._active: set[Attempt] = set()  # RUNNING or WRITING
-        self._running = 0  # how many of them are RUNNING
+        self._active: set[Attempt] = set()  # RUNNING
         self._handed_back: list[Lease] = []
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()  # set whenever an attempt leaves the pool
@@ -122,7 +125,7 @@ class WorkerPool:
     @property
     def active(self) -> int:
         """How many jobs are running now (handlers, and outcomes still being written)."""
-        return len(self._active)
+        return len(self._active) + self._outcomes.pending
 
     def notify(self, queue: str | None = None) -> None:
         """Work may be waiting (in `queue`, or anywhere): claim now, not at the next poll."""
@@ -162,12 +165,7 @@ class WorkerPool:
         self._waiting.clear()
         await self._release(waiting)
         if self._active:
-            log.info(
-                "worker_draining",
-                worker=self.worker_id,
-                running=len(self._active),
-                timeout=drain_seconds,
-            )
+            log.info("worker_draining", running=len(self._active), timeout=drain_seconds)
             # Leases keep being renewed while we drain.
             try:
                 async with self._clock.timeout(drain_seconds or None):
@@ -176,6 +174,8 @@ class WorkerPool:
                 for attempt in list(self._active):
                     attempt.stop(Interrupt.SHUTDOWN)
                 await self._until(lambda: not self._active)
+        # Outcomes being written finish that write (bounded by persist_for).
+        await self._outcomes.idle()
         lease_loop.cancel()
         await asyncio.gather(lease_loop, return_exceptions=True)
         self._loops = []
@@ -204,10 +204,14 @@ class WorkerPool:
         well, so a slow database cannot make the pool hold ever more claimed jobs.
         """
         concurrency = self.settings.concurrency
+        running, writing = len(self._active), self._outcomes.pending
         ahead = self._prefetch.target() - len(self._waiting)
-        return ahead + min(concurrency - self._running, 2 * concurrency - len(self._active))
+        return ahead + min(concurrency - running, 2 * concurrency - running - writing)
 
     async def _claim_loop(self) -> None:
+        # Every attempt's task is started from this one (or from one started here), and so
+        # inherits this binding: every log line of the pool names its worker.
+        structlog.contextvars.bind_contextvars(worker=self.worker_id)
         while not self._stopping:
             try:
                 timeout = await self._claim_once()
@@ -223,7 +227,10 @@ class WorkerPool:
         poll = self.settings.poll_interval
         room = self._claim_room()
         if room <= 0:
-            return poll
+            if self._outcomes.pending:  # outcomes being written may be what holds us back
+                await self._outcomes.progress()
+                return None
+            return poll  # every slot is busy: a freed slot wakes the loop
         began = self._clock.monotonic()
         try:
             claimed = await self._queue.claim(
@@ -254,10 +261,11 @@ class WorkerPool:
         return min(poll, claimed.rate_wait or poll)
 
     def _start_waiting(self) -> None:
-        while self._waiting and self._running < self.settings.concurrency and not self._stopping:
+        while (
+            self._waiting and len(self._active) < self.settings.concurrency and not self._stopping
+        ):
             attempt = self._waiting.popleft()
             attempt.state = AttemptState.RUNNING
-            self._running += 1
             self._active.add(attempt)
             attempt.task = asyncio.create_task(self._attempt(attempt))
 
@@ -266,73 +274,34 @@ class WorkerPool:
     async def _attempt(self, attempt: Attempt) -> None:
         job = attempt.job
         structlog.contextvars.bind_contextvars(
-            job_id=job.id,
-            task=job.task,
-            queue=job.queue,
-            attempt=job.attempt,
-            worker=self.worker_id,
+            job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempt
         )
         began = self._clock.monotonic()
+        outcome: Outcome | None = None
         try:
             log.info("job_started", status=JobStatus.PROCESSING.value)
-            try:
-                outcome = await self._executor.run(attempt)
-            finally:
-                self._slot_freed(attempt)
-            await self._settle(job, outcome, round((self._clock.monotonic() - began) * 1000, 3))
+            outcome = await self._executor.run(attempt)
         except Exception as exc:  # a bug here must not leave the slot or the pool in limbo
             log.error("job_runner_crashed", error=repr(exc))
         finally:
-            self._active.discard(attempt)
-            self._settled.set()
-            if self._may_have_more:
-                self._wake.set()
+            self._slot_freed(attempt)
+        if isinstance(outcome, LeaseLost):
+            log.warning("job_lease_lost", detail="the lease expired; another worker owns it")
+        elif isinstance(outcome, HandedBack):
+            self._handed_back.append(job.lease)  # released together when the pool stops
+        elif outcome is not None:
+            duration_ms = round((self._clock.monotonic() - began) * 1000, 3)
+            self._outcomes.add(job, outcome, duration_ms)  # written and logged there
 
     def _slot_freed(self, attempt: Attempt) -> None:
         """The handler is done: its slot takes the next job while the outcome is written."""
         attempt.state = AttemptState.WRITING
-        self._running -= 1
+        self._active.discard(attempt)
         self._prefetch.handler_returned()
         self._start_waiting()
+        self._settled.set()
         if self._may_have_more:
             self._wake.set()
-
-    async def _settle(self, job: ClaimedJob, outcome: Outcome, duration_ms: float) -> None:
-        """Write the outcome (fenced by the lease) and log it."""
-        if isinstance(outcome, LeaseLost):
-            log.warning("job_lease_lost", detail="the lease expired; another worker owns it")
-            return
-        if isinstance(outcome, HandedBack):
-            self._handed_back.append(job.lease)  # released together when the pool stops
-            return
-        written = await self._outcomes.write(job.lease, outcome)
-        if written is None:
-            return  # logged by the writer; the lease brings the job back
-        if not written:
-            log.warning(
-                "job_lease_lost", detail="another worker owns this job now; outcome dropped"
-            )
-        elif isinstance(outcome, Completed):
-            log.info("job_completed", status=JobStatus.COMPLETED.value, duration_ms=duration_ms)
-        elif isinstance(outcome, Retry):
-            log.warning(
-                "job_retry_scheduled",
-                status=JobStatus.QUEUED.value,
-                error=outcome.error.message,
-                error_type=outcome.error.kind,
-                retry_in=round(outcome.delay, 3),
-                max_attempts=job.max_attempts,
-            )
-        elif isinstance(outcome, Failed):
-            log.warning(
-                "job_failed",
-                status=JobStatus.FAILED.value,
-                error=outcome.error.message,
-                error_type=outcome.error.kind,
-                max_attempts=job.max_attempts,
-            )
-        elif isinstance(outcome, Cancelled):
-            log.info("job_cancelled", status=JobStatus.CANCELLED.value)
 
     async def _release(self, leases: Sequence[Lease]) -> None:
         """Give jobs that will not run here back to the queue, attempt not counted."""
@@ -358,7 +327,8 @@ class WorkerPool:
     # The lease loop
 
     def _held(self) -> list[Lease]:
-        return [a.job.lease for a in self._active] + [a.job.lease for a in self._waiting]
+        held = [a.job.lease for a in self._active] + [a.job.lease for a in self._waiting]
+        return held + self._outcomes.leases()
 
     async def _lease_loop(self) -> None:
         lease_seconds = self.settings.lease_seconds
