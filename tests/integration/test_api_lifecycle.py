@@ -28,7 +28,7 @@ def _registry() -> TaskRegistry:
 @pytest.fixture
 async def client(store: PostgresStore) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(store) as c:
-        c._transport.app.state.jqs.defaults = JobDefaults(  # type: ignore[attr-defined]
+        c._transport.app.state.defaults = JobDefaults(  # type: ignore[attr-defined]
             _registry(), max_attempts=3, timeout=None
         )
         yield c

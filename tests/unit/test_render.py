@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from jqs.api.render import inserted_jobs
+from jqs.api.render import inserted_alike, inserted_jobs
 from jqs.jsonutil import RawJSON
-from jqs.models import EnqueueOptions, Inserted, Job, JobStatus
+from jqs.models import EnqueueOptions, Inserted, InsertedAlike, Job, JobStatus
 
 CREATED = datetime(2026, 11, 29, 8, 0, 0, 123456, tzinfo=UTC)
 
@@ -52,5 +52,7 @@ def test_inserted_jobs_render_as_the_jobs_they_are(options: EnqueueOptions) -> N
         for new, payload in zip(inserted, values, strict=True)
     ]
     assert rendered == orjson.dumps(expected)
+    alike = InsertedAlike([new.id for new in inserted], tasks, CREATED, run_at)
+    assert orjson.dumps(inserted_alike(alike, payloads, options)) == rendered
     # Every field of the job's one definition, in its order.
     assert list(orjson.loads(rendered)[0]) == [field.name for field in fields(Job)]

@@ -1,31 +1,82 @@
-"""The FastAPI application factory."""
+"""The HTTP API: POST /jobs, and FastAPI for every other route.
+
+POST /jobs is the service's hottest path, and FastAPI's layers (routing through included
+routers, dependency solving, its middleware) cost more CPU than the route itself; make
+bench's single POST row measures the difference (docs/benchmarks.md). So POST /jobs is not
+a FastAPI route: `JQSApp` answers it directly, with the same problem documents as every
+other route, and its OpenAPI operation (jqs.api.jobs.SUBMIT_JOB_OPERATION) is added to the
+document FastAPI generates for the rest. There is one route, one implementation, one doc.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from jqs import __version__
 from jqs.api import batch, health, jobs, queues
 from jqs.api.access_log import AccessLog
-from jqs.api.problems import install_problem_handlers
+from jqs.api.problems import install_problem_handlers, problem_for
 from jqs.api.state import ApiState
 
+DESCRIPTION = (
+    "A PostgreSQL-backed job queue service. Submit any JSON object to `POST /jobs`; "
+    "`payload.task` names the handler. Delivery is at least once."
+)
 
-def create_app(state: ApiState) -> FastAPI:
-    """Build the HTTP API around an already started store."""
-    app = FastAPI(
-        title="JQS",
-        version=__version__,
-        description=(
-            "A PostgreSQL-backed job queue service. Submit any JSON object to `POST /jobs`; "
-            "`payload.task` names the handler. Delivery is at least once."
-        ),
-    )
+
+class JQSApp:
+    """The ASGI app: POST /jobs here, everything else through FastAPI; one access log."""
+
+    def __init__(self, state: ApiState) -> None:
+        self.state = state
+        self.fastapi = _fastapi(state)
+        self._app = AccessLog(self._route)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/jobs" and scope["method"] == "POST":
+            request = Request(scope, receive)
+            try:
+                response = await jobs.submit_job(request, self.state)
+            except Exception as exc:
+                response = await problem_for(request, exc)
+            await response(scope, receive, send)
+            return
+        await self.fastapi(scope, receive, send)
+
+
+def _fastapi(state: ApiState) -> FastAPI:
+    app = FastAPI(title="JQS", version=__version__, description=DESCRIPTION)
     app.state.jqs = state
     install_problem_handlers(app)
     app.include_router(batch.router)  # before /jobs/{job_id}, which would shadow it
     app.include_router(jobs.router)
     app.include_router(queues.router)
     app.include_router(health.router)
-    app.add_middleware(AccessLog)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schema["paths"].setdefault("/jobs", {})["post"] = jobs.SUBMIT_JOB_OPERATION
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def create_app(state: ApiState) -> JQSApp:
+    """Build the HTTP API around an already started store."""
+    return JQSApp(state)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from jqs.api.body import read_json_object
 from jqs.api.options import JobOptions, describe, task_of
 from jqs.api.problems import ProblemError
-from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_jobs
+from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_alike, inserted_jobs
 from jqs.api.state import ApiState, api_state
 from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps, may_hold_nul
 from jqs.logging import get_logger
@@ -71,7 +71,8 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
         _validate(body)
     # The body's text tells once whether any of its strings can hold a NUL at all.
     scan_strings = may_hold_nul(raw_body)
-    rows: list[NewJob] = []
+    payloads: list[RawJSON] = []
+    options_of: list[EnqueueOptions] = []
     errors: list[dict[str, str]] = []
     plain_options: dict[str | None, EnqueueOptions] = {}  # per task: items share the result
     for index, item in enumerate(items):
@@ -102,15 +103,27 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
                 resolved = plain_options[task] = _PLAIN.resolve(task, state.defaults)
         else:
             resolved = options.resolve(task, state.defaults)
-        rows.append(NewJob(text, resolved))
+        payloads.append(text)
+        options_of.append(resolved)
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
         raise ProblemError(422, detail, errors=errors)
-    created = await state.store.insert(rows)
-    for queue in {job.options.queue for job in rows}:
+    shared = options_of[0]
+    if all(options is shared or options == shared for options in options_of):
+        # The usual batch: one statement, one row back, one template for the answer.
+        alike = await state.store.insert_alike(payloads, shared)
+        answer = inserted_alike(alike, payloads, shared)
+    else:
+        created = await state.store.insert(
+            [
+                NewJob(payload, options)
+                for payload, options in zip(payloads, options_of, strict=True)
+            ]
+        )
+        answer = inserted_jobs(created, payloads, options_of)
+    for queue in {options.queue for options in options_of}:
         state.on_enqueue(queue)
-    log.info("jobs_enqueued", count=len(rows), first_id=created[0].id, last_id=created[-1].id)
-    answer = inserted_jobs(created, [job.payload for job in rows], [job.options for job in rows])
+    log.info("jobs_enqueued", count=len(answer), first_id=answer[0]["id"], last_id=answer[-1]["id"])
     return JSONResponse(answer, status_code=201)
 
 

@@ -42,42 +42,44 @@ _PAYLOAD_BODY: dict[str, Any] = {
 }
 
 
-@router.post(
-    "/jobs",
-    status_code=201,
-    operation_id="submit_job",
-    summary="Submit a job",
-    response_model=Job,
-    responses={
-        200: {"description": "Idempotency-Key replay: the job this key created", "model": Job},
-        400: PROBLEM,
-        413: PROBLEM,
-        415: PROBLEM,
-        422: PROBLEM,
-        503: PROBLEM,
+# POST /jobs is answered by jqs.api.app before FastAPI's routing (see there why); this is
+# its OpenAPI operation, added to the document FastAPI generates for the other routes.
+SUBMIT_JOB_OPERATION: dict[str, Any] = {
+    "tags": ["jobs"],
+    "summary": "Submit a job",
+    "description": "Queue a job; answered only once the job is committed.",
+    "operationId": "submit_job",
+    "parameters": [
+        *OPENAPI_PARAMETERS,
+        {
+            "name": idempotency.HEADER,
+            "in": "header",
+            "required": False,
+            "description": "same key and request: the original job (200); another request: 422",
+            "schema": {"type": "string", "maxLength": idempotency.MAX_KEY_LENGTH},
+        },
+    ],
+    **_PAYLOAD_BODY,
+    "responses": {
+        "201": {
+            "description": "The job, queued and committed",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
+        },
+        "200": {
+            "description": "Idempotency-Key replay: the job this key created",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
+        },
+        **{str(code): PROBLEM for code in (400, 413, 415, 422, 503)},
     },
-    openapi_extra={
-        **_PAYLOAD_BODY,
-        "parameters": [
-            *OPENAPI_PARAMETERS,
-            {
-                "name": idempotency.HEADER,
-                "in": "header",
-                "required": False,
-                "description": "same key and request: the original job (200); another request: 422",
-                "schema": {"type": "string", "maxLength": idempotency.MAX_KEY_LENGTH},
-            },
-        ],
-    },
-)
-async def submit_job(request: Request) -> Response:
-    """Queue a job; answered only once the job is committed.
+}
 
-    The body and the options are read by hand, not by FastAPI's parameter machinery: this is
-    the service's hottest path, the payload is stored as the client sent it, and most
-    requests carry no options at all.
+
+async def submit_job(request: Request, state: ApiState) -> Response:
+    """POST /jobs: queue a job; answered only once the job is committed.
+
+    The body and the options are read by hand: the payload is stored as the client sent it,
+    and most requests carry no options at all.
     """
-    state: ApiState = request.app.state.jqs
     key = idempotency.validate_key(request.headers.get(idempotency.HEADER))
     options = options_from_query(request.query_params)
     raw, payload = await read_json_object(

@@ -99,3 +99,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Route every error class to its problem document."""
     for kind, handler in _HANDLERS:
         app.add_exception_handler(kind, handler)
+
+
+async def problem_for(request: Request, exc: Exception) -> Response:
+    """The problem document for `exc`, for a route answered outside FastAPI (POST /jobs)."""
+    for kind, handler in _HANDLERS:
+        if isinstance(exc, kind):
+            return await handler(request, exc)
+    raise exc  # pragma: no cover - Exception matches everything
