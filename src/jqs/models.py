@@ -77,6 +77,14 @@ class Job:
     errors: Annotated[
         list[Any], Field(description="the error of each failed attempt, oldest first")
     ] = field(default_factory=list)
+    # Not a column: the API sets it from the live workers when it answers.
+    waiting_for_worker: Annotated[
+        bool,
+        Field(
+            description="queued in a queue that no live worker serves: it starts only once "
+            "a worker for its queue does"
+        ),
+    ] = False
 
 
 @dataclass(frozen=True, slots=True)

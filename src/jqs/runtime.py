@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from jqs.api.app import create_app
+from jqs.api.serving import ServedQueues
 from jqs.api.state import ApiState, Limits
 from jqs.errors import ConfigError
 from jqs.logging import get_logger
@@ -169,6 +170,10 @@ class Runner:
             )
         if listener is not None:
             services.append(listener)
+        local = pool.queues if pool is not None else ()
+        served = ServedQueues(db.store, local=local) if sock is not None else None
+        if served is not None:
+            services.append(served)
         for service in services:
             await service.start()
         if pool is not None:
@@ -185,6 +190,7 @@ class Runner:
                 page_size_max=settings.page_size_max,
             ),
             on_enqueue=enqueued,
+            served=served,
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None

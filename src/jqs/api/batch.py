@@ -112,7 +112,7 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
     if all(options is shared or options == shared for options in options_of):
         # The usual batch: one statement, one row back, one template for the answer.
         alike = await state.store.insert_alike(payloads, shared)
-        answer = inserted_alike(alike, payloads, shared)
+        answer = inserted_alike(alike, payloads, shared, state.waits)
     else:
         created = await state.store.insert(
             [
@@ -120,7 +120,7 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
                 for payload, options in zip(payloads, options_of, strict=True)
             ]
         )
-        answer = inserted_jobs(created, payloads, options_of)
+        answer = inserted_jobs(created, payloads, options_of, state.waits)
     for queue in {options.queue for options in options_of}:
         state.on_enqueue(queue)
     log.info("jobs_enqueued", count=len(answer), first_id=answer[0]["id"], last_id=answer[-1]["id"])

@@ -89,7 +89,7 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     if key is None:
         # Shares one INSERT with concurrent requests (jqs.batching); wakes local workers.
         inserted = await state.inserts.submit(job)
-        body: Any = inserted_jobs([inserted], [raw], [job.options])[0]
+        body: Any = inserted_jobs([inserted], [raw], [job.options], state.waits)[0]
         job_id, task = inserted.id, inserted.task
     else:
         digest = idempotency.request_digest(payload, options.given())
@@ -103,11 +103,11 @@ async def submit_job(request: Request, state: ApiState) -> Response:
             )
         if outcome is InsertOutcome.DUPLICATE:
             return JSONResponse(
-                stored,
+                state.shown(stored),
                 status_code=200,
                 headers={"Location": f"/jobs/{stored.id}", "Idempotent-Replayed": "true"},
             )
-        body, job_id, task = stored, stored.id, stored.task
+        body, job_id, task = state.shown(stored), stored.id, stored.task
         state.on_enqueue(job.options.queue)
     # The enqueue is logged on the request's access line (one line per job, not two).
     structlog.contextvars.bind_contextvars(
@@ -125,7 +125,7 @@ async def submit_job(request: Request, state: ApiState) -> Response:
 )
 async def get_job(state: State, job_id: JobId) -> Response:
     """One job with its current status and result."""
-    return JSONResponse(await state.store.get(job_id))
+    return JSONResponse(state.shown(await state.store.get(job_id)))
 
 
 @router.get(
@@ -151,7 +151,7 @@ async def list_jobs(
     jobs = await state.store.find(
         FindParams(JobFilter(status=status, task=task), limit=limit, offset=(page - 1) * limit)
     )
-    return JSONResponse(jobs)
+    return JSONResponse([state.shown(job) for job in jobs])
 
 
 @router.post(
@@ -198,4 +198,4 @@ async def retry_job(state: State, job_id: JobId) -> Response:
         )
     state.on_enqueue(job.queue)
     log.info("job_retried", job_id=job.id, task=job.task, status=job.status.value)
-    return JSONResponse(job)
+    return JSONResponse(state.shown(job))

@@ -9,7 +9,7 @@ which a batch of 1,000 jobs feels), with the payload embedded as the client sent
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -51,7 +51,9 @@ def problem(
     )
 
 
-def _template(options: EnqueueOptions, created_at: datetime, run_at: datetime) -> dict[str, Any]:
+def _template(
+    options: EnqueueOptions, created_at: datetime, run_at: datetime, waits: Callable[[str], bool]
+) -> dict[str, Any]:
     """A queued job with these options, as a dict in the job's field order (a test holds it
     to orjson's rendering of the Job itself)."""
     job: dict[str, Any] = dict.fromkeys(_JOB_FIELDS)
@@ -67,22 +69,30 @@ def _template(options: EnqueueOptions, created_at: datetime, run_at: datetime) -
         timeout=options.timeout,
         cancel_requested=False,
         errors=(),  # shared by the copies, so immutable (orjson writes [])
+        waiting_for_worker=waits(options.queue),
     )
     return job
 
 
+def _never(queue: str) -> bool:
+    return False
+
+
 def inserted_jobs(
-    inserted: Iterable[Inserted], payloads: Sequence[RawJSON], options: Sequence[EnqueueOptions]
+    inserted: Iterable[Inserted],
+    payloads: Sequence[RawJSON],
+    options: Sequence[EnqueueOptions],
+    waits: Callable[[str], bool] = _never,
 ) -> list[dict[str, Any]]:
     """Jobs just inserted, as GET /jobs/{id} would show them; jobs that share their options
-    and times share one template."""
+    and times share one template. `waits(queue)`: no live worker serves that queue."""
     templates: dict[tuple[int, datetime, datetime], dict[str, Any]] = {}
     jobs = []
     for new, payload, opts in zip(inserted, payloads, options, strict=True):
         key = (id(opts), new.created_at, new.run_at)  # `options` keeps every object alive
         template = templates.get(key)
         if template is None:
-            template = templates[key] = _template(opts, new.created_at, new.run_at)
+            template = templates[key] = _template(opts, new.created_at, new.run_at, waits)
         job = template.copy()  # a copy keeps the fields' order
         job["id"] = new.id
         job["payload"] = orjson.Fragment(bytes(payload))  # orjson wants bytes exactly
@@ -92,10 +102,13 @@ def inserted_jobs(
 
 
 def inserted_alike(
-    inserted: InsertedAlike, payloads: Sequence[RawJSON], options: EnqueueOptions
+    inserted: InsertedAlike,
+    payloads: Sequence[RawJSON],
+    options: EnqueueOptions,
+    waits: Callable[[str], bool] = _never,
 ) -> list[dict[str, Any]]:
     """`inserted_jobs` for jobs inserted together with the same options: one template."""
-    template = _template(options, inserted.created_at, inserted.run_at)
+    template = _template(options, inserted.created_at, inserted.run_at, waits)
     jobs = []
     for job_id, task, payload in zip(inserted.ids, inserted.tasks, payloads, strict=True):
         job = template.copy()

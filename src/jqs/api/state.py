@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from fastapi import Request
 
+from jqs.api.serving import ServedQueues
 from jqs.batching import Batcher
-from jqs.models import Inserted, NewJob
+from jqs.models import Inserted, Job, JobStatus, NewJob
 from jqs.store.port import Jobs, Queues
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
@@ -42,6 +43,7 @@ class ApiState:
     limits: Limits = field(default_factory=Limits)
     defaults: JobDefaults = field(default_factory=lambda: JobDefaults(TaskRegistry()))
     on_enqueue: Callable[[str], None] = lambda queue: None
+    served: ServedQueues | None = None  # which queues live workers serve
     shutting_down: bool = False
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
     inserts: Batcher[NewJob, Inserted] = field(init=False)
@@ -56,6 +58,16 @@ class ApiState:
         for queue in {job.options.queue for job in jobs}:
             self.on_enqueue(queue)
         return created
+
+    def shown(self, job: Job) -> Job:
+        """The job as answered: a queued job says whether it waits for a worker."""
+        if job.status is JobStatus.QUEUED and self.waits(job.queue):
+            return replace(job, waiting_for_worker=True)
+        return job
+
+    def waits(self, queue: str) -> bool:
+        """Whether no live worker serves `queue`, as last looked."""
+        return self.served is not None and self.served.unserved(queue)
 
 
 async def api_state(request: Request) -> ApiState:

@@ -59,8 +59,13 @@ PRUNER_LOCK_KEY = 0x4A51_5300_0003
 # fast path re-checks in SQL).
 LIMITS_CACHE_SECONDS = 1.0
 
-# Columns named as the job's fields; `cancel_requested` is derived from its timestamp.
-_JOB_COLUMNS = tuple(f.name for f in fields(Job) if f.name not in ("status", "cancel_requested"))
+# Columns named as the job's fields; `cancel_requested` is derived from its timestamp, and
+# `waiting_for_worker` is the API's to say.
+_JOB_COLUMNS = tuple(
+    f.name
+    for f in fields(Job)
+    if f.name not in ("status", "cancel_requested", "waiting_for_worker")
+)
 
 
 def job_from_row(row: asyncpg.Record) -> Job:
