@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -10,17 +10,26 @@ import pytest
 
 from jqs.logging import configure_logging
 from jqs.store import Database, PostgresStore
-from tests.support.pg import PgTestServer
+from tests.support.pg import PgTestServer, server_dir
 
 configure_logging("warning", cache=False)
 
 
 @pytest.fixture(scope="session")
 async def pg_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PgTestServer]:
-    server = PgTestServer(tmp_path_factory.mktemp("pg") / "data")
-    await server.start()
-    yield server
-    await server.stop()
+    # Not in pytest's temp root: see server_dir.
+    with server_dir(keep_logs_in=tmp_path_factory.mktemp("pg")) as home:
+        server = PgTestServer(home / "data")
+        await server.start()
+        yield server
+        await server.stop()
+
+
+@pytest.fixture
+def pg_tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path for a test that starts a PostgreSQL of its own (not in pytest's temp root)."""
+    with server_dir(keep_logs_in=tmp_path) as path:
+        yield path
 
 
 @pytest.fixture

@@ -18,10 +18,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def start_jqs(tmp_path: Path) -> Iterator[StartJqs]:
-    """Start `jqs ARGS` (default: serve) with test-friendly settings; killed at teardown."""
+    """Start `jqs ARGS` (default: serve) with test-friendly settings, in tmp_path unless
+    given `cwd`; killed at teardown."""
     started: list[JqsProcess] = []
 
-    def start(*args: str, **env: str) -> JqsProcess:
+    def start(*args: str, cwd: Path | None = None, **env: str) -> JqsProcess:
         defaults = {
             "PORT": "0",
             "JQS_HOST": "127.0.0.1",
@@ -29,7 +30,8 @@ def start_jqs(tmp_path: Path) -> Iterator[StartJqs]:
             "JQS_DEMO_DELAY": "0.05",
             "JQS_POLL_INTERVAL": "0.2",
         }
-        proc = JqsProcess(*(args or ("serve",)), env=jqs_env(**{**defaults, **env}), cwd=tmp_path)
+        environment = jqs_env(**{**defaults, **env})
+        proc = JqsProcess(*(args or ("serve",)), env=environment, cwd=cwd or tmp_path)
         started.append(proc)
         return proc
 

@@ -206,8 +206,8 @@ async def test_fifty_clients_one_idempotency_key_one_job(
     assert await db.fetchval("SELECT count(*) FROM jobs") == 1
 
 
-async def test_database_faults_lose_no_accepted_job(start_jqs: StartJqs, tmp_path: Path) -> None:
-    owned = OwnedPostgres(tmp_path / "owned-pg")
+async def test_database_faults_lose_no_accepted_job(start_jqs: StartJqs, pg_tmp_path: Path) -> None:
+    owned = OwnedPostgres(pg_tmp_path / "owned-pg")
     dsn = await asyncio.to_thread(owned.start)
     try:
         await _database_faults(start_jqs, owned, dsn)

@@ -42,10 +42,10 @@ def _free_port() -> int:
 
 @pytest.mark.timeout(300)
 async def test_workers_on_three_hosts_run_every_job_exactly_once(
-    hosts: list[Host], tmp_path: Path
+    hosts: list[Host], tmp_path: Path, pg_tmp_path: Path
 ) -> None:
     server = NetworkPostgres(
-        tmp_path / "pg", [h.gateway for h in hosts], _free_port(), f"{SUBNET}.0.0/16"
+        pg_tmp_path / "pg", [h.gateway for h in hosts], _free_port(), f"{SUBNET}.0.0/16"
     )
     local_dsn = await asyncio.to_thread(server.start)
     workers: list[JqsProcess] = []

@@ -123,18 +123,19 @@ def test_second_signal_exits_at_once(tmp_path: Path, dsn: str, start_jqs: StartJ
     assert proc.events("shutdown_forced")
 
 
-def test_embedded_database_by_default(tmp_path: Path, start_jqs: StartJqs) -> None:
-    proc = start_jqs()  # no DATABASE_URL: embedded PostgreSQL in ./.jqs/pgdata
+def test_embedded_database_by_default(pg_tmp_path: Path, start_jqs: StartJqs) -> None:
+    # No DATABASE_URL: embedded PostgreSQL in ./.jqs/pgdata.
+    proc = start_jqs(cwd=pg_tmp_path)
     with httpx.Client(base_url=proc.url, timeout=10) as client:
         job_id = client.post("/jobs", json=SEED_EXAMPLES[4]).json()["id"]
         _wait_status(client, job_id, "completed")
     proc.signal(signal.SIGTERM)
     assert proc.wait(20) == 0
-    data_dir = tmp_path / ".jqs" / "pgdata"
+    data_dir = pg_tmp_path / ".jqs" / "pgdata"
     assert (data_dir / "PG_VERSION").exists()
     assert not (data_dir / "postmaster.pid").exists(), "the embedded server stopped with us"
 
-    again = start_jqs()
+    again = start_jqs(cwd=pg_tmp_path)
     with httpx.Client(base_url=again.url, timeout=10) as client:
         assert client.get(f"/jobs/{job_id}").json()["status"] == "completed", "data kept"
     again.signal(signal.SIGTERM)

