@@ -8,8 +8,11 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +87,51 @@ def test_readme_option_examples(tmp_path: Path, dsn: str) -> None:
         assert proc.wait(15) == 0
     finally:
         proc.kill()
+
+
+def test_readme_handler_example_runs_as_written(tmp_path: Path, dsn: str) -> None:
+    # `JQS_TASKS=myapp.tasks make run` in a project directory holding myapp/tasks.py: the
+    # installed `jqs` command (not `python -m`, which would add the directory itself).
+    text = README.read_text()
+    section = text.split("## Writing task handlers", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    assert block.group(1).startswith("# myapp/tasks.py\n")
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "tasks.py").write_text(block.group(1))
+    command = Path(sys.executable).parent / "jqs"
+    assert command.exists(), "make install puts the jqs command beside the interpreter"
+    env = jqs_env(DATABASE_URL=dsn, PORT="0", JQS_HOST="127.0.0.1", JQS_TASKS="myapp.tasks")
+    env.pop("PYTHONPATH")
+    proc = JqsProcess("serve", env=env, cwd=tmp_path, command=str(command))
+    try:
+        sent = _post(proc.url, {"task": "send_email", "to": "a@b.c"})
+        resized = _post(proc.url, {"task": "resize_image", "width": 800})
+        assert _finished(proc.url, sent["id"])["result"] == {"message": "sent", "job": sent["id"]}
+        assert _finished(proc.url, resized["id"])["result"] == {"width": 800}
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        proc.kill()
+
+
+def _post(base: str, payload: dict[str, object]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"{base}/jobs",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        created: dict[str, Any] = json.load(response)
+    return created
+
+
+def _finished(base: str, job_id: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    while True:
+        with urllib.request.urlopen(f"{base}/jobs/{job_id}", timeout=10) as response:
+            job: dict[str, Any] = json.load(response)
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)

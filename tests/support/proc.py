@@ -48,10 +48,16 @@ class JqsProcess:
     """A running `jqs ...` whose stdout log lines are collected as they come."""
 
     def __init__(
-        self, *args: str, env: dict[str, str], cwd: Path, prefix: tuple[str, ...] = ()
+        self,
+        *args: str,
+        env: dict[str, str],
+        cwd: Path,
+        prefix: tuple[str, ...] = (),
+        command: str | None = None,
     ) -> None:
+        jqs = [command] if command is not None else [sys.executable, "-m", "jqs"]
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "jqs", *args],
+            [*prefix, *jqs, *args],
             env=env,
             cwd=cwd,
             stdout=subprocess.PIPE,

@@ -31,5 +31,5 @@ class Periodic(LoopService):
             try:
                 delay = await self._action()
             except Exception as exc:  # a failed round must not end the service
-                log.warning(f"{self.name}_failed", error=repr(exc))
+                log.warning("maintenance_round_failed", service=self.name, error=repr(exc))
             await self._clock.sleep(self._interval if delay is None else delay)
