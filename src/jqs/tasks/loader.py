@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from jqs.errors import ConfigError
 from jqs.tasks.demo import demo_tasks
@@ -28,10 +28,11 @@ def build_registry(
     """
     registry = TaskRegistry([http_task(default_timeout=http_timeout, max_body=http_max_body)])
     user = TaskRegistry()
-    if modules and os.getcwd() not in sys.path:
+    here = str(Path.cwd())
+    if modules and here not in sys.path:
         # As with `python -m`, the directory JQS starts in is importable: JQS_TASKS=myapp.tasks
         # finds ./myapp/tasks.py, whichever way `jqs` was launched.
-        sys.path.insert(0, os.getcwd())
+        sys.path.insert(0, here)
     for name in modules:
         try:
             module = importlib.import_module(name)
