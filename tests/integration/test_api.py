@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -224,6 +226,11 @@ async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     operation_ids = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
     assert {"submit_job", "get_job", "list_jobs", "health", "ready"} <= operation_ids
     assert "requestBody" in spec["paths"]["/jobs"]["post"]
+    for ref in set(re.findall(r'"\$ref": ?"#/([^"]+)"', json.dumps(spec))):
+        node = spec
+        for part in ref.split("/"):
+            assert part in node, f"#/{ref} does not resolve"
+            node = node[part]
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()

@@ -426,3 +426,18 @@ async def test_a_running_pool_is_listed_as_a_worker_of_its_queues(h: Harness) ->
         infos = {info.settings.name: info.workers for info in await h.store.queue_infos()}
         assert infos == {"mail": [pool.worker_id], "default": [pool.worker_id]}
     assert await h.store.workers() == []
+
+
+def test_backoff_doubles_up_to_its_cap_with_half_of_each_step_random() -> None:
+    from jqs.worker.backoff import backoff_delay
+
+    low, high = _NoJitter(), _AllJitter()
+    assert [backoff_delay(n, base=2, cap=60, rng=low) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert [backoff_delay(n, base=2, cap=60, rng=high) for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
+    assert backoff_delay(30, base=2, cap=60, rng=high) == 60
+    assert backoff_delay(30, base=2, cap=60, rng=low) == 30
+
+
+class _AllJitter(random.Random):
+    def random(self) -> float:
+        return 1.0

@@ -70,6 +70,7 @@ def _fastapi(state: ApiState) -> FastAPI:
                 routes=app.routes,
             )
             schema["paths"].setdefault("/jobs", {})["post"] = jobs.SUBMIT_JOB_OPERATION
+            schema["components"]["schemas"].update(batch.BATCH_COMPONENTS)
             app.openapi_schema = schema
         return app.openapi_schema
 

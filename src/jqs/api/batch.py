@@ -35,6 +35,12 @@ class Batch(BaseModel):
     jobs: list[BatchItem] = Field(min_length=1)
 
 
+# The request body's schema; the models it refers to join the document's components
+# (jqs.api.app), where its references point.
+BATCH_SCHEMA = Batch.model_json_schema(ref_template="#/components/schemas/{model}")
+BATCH_COMPONENTS: dict[str, Any] = BATCH_SCHEMA.pop("$defs", {})
+
+
 @router.post(
     "/jobs/batch",
     status_code=201,
@@ -48,7 +54,7 @@ class Batch(BaseModel):
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": Batch.model_json_schema()}},
+            "content": {"application/json": {"schema": BATCH_SCHEMA}},
         }
     },
 )
