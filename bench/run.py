@@ -65,8 +65,8 @@ def write_report(
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `{command}` (the whole "
-        "suite in one run; each scenario measures its baselines beside JQS, taking turns).",
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `{command}` (every "
+        "scenario below in one run; each measures its baselines beside JQS, taking turns).",
         "",
         f"- Machine: {facts['cpu']}, {facts['cores']} cores, {facts['os']}; Python "
         f"{facts['python']}",
