@@ -1,5 +1,7 @@
 # The README's commands. `make run` and `make test` do all set-up themselves.
 PYTHON ?= python3
+# e.g. BENCH_ARGS="--dsn postgresql://postgres@127.0.0.1:5432/postgres" (see bench/run.py)
+BENCH_ARGS ?=
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -40,7 +42,7 @@ test: lint typecheck ## Lint, type-check and run every test against a real Postg
 
 bench: $(STAMP) ## Run every benchmark against its baseline; writes docs/benchmarks.md (~25 min)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix src tests bench

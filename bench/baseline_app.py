@@ -1,7 +1,8 @@
 """The single-POST baseline: bare Starlette + asyncpg, one INSERT (one commit) per request.
 
-Same table, same indexes, same JSON response shape as JQS; no validation beyond "is JSON",
-no logging. Run: DATABASE_URL=... uvicorn bench.baseline_app:app
+Into the raw baselines' minimal table (bench/raw_queue.py), answering with the job as JSON
+like JQS does; no validation beyond "is JSON", no logging.
+Run: DATABASE_URL=... uvicorn bench.baseline_app:app
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ async def submit(request: Request) -> Response:
     body = await request.body()
     assert _pool is not None
     row = await _pool.fetchrow(
-        "INSERT INTO jobs (payload) VALUES ($1::jsonb) "
-        "RETURNING id, payload::text, status, created_at, updated_at",
+        "INSERT INTO raw_jobs (payload) VALUES ($1::jsonb) "
+        "RETURNING id, payload::text, status, created_at",
         body.decode(),
     )
     assert row is not None
@@ -43,7 +44,7 @@ async def submit(request: Request) -> Response:
         "status": row["status"],
         "result": None,
         "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "updated_at": row["created_at"],
     }
     return Response(orjson.dumps(job), status_code=201, media_type="application/json")
 

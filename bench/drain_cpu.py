@@ -111,7 +111,7 @@ async def main() -> None:
                     flush=True,
                 )
     finally:
-        server.stop()
+        await server.stop()
     print(f"\nmedians of {args.rounds} runs, {args.jobs:,} jobs each:")
     for name, results in runs.items():
         medians = {key: statistics.median(r[key] for r in results) for key in results[0]}

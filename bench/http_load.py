@@ -17,7 +17,7 @@ from bench.pacing import paced
 
 
 class Client:
-    """POSTs JSON to one host over `size` keep-alive connections."""
+    """Sends JSON to one host over `size` keep-alive connections."""
 
     def __init__(self, host: str, port: int, size: int = 16) -> None:
         self._host, self._port, self._size = host, port, size
@@ -35,12 +35,19 @@ class Client:
             writer.close()
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        """One request; returns (status, body)."""
+        """One POST; returns (status, body)."""
+        return await self.request("POST", path, body)
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        """One GET; returns (status, body)."""
+        return await self.request("GET", path, b"")
+
+    async def request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
         reader, writer = await self._idle.get()
         try:
             writer.write(
-                f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
             head = await reader.readuntil(b"\r\n\r\n")
@@ -56,18 +63,19 @@ class Client:
 
 async def open_loop(
     client: Client, path: str, bodies: list[bytes], rate: float
-) -> tuple[dict[int, float], float, int]:
-    """Send body i at t0 + i/rate, whatever the answers; returns ({job id: time the 201
-    arrived}, achieved send rate, failures)."""
-    answered: dict[int, float] = {}
+) -> tuple[dict[int, tuple[float, float]], float, int]:
+    """Send body i at t0 + i/rate, whatever the answers; returns ({job id: (time.time() the
+    request was sent, time.time() its 201 arrived)}, achieved send rate, failures)."""
+    answered: dict[int, tuple[float, float]] = {}
     failures = 0
     t0 = time.perf_counter()
 
     async def one(i: int) -> None:
         nonlocal failures
+        sent = time.time()
         status, payload = await client.post(path, bodies[i])
         if status == 201:
-            answered[orjson.loads(payload)["id"]] = time.time()
+            answered[orjson.loads(payload)["id"]] = (sent, time.time())
         else:
             failures += 1
 

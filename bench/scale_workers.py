@@ -2,10 +2,11 @@
 
     python -m bench.scale_workers --jobs 20000 --workers 1,2,3
 
-Starts its own embedded PostgreSQL (or uses --dsn), and for each worker count: inserts
---jobs no-op jobs, starts that many `jqs worker` processes, and times from their start until
-every job is completed. Prints a Markdown table. Worker start-up (about half a second of
-Python imports) is inside the measured time, as it would be in a deployment scaling out.
+Starts its own embedded PostgreSQL (or makes a database of its own on the server --dsn
+names, dropped at the end), and for each worker count: inserts --jobs no-op jobs, starts
+that many `jqs worker` processes, and times from their start until every job is completed.
+Prints a Markdown table. Worker start-up (about half a second of Python imports) is inside
+the measured time, as it would be in a deployment scaling out.
 """
 
 from __future__ import annotations
@@ -16,16 +17,11 @@ import os
 import platform
 import signal
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
 
-from jqs.store.embedded import EmbeddedPostgres
-from jqs.store.migrate import migrate
-
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import REPO, Server
 
 
 async def drain(dsn: str, jobs: int, workers: int, concurrency: int) -> float:
@@ -74,16 +70,13 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--dsn", default=None, help="PostgreSQL to use (default: embedded)")
     args = parser.parse_args()
-    embedded = None
-    dsn = args.dsn
-    if dsn is None:
-        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="jqs-bench-")) / "pgdata")
-        dsn = embedded.start()
+    server = Server(args.dsn)
+    server.start()
     try:
+        dsn = await server.fresh()  # migrated by `jqs migrate`
         conn = await asyncpg.connect(dsn)
         version = await conn.fetchval("SHOW server_version")
         commit = await conn.fetchval("SHOW synchronous_commit")
-        await migrate(conn)
         await conn.close()
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -96,8 +89,7 @@ async def main() -> None:
             took = await drain(dsn, args.jobs, workers, args.concurrency)
             print(f"| {workers} | {took:.2f} | {args.jobs / took:,.0f} |")
     finally:
-        if embedded is not None:
-            embedded.stop()
+        await server.stop()
 
 
 if __name__ == "__main__":

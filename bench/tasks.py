@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any, TextIO
 
-from jqs import current_job, task
+from jqs import RetryLater, current_job, task
 
 _starts: TextIO | None = None
 
@@ -24,3 +24,10 @@ async def record_start(payload: dict[str, Any]) -> None:
     if _starts is None:
         _starts = open(os.environ["JQS_BENCH_STARTS"], "a", buffering=1)  # noqa: SIM115 - kept open
     _starts.write(f"{current_job().job_id} {now:.6f}\n")
+
+
+@task("fail_once")
+async def fail_once(payload: dict[str, Any]) -> None:
+    """Ask for another attempt on the first, succeed on the second: a drain with retries."""
+    if current_job().attempt == 1:
+        raise RetryLater(0)

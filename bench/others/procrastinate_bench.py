@@ -12,23 +12,23 @@ in the current schema is dropped) and then install Procrastinate's own schema wi
 drain
     All N no-op jobs are inserted up front with ``Task.batch_defer_async`` (Procrastinate's
     documented bulk API), in chunks of ``--batch-size``, before any worker exists; then
-    ``ANALYZE procrastinate_jobs`` runs (see run_drain for why; ``--no-analyze`` skips it).
-    The clock starts just before ``app.run_worker_async(...)`` is called in this process,
-    and stops when a separate psycopg connection, polling every 20 ms, sees that no job is
-    ``todo``/``doing`` any more and that exactly N rows of ``procrastinate_jobs`` are
-    ``succeeded``. Worker start-up (stalled-worker pruning, worker registration) is inside
-    the measured time. seconds = that wall time; jobs_per_s = N / seconds.
+    VACUUM ANALYZE and CHECKPOINT (see run_drain for why; ``--no-analyze`` skips them). One
+    worker runs in this process (``app.run_worker_async``, ``wait=False``) until a separate
+    connection, polling every 20 ms, sees no job ``todo``/``doing`` and exactly N
+    ``succeeded``. ``jobs_per_s`` is N over the span from the first job's start to the last
+    one's success by the database's clock (Procrastinate's ``procrastinate_events``), the
+    way JQS's drains are timed; ``wall_seconds`` is the drain by this process's clock.
 
 latency
-    One worker (same settings, LISTEN/NOTIFY on, ``wait=True``) is started and given 1 s to
-    get ready. A producer with its own App and connection pool (same process, same event loop)
-    then defers N jobs open-loop: job i is started at t0 + i/rate, each in its own
-    ``defer_async`` call (one transaction, committed when the call returns), without waiting
-    for earlier calls or for pickup. ``t_commit = time.time()`` is taken as soon as the call
-    returns, keyed by the returned job id; the task's first statement takes
-    ``t_start = time.time()``, keyed by ``context.job.id``. latency = t_start - t_commit;
-    p50/p99 are over all N jobs. achieved_rate = N / (last t_commit - t0). The whole run is
-    bounded to N/rate + 60 s; past that it exits non-zero with an error on stderr.
+    One worker (same settings, LISTEN/NOTIFY on, ``wait=True``) is started in this process
+    and given 1 s to get ready. A producer process (this script, ``--mode produce``) with its
+    own App and connection pool defers N jobs open-loop (job i is sent at t0 + i/rate, by
+    bench/pacing.py, the pacing every system's producer uses), each in its own
+    ``defer_async`` call (one transaction, committed when the call returns), and stamps
+    ``time.time()`` before the call and when it returns; the task's first statement stamps
+    its start. The result holds every job's commit-to-start and send-to-start latency in
+    ms; the suite takes percentiles of them with the same function as for every system.
+    The whole run is bounded to N/rate + 60 s; past that it exits non-zero.
 
 Exactly one JSON line is printed on stdout; all diagnostics go to stderr. Procrastinate's
 logging is left at Python's defaults (nothing is configured here).
@@ -41,19 +41,21 @@ import asyncio
 import contextlib
 import json
 import os
-import statistics
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import procrastinate
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for bench.pacing
+from bench.pacing import paced
+
 TASK_NAME = "bench_noop"
 
-# How often the measuring connection looks at the jobs table (the brief asks for 20 ms).
+# How often the measuring connection looks at the jobs table.
 POLL_INTERVAL_S = 0.02
 # Time the latency worker gets to register and LISTEN before the first defer.
 WORKER_WARMUP_S = 1.0
@@ -182,18 +184,17 @@ async def run_drain(args: argparse.Namespace) -> dict[str, Any]:
     n: int = args.jobs
     app = make_app(args.dsn, args.concurrency + 1)
 
-    @app.task(name=TASK_NAME)
     async def noop() -> None:
         return None
 
+    app.task(name=TASK_NAME)(noop)
+    deferrer = app.configure_task(TASK_NAME)
+
     async with app.open_async():
         await reset_and_apply_schema(args.dsn, app)
-
-        began = time.perf_counter()
-        # The payload is empty; each chunk is one INSERT ... via procrastinate_defer_jobs_v1.
+        # The payload is empty; each chunk is one INSERT via procrastinate_defer_jobs_v1.
         for start in range(0, n, args.batch_size):
-            await noop.batch_defer_async(*({} for _ in range(min(args.batch_size, n - start))))
-        log(f"deferred {n} jobs with batch_defer_async in {time.perf_counter() - began:.2f}s")
+            await deferrer.batch_defer_async(*({} for _ in range(min(args.batch_size, n - start))))
 
         async with await psycopg.AsyncConnection.connect(args.dsn, autocommit=True) as poll:
             cur = await poll.execute(
@@ -206,23 +207,28 @@ async def run_drain(args: argparse.Namespace) -> dict[str, Any]:
                 # procrastinate_fetch_job_v2 is PL/pgSQL, so its query runs as a cached
                 # generic plan. On a table that was never analyzed the planner guesses ~1 todo
                 # row and picks "bitmap scan all todo rows + sort" for every single fetch, which
-                # costs O(queued jobs) per job (about 3 ms per fetch at 5,000 queued). Any
-                # server with autovacuum on analyzes a freshly filled table on its own; the
-                # benchmark server may not, so we do it once here, before the clock starts.
-                # VACUUM and CHECKPOINT too: the preparation every drain in the suite gets.
+                # costs O(queued jobs) per job. A server with autovacuum on analyzes a freshly
+                # filled table on its own; the benchmark's may not (or not in time), so it is
+                # done here, before the clock starts, with the CHECKPOINT every drain gets.
                 await poll.execute("VACUUM (ANALYZE) procrastinate_jobs")
                 await poll.execute("CHECKPOINT")
-            cur = await poll.execute("SHOW autovacuum")
-            log(f"server autovacuum={(await cur.fetchone() or ('?',))[0]}, analyze={args.analyze}")
 
             # wait=False: "the worker will terminate as soon as it has caught up with the
             # queues", which is exactly a drain; the stop is still decided by our own polling.
             began = time.perf_counter()
             worker = asyncio.create_task(app.run_worker_async(**worker_options(args, wait=False)))
             try:
-                seconds = await wait_until_drained(poll, worker, n, began)
+                wall = await wait_until_drained(poll, worker, n, began)
             finally:
                 await stop_worker(worker)
+            # First start to last success by the database's clock (Procrastinate's own event
+            # log), as JQS's drains are timed from the first claim to the last completion.
+            cur = await poll.execute(
+                "SELECT extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded') "
+                "- min(at) FILTER (WHERE type = 'started')) FROM procrastinate_events"
+            )
+            row = await cur.fetchone()
+            seconds = float(row[0]) if row is not None and row[0] is not None else wall
 
     return {
         "system": "procrastinate",
@@ -230,14 +236,11 @@ async def run_drain(args: argparse.Namespace) -> dict[str, Any]:
         "mode": "drain",
         "jobs": n,
         "seconds": round(seconds, 3),
+        "wall_seconds": round(wall, 3),
         "jobs_per_s": round(n / seconds, 1),
         "settings": settings_text(args, wait=False)
         + f", jobs pre-inserted with batch_defer_async (chunks of {args.batch_size})"
-        + (
-            ", VACUUM ANALYZE procrastinate_jobs + CHECKPOINT before start"
-            if args.analyze
-            else ", no ANALYZE"
-        ),
+        + (", VACUUM ANALYZE + CHECKPOINT before start" if args.analyze else ", no ANALYZE"),
     }
 
 
@@ -270,94 +273,88 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     n: int = args.jobs
     rate: float = args.rate
     starts: dict[int, float] = {}
-    commits: dict[int, float] = {}
-
+    stamps = Path(args.stamps or f"/tmp/procrastinate-stamps-{os.getpid()}.txt")
     worker_app = make_app(args.dsn, args.concurrency + 1)
 
-    @worker_app.task(name=TASK_NAME, pass_context=True)
     async def record_start(context: procrastinate.JobContext) -> None:
         t_start = time.time()  # first statement: the moment the task body begins
         assert context.job.id is not None
         starts[context.job.id] = t_start
 
-    # A separate App/pool for the producer, so defers never queue behind the worker's own
-    # fetch/finish queries for a pool connection. It defers by task name.
-    producer_app = make_app(args.dsn, args.producer_pool)
+    worker_app.task(name=TASK_NAME, pass_context=True)(record_start)
 
-    async with worker_app.open_async(), producer_app.open_async():
+    async with worker_app.open_async():
         await reset_and_apply_schema(args.dsn, worker_app)
-        deferrer = producer_app.configure_task(TASK_NAME)
-
         worker = asyncio.create_task(worker_app.run_worker_async(**worker_options(args, wait=True)))
         try:
             await asyncio.sleep(WORKER_WARMUP_S)
             check_worker_alive(worker)
-
-            async def defer_one() -> None:
-                job_id = await deferrer.defer_async()
-                commits[job_id] = time.time()  # the call returned: its transaction committed
-
-            t0 = await produce_open_loop(defer_one, n, rate, worker)
-            last_commit = max(commits.values())
-            lag_ms = (last_commit - (t0 + (n - 1) / rate)) * 1000.0
-            log(f"all {n} defers committed, the last {lag_ms:.1f} ms after its scheduled time")
-            # The task only fills a dict, so there is nothing to await but the dict itself.
+            producer = await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "--dsn",
+                args.dsn,
+                "--mode",
+                "produce",
+                "--rate",
+                str(rate),
+                "--jobs",
+                str(n),
+                "--producer-pool",
+                str(args.producer_pool),
+                "--stamps",
+                str(stamps),
+            )
+            while producer.returncode is None:
+                check_worker_alive(worker)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(producer.wait(), 1.0)
+            if producer.returncode != 0:
+                raise BenchError("the producer failed")
             while len(starts) < n:
                 check_worker_alive(worker)
                 await asyncio.sleep(POLL_INTERVAL_S)
         finally:
             await stop_worker(worker)
 
-    missing = commits.keys() - starts.keys()
-    if len(commits) != n or missing:
-        raise BenchError(f"{len(commits)} commits recorded, {len(missing)} never started")
-    latencies_ms = sorted((starts[job_id] - commits[job_id]) * 1000.0 for job_id in commits)
-    p50 = statistics.median(latencies_ms)
-    p99 = statistics.quantiles(latencies_ms, n=100, method="inclusive")[98]
-    # Producer and worker share one event loop, so a job can start before the producer's
-    # coroutine resumes to stamp t_commit; such (tiny) negative latencies are kept as-is.
-    negative = sum(1 for value in latencies_ms if value < 0)
-    log(
-        f"latency ms: min={latencies_ms[0]:.2f} p50={p50:.2f} p99={p99:.2f} "
-        f"max={latencies_ms[-1]:.2f} (negative: {negative})"
-    )
+    sent: dict[int, float] = {}
+    committed: dict[int, float] = {}
+    for line in stamps.read_text().splitlines():
+        job_id, at_send, at_commit = line.split()
+        sent[int(job_id)], committed[int(job_id)] = float(at_send), float(at_commit)
+    stamps.unlink()
+    missing = committed.keys() - starts.keys()
+    if len(committed) != n or missing:
+        raise BenchError(f"{len(committed)} commits recorded, {len(missing)} never started")
     return {
         "system": "procrastinate",
         "version": procrastinate.__version__,
         "mode": "latency",
         "rate": rate,
         "jobs": n,
-        "p50_ms": round(p50, 3),
-        "p99_ms": round(p99, 3),
-        "achieved_rate": round(n / (last_commit - t0), 1),
+        "latencies_ms": [round((starts[i] - committed[i]) * 1000, 4) for i in committed],
+        "send_to_start_ms": [round((starts[i] - sent[i]) * 1000, 4) for i in committed],
+        "window": [min(sent.values()), max(starts.values())],
+        "achieved_rate": round(n / (max(committed.values()) - min(sent.values())), 1),
         "settings": settings_text(args, wait=True)
-        + f", producer: separate App, pool={args.producer_pool}, 1 defer_async per job",
+        + f", producer process: its own App, pool={args.producer_pool}, 1 defer_async per job",
     }
 
 
-async def produce_open_loop(
-    defer_one: Callable[[], Awaitable[None]], n: int, rate: float, worker: asyncio.Task[None]
-) -> float:
-    """Start defer i at t0 + i/rate without waiting for earlier ones; return t0.
+async def run_producer(args: argparse.Namespace) -> None:
+    """Defer open-loop by task name; write "job_id t_send t_commit" lines to --stamps."""
+    app = make_app(args.dsn, args.producer_pool)
+    lines: list[str] = []
+    async with app.open_async():
+        deferrer = app.configure_task(TASK_NAME)
 
-    Every job that is due is launched before sleeping, so an oversleep of the event loop
-    produces a short burst instead of lowering the offered rate.
-    """
-    # Every task is kept (not just the running ones) so a failed defer is never lost.
-    launched: list[asyncio.Task[None]] = []
-    t0 = time.time()
-    sent = 0
-    while sent < n:
-        now = time.time()
-        while sent < n and t0 + sent / rate <= now:
-            launched.append(asyncio.create_task(defer_one()))
-            sent += 1
-        if sent < n:
-            check_worker_alive(worker)
-            await asyncio.sleep(max(0.0, t0 + sent / rate - time.time()))
-    # gather() re-raises the first failed defer, if any.
-    await asyncio.gather(*launched)
-    return t0
+        async def defer_one(_: int) -> None:
+            began = time.time()
+            job_id = await deferrer.defer_async()  # returns once its transaction committed
+            lines.append(f"{job_id} {began:.6f} {time.time():.6f}\n")
+
+        await paced(args.jobs, args.rate, defer_one)
+    Path(args.stamps).write_text("".join(lines))
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -366,12 +363,13 @@ async def produce_open_loop(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dsn", required=True, help="database for this run (will be reset)")
-    parser.add_argument("--mode", choices=("drain", "latency"), required=True)
+    parser.add_argument("--mode", choices=("drain", "latency", "produce"), required=True)
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=200.0, help="latency: defers per second")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--producer-pool", type=int, default=PRODUCER_POOL_SIZE)
+    parser.add_argument("--stamps", default=None, help="produce: where to write the stamps")
     parser.add_argument(
         "--no-analyze",
         dest="analyze",
@@ -413,6 +411,9 @@ async def amain(args: argparse.Namespace, budget: float) -> dict[str, Any]:
 
 def main() -> int:
     args = parse_args()
+    if args.mode == "produce":
+        asyncio.run(run_producer(args))
+        return 0
     if args.timeout is not None:
         budget = args.timeout
     elif args.mode == "latency":
