@@ -10,6 +10,7 @@ COMMIT, and how every attempt's end shares one UPDATE with the others finishing 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -44,7 +45,11 @@ class Batcher(Generic[T, R]):
     def _queue(self, item: T, future: asyncio.Future[R] | None) -> None:
         self._pending.append((item, future))
         if self._running is None:
-            self._running = asyncio.get_running_loop().create_task(self._drain())
+            # A context of its own: the batch serves many callers, so it must not carry
+            # whatever the first of them bound to its log lines.
+            self._running = asyncio.get_running_loop().create_task(
+                self._drain(), context=contextvars.Context()
+            )
 
     async def _drain(self) -> None:
         try:
