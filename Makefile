@@ -34,8 +34,9 @@ lint: $(STAMP) ## ruff (lint + format check) and the import layering contracts
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/lint-imports
 
-typecheck: $(STAMP) ## mypy --strict on src/
+typecheck: $(STAMP) ## mypy --strict on src/ and bench/
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 test: lint typecheck ## Lint, type-check and run every test against a real PostgreSQL
 	$(BIN)/pytest
