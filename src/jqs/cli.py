@@ -13,7 +13,7 @@ import typer
 
 from jqs import __version__
 from jqs.errors import ConfigError, JQSError
-from jqs.logging import configure_logging, get_logger
+from jqs.logging import configure_logging, flush_job_events, get_logger
 from jqs.runtime import Runner, database_for
 from jqs.settings import Settings, load_settings
 from jqs.worker.pool import TASK_THREAD_PREFIX
@@ -59,6 +59,7 @@ def _exit_past_lingering_handlers(code: int) -> None:
     lingering = [t.name for t in threading.enumerate() if t.name.startswith(TASK_THREAD_PREFIX)]
     if lingering:
         log.warning("handler_threads_abandoned", threads=lingering)
+        flush_job_events()  # os._exit skips atexit
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

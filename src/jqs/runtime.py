@@ -23,7 +23,7 @@ from jqs.api.app import create_app
 from jqs.api.serving import ServedQueues
 from jqs.api.state import ApiState, Limits
 from jqs.errors import ConfigError
-from jqs.logging import get_logger
+from jqs.logging import flush_job_events, get_logger
 from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
 from jqs.maintenance.scheduler import Scheduler
@@ -108,6 +108,7 @@ class Runner:
             return
         # Second signal: the operator wants out now. Leases bring unfinished jobs back.
         log.warning("shutdown_forced", signal=name)
+        flush_job_events()  # os._exit skips atexit
         sys.stdout.flush()
         os._exit(1)
 

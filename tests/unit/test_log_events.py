@@ -10,12 +10,15 @@ _EMITTED = re.compile(
     r"\blog\.(?:debug|info|warning|error|exception|critical|log)\(\s*(?:logging\.\w+,\s*)?"
     r"(f?)\"([^\"]*)\""
 )
+# Job events (jqs.logging.job_event) are dicts whose "event" is set by name.
+_JOB_EVENT = re.compile(r"(?:\"event\": |\[\"event\"\] = )(f?)\"([^\"]*)\"")
 
 
 def emitted() -> set[str]:
     found = set()
     for path in (ROOT / "src" / "jqs").rglob("*.py"):
-        for match in _EMITTED.finditer(path.read_text()):
+        text = path.read_text()
+        for match in [*_EMITTED.finditer(text), *_JOB_EVENT.finditer(text)]:
             assert not match.group(1), f"{path}: an event name is a fixed string, not an f-string"
             found.add(match.group(2))
     return found

@@ -19,14 +19,13 @@ jobs back to run again. Nothing is lost silently: each such end is logged.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from jqs.batching import Batcher
 from jqs.clock import Clock
 from jqs.errors import DatabaseUnavailable, StoreError
-from jqs.logging import get_logger
+from jqs.logging import get_logger, job_event, job_events_at
 from jqs.models import ClaimedJob, JobStatus, Lease
 from jqs.outcome import Cancelled, Completed, Failed, Final, Retry
 from jqs.store.port import Finish, JobQueue
@@ -120,48 +119,41 @@ class OutcomeWriter:
                 return [None] * len(finishes)
 
     def _log(self, end: _End, written: bool) -> None:
-        # Logged from the writer's own task: the job's fields are given, not bound.
         job, outcome = end.job, end.outcome
-        if written and isinstance(outcome, Completed) and not log.is_enabled_for(logging.INFO):
+        if written and isinstance(outcome, Completed) and not job_events_at("info"):
             return  # the common case, at level warning: build nothing
-        fields = {
+        line: dict[str, object] = {
             "job_id": job.id,
             "task": job.task,
             "queue": job.queue,
             "attempt": job.attempt,
             "worker": self._worker_id,
         }
+        level = "warning"
         if not written:
-            log.warning(
-                "job_lease_lost",
-                detail="another worker owns this job now; outcome dropped",
-                **fields,
-            )
+            line["detail"] = "another worker owns this job now; outcome dropped"
+            line["event"] = "job_lease_lost"
         elif isinstance(outcome, Completed):
-            log.info(
-                "job_completed",
-                status=JobStatus.COMPLETED.value,
-                duration_ms=end.duration_ms,
-                **fields,
-            )
+            level = "info"
+            line["status"] = JobStatus.COMPLETED.value
+            line["duration_ms"] = end.duration_ms
+            line["event"] = "job_completed"
         elif isinstance(outcome, Retry):
-            log.warning(
-                "job_retry_scheduled",
-                status=JobStatus.QUEUED.value,
-                error=outcome.error.message,
-                error_type=outcome.error.kind,
-                retry_in=round(outcome.delay, 3),
-                max_attempts=job.max_attempts,
-                **fields,
-            )
+            line["status"] = JobStatus.QUEUED.value
+            line["error"] = outcome.error.message
+            line["error_type"] = outcome.error.kind
+            line["retry_in"] = round(outcome.delay, 3)
+            line["max_attempts"] = job.max_attempts
+            line["event"] = "job_retry_scheduled"
         elif isinstance(outcome, Failed):
-            log.warning(
-                "job_failed",
-                status=JobStatus.FAILED.value,
-                error=outcome.error.message,
-                error_type=outcome.error.kind,
-                max_attempts=job.max_attempts,
-                **fields,
-            )
+            line["status"] = JobStatus.FAILED.value
+            line["error"] = outcome.error.message
+            line["error_type"] = outcome.error.kind
+            line["max_attempts"] = job.max_attempts
+            line["event"] = "job_failed"
         elif isinstance(outcome, Cancelled):
-            log.info("job_cancelled", status=JobStatus.CANCELLED.value, **fields)
+            level = "info"
+            line["status"] = JobStatus.CANCELLED.value
+            line["event"] = "job_cancelled"
+        line["logger_name"] = __name__
+        job_event(level, line)

@@ -32,7 +32,7 @@ import structlog
 from jqs import __version__
 from jqs.clock import Clock, SystemClock
 from jqs.errors import StoreError
-from jqs.logging import get_logger
+from jqs.logging import get_logger, job_event, job_events_at
 from jqs.models import DEFAULT_QUEUE, JobStatus, Lease
 from jqs.outcome import HandedBack, LeaseLost, Outcome
 from jqs.store.port import ClaimParams, JobQueue, LeaseCheckParams, WorkerBeat
@@ -121,6 +121,7 @@ class WorkerPool:
         self._may_have_more = True
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._log_starts = job_events_at("info")
 
     @property
     def active(self) -> int:
@@ -279,7 +280,20 @@ class WorkerPool:
         began = self._clock.monotonic()
         outcome: Outcome | None = None
         try:
-            log.info("job_started", status=JobStatus.PROCESSING.value)
+            if self._log_starts:
+                job_event(
+                    "info",
+                    {
+                        "status": JobStatus.PROCESSING.value,
+                        "job_id": job.id,
+                        "task": job.task,
+                        "queue": job.queue,
+                        "attempt": job.attempt,
+                        "worker": self.worker_id,
+                        "event": "job_started",
+                        "logger_name": __name__,
+                    },
+                )
             outcome = await self._executor.run(attempt)
         except Exception as exc:  # a bug here must not leave the slot or the pool in limbo
             log.error("job_runner_crashed", error=repr(exc))

@@ -18,3 +18,12 @@ CREATE TABLE workers (
 
 -- The store maps rows onto the job's shape by column name.
 ALTER TABLE jobs RENAME COLUMN timeout_seconds TO timeout;
+
+-- Running jobs in one index instead of two. Every claim and every end of an attempt writes
+-- an entry in each index whose predicate the row meets (a change of status is never a HOT
+-- update): the rescuer's index on lease expiry and the concurrency limits' index on queue
+-- made two per claim. Both read this one: a concurrency limit counts a queue's running jobs
+-- by its first column, and the rescuer reads every running job, which are few.
+DROP INDEX jobs_leased_idx;
+DROP INDEX jobs_processing_queue_idx;
+CREATE INDEX jobs_running_idx ON jobs (queue, lease_expires_at) WHERE status = 'processing';
