@@ -43,10 +43,12 @@ class Completed:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """The attempt failed; the job runs again in `delay` seconds."""
+    """The attempt failed, or its handler asked to run again later (`requested`, with
+    RetryLater); the job runs again in `delay` seconds."""
 
     error: AttemptError
     delay: float
+    requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,7 @@ def _encode_jsonb(value: Any) -> bytes:
 
 
 def _decode_jsonb(data: bytes) -> Any:
-    return orjson.loads(data[1:])
+    return orjson.loads(memoryview(data)[1:])  # a view: no copy of the text
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -115,7 +115,7 @@ class Executor:
                 cap=self._policy.backoff_max,
                 rng=self._rng,
             )
-        return Retry(error, delay)
+        return Retry(error, delay, requested=isinstance(exc, RetryLater))
 
     @staticmethod
     def _error(job: ClaimedJob, exc: Exception) -> AttemptError:

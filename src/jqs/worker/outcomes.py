@@ -139,6 +139,8 @@ class OutcomeWriter:
             line["duration_ms"] = end.duration_ms
             line["event"] = "job_completed"
         elif isinstance(outcome, Retry):
+            # A handler's RetryLater is its plan, not a failure: info, not warning.
+            level = "info" if outcome.requested else "warning"
             line["status"] = JobStatus.QUEUED.value
             line["error"] = outcome.error.message
             line["error_type"] = outcome.error.kind

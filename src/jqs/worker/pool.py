@@ -138,6 +138,7 @@ class WorkerPool:
         """Begin claiming. Idempotent."""
         if self._loops or self._stopping:
             return
+        self._loop = asyncio.get_running_loop()
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="jqs-claim-loop"),
             asyncio.create_task(self._lease_loop(), name="jqs-lease-loop"),
@@ -268,7 +269,8 @@ class WorkerPool:
             attempt = self._waiting.popleft()
             attempt.state = AttemptState.RUNNING
             self._active.add(attempt)
-            attempt.task = asyncio.create_task(self._attempt(attempt))
+            # The loop's own create_task: asyncio.create_task adds a Python-level wrapper.
+            attempt.task = self._loop.create_task(self._attempt(attempt))
 
     # One attempt, from a free slot to its outcome
 
