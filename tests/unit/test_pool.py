@@ -441,3 +441,20 @@ def test_backoff_doubles_up_to_its_cap_with_half_of_each_step_random() -> None:
 class _AllJitter(random.Random):
     def random(self) -> float:
         return 1.0
+
+
+async def test_a_drain_of_zero_seconds_hands_running_jobs_back_at_once(h: Harness) -> None:
+    async def forever(payload: dict[str, Any]) -> None:
+        await h.clock.sleep(10**6)
+
+    h.handle("forever", forever)
+    job = await add(h.store, {"task": "forever"}, max_attempts=3)
+    pool = h.pool()
+    await pool.start()
+    await h.clock.advance(0.1)
+    assert pool.active == 1
+    stopping = asyncio.ensure_future(pool.stop(0))
+    await h.clock.advance(0.01)
+    await asyncio.wait_for(stopping, 1)
+    back = await h.job(job.id)
+    assert (back.status, back.attempts) == (JobStatus.QUEUED, 0)

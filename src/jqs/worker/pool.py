@@ -138,7 +138,6 @@ class WorkerPool:
         """Begin claiming. Idempotent."""
         if self._loops or self._stopping:
             return
-        self._loop = asyncio.get_running_loop()
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="jqs-claim-loop"),
             asyncio.create_task(self._lease_loop(), name="jqs-lease-loop"),
@@ -170,7 +169,7 @@ class WorkerPool:
             log.info("worker_draining", running=len(self._active), timeout=drain_seconds)
             # Leases keep being renewed while we drain.
             try:
-                async with self._clock.timeout(drain_seconds or None):
+                async with self._clock.timeout(drain_seconds):
                     await self._until(lambda: not self._active)
             except TimeoutError:
                 for attempt in list(self._active):
@@ -270,7 +269,7 @@ class WorkerPool:
             attempt.state = AttemptState.RUNNING
             self._active.add(attempt)
             # The loop's own create_task: asyncio.create_task adds a Python-level wrapper.
-            attempt.task = self._loop.create_task(self._attempt(attempt))
+            attempt.task = asyncio.get_running_loop().create_task(self._attempt(attempt))
 
     # One attempt, from a free slot to its outcome
 
