@@ -55,15 +55,17 @@ def _template(
     options: EnqueueOptions, created_at: datetime, run_at: datetime, waits: Callable[[str], bool]
 ) -> dict[str, Any]:
     """A queued job with these options, as a dict in the job's field order (a test holds it
-    to orjson's rendering of the Job itself)."""
+    to orjson's rendering of the Job itself). Its times are rendered here, once for every
+    job copied from it."""
+    created = orjson.Fragment(orjson.dumps(created_at))
     job: dict[str, Any] = dict.fromkeys(_JOB_FIELDS)
     job.update(
         status=JobStatus.QUEUED,
-        created_at=created_at,
-        updated_at=created_at,
+        created_at=created,
+        updated_at=created,
         queue=options.queue,
         priority=options.priority,
-        run_at=run_at,
+        run_at=orjson.Fragment(orjson.dumps(run_at)),
         attempts=0,
         max_attempts=options.max_attempts,
         timeout=options.timeout,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -151,9 +152,11 @@ class Executor:
                 raise _HandlerTimeout(timeout) from None
             raise
 
-    async def _invoke(self, spec: TaskSpec, job: ClaimedJob) -> Any:
+    def _invoke(self, spec: TaskSpec, job: ClaimedJob) -> Awaitable[Any]:
+        """The handler's call, to be awaited: its own coroutine, or a sync one's thread."""
         if spec.is_async:
-            return await spec.fn(job.payload)
+            awaitable: Awaitable[Any] = spec.fn(job.payload)
+            return awaitable
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, context.run, spec.fn, job.payload)
+        return loop.run_in_executor(self._threads, context.run, spec.fn, job.payload)
