@@ -477,9 +477,9 @@ async def drain(ctx: Context) -> None:
             "jobs/s",
             "the same drain with every job succeeding at once",
             ">= 0.5x",
-            note="RetryLater(0) on attempt 1 (bench/tasks.py), JQS_LOG_LEVEL=warning (one "
-            "line per retry); both timed from the first attempt's outcome to the last "
-            f"completion; {each}",
+            note="RetryLater(0) on attempt 1 (bench/tasks.py), JQS_LOG_LEVEL=warning (a "
+            "RetryLater is logged at info: no line); both timed from the first attempt's "
+            f"outcome to the last completion; {each}",
         ),
     ]
 
