@@ -147,12 +147,12 @@ class InsertedAlike:
     run_at: datetime
 
 
-def shared_options(jobs: Sequence[NewJob]) -> EnqueueOptions | None:
+def shared_options(options: Sequence[EnqueueOptions]) -> EnqueueOptions | None:
     """The options every job has, or None when they differ (or there are no jobs)."""
-    if not jobs:
+    if not options:
         return None
-    first = jobs[0].options
-    if all(job.options is first or job.options == first for job in jobs):
+    first = options[0]
+    if all(each is first or each == first for each in options):
         return first
     return None
 

@@ -15,7 +15,7 @@ from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_alike, i
 from jqs.api.state import ApiState, api_state
 from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps, may_hold_nul
 from jqs.logging import get_logger
-from jqs.models import EnqueueOptions, Job, NewJob
+from jqs.models import EnqueueOptions, Job, NewJob, shared_options
 
 log = get_logger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -114,8 +114,8 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
         raise ProblemError(422, detail, errors=errors)
-    shared = options_of[0]
-    if all(options is shared or options == shared for options in options_of):
+    shared = shared_options(options_of)
+    if shared is not None:
         # The usual batch: one statement, one row back, one template for the answer.
         alike = await state.store.insert_alike(payloads, shared)
         answer = inserted_alike(alike, payloads, shared, state.waits)

@@ -136,7 +136,7 @@ class PostgresStore:
         """Insert jobs in one statement (all or none); results in input order."""
         if not jobs:
             return []
-        options = shared_options(jobs)
+        options = shared_options([job.options for job in jobs])
         if options is not None:
             alike = await self.insert_alike([job.payload for job in jobs], options)
             return [
