@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,42 @@ def test_env_example_loads_as_the_defaults(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text((REPO / ".env.example").read_text())
     assert Settings() == Settings.model_construct()
+
+
+def _locked(name: str) -> dict[str, str]:
+    """Package name -> the hashed pin in a lock file (every pin must carry hashes)."""
+    text = (REPO / name).read_text()
+    pins: dict[str, str] = {}
+    for block in re.split(r"\n(?=\S)", text):
+        match = re.match(r"([A-Za-z0-9_.\-]+)==(\S+)", block)
+        if match:
+            assert "--hash=sha256:" in block, f"{name}: {match[1]} is pinned without a hash"
+            pins[_canonical(match[1])] = match[2]
+    return pins
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared(requirements: list[str]) -> set[str]:
+    return {_canonical(re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0]) for req in requirements}
+
+
+def test_lock_files_pin_every_declared_dependency() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = _declared(project["dependencies"])
+    dev = _declared(project["optional-dependencies"]["dev"])
+    image, development = _locked("requirements.lock"), _locked("requirements-dev.lock")
+    assert runtime <= image.keys(), f"run `make lock`: {sorted(runtime - image.keys())}"
+    assert runtime | dev <= development.keys(), (
+        f"run `make lock`: {sorted((runtime | dev) - development.keys())}"
+    )
+    # The image runs the same versions the tests ran.
+    assert {name: development[name] for name in image} == image
+
+
+def test_image_installs_from_the_lock_file() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements.lock" in text
+    assert "--no-deps ." in text
