@@ -23,6 +23,8 @@ from jqs.api.app import create_app
 from jqs.api.serving import ServedQueues
 from jqs.api.state import ApiState, Limits
 from jqs.errors import ConfigError
+from jqs.http.fds import connection_cap, raise_soft_limit
+from jqs.http.protocol import ConnectionLimits, guarded_protocol
 from jqs.logging import flush_job_events, get_logger
 from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
@@ -198,6 +200,8 @@ class Runner:
         if sock is not None:
             config = uvicorn.Config(
                 create_app(state),
+                http=guarded_protocol(self._connection_limits()),
+                timeout_keep_alive=settings.keep_alive_timeout,
                 log_config=None,
                 log_level=settings.log_level,
                 access_log=False,  # jqs.api.access_log writes it, faster
@@ -227,6 +231,31 @@ class Runner:
             await service.stop()
         for waiter in waiters:
             waiter.cancel()
+
+    def _connection_limits(self) -> ConnectionLimits:
+        """The HTTP server's limits, its connection cap sized to the descriptors it may have."""
+        settings = self.settings
+        fds = raise_soft_limit()
+        cap = connection_cap(settings.max_connections, fds.soft)
+        log.info(
+            "fd_limit",
+            soft_before=fds.soft_before,
+            soft=fds.soft,
+            hard=fds.hard,
+            max_connections=cap,
+        )
+        if cap < settings.max_connections:
+            log.warning(
+                "max_connections_lowered",
+                wanted=settings.max_connections,
+                max_connections=cap,
+                reason="the file-descriptor limit is lower; raise `ulimit -n` to allow more",
+            )
+        return ConnectionLimits(
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout=settings.header_timeout,
+            max_connections=cap,
+        )
 
     def _worker_pool(self, db: Database, registry: TaskRegistry) -> WorkerPool:
         settings = self.settings

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1, le=64 * 1024 * 1024)
     max_json_depth: int = Field(default=64, ge=1, le=1_000)
     page_size_max: int = Field(default=100, ge=1, le=10_000)
+    max_header_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1024 * 1024)
+    header_timeout: float = Field(default=10.0, gt=0, le=3_600)
+    keep_alive_timeout: int = Field(default=5, ge=1, le=3_600)
+    max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
     log_level: LogLevel = "info"
 
     @field_validator("database_url")
