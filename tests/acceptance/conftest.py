@@ -19,10 +19,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def start_jqs(tmp_path: Path) -> Iterator[StartJqs]:
     """Start `jqs ARGS` (default: serve) with test-friendly settings, in tmp_path unless
-    given `cwd`; killed at teardown."""
+    given `cwd`, behind `prefix` (e.g. prlimit) if given; killed at teardown."""
     started: list[JqsProcess] = []
 
-    def start(*args: str, cwd: Path | None = None, **env: str) -> JqsProcess:
+    def start(
+        *args: str, cwd: Path | None = None, prefix: tuple[str, ...] = (), **env: str
+    ) -> JqsProcess:
         defaults = {
             "PORT": "0",
             "JQS_HOST": "127.0.0.1",
@@ -31,7 +33,9 @@ def start_jqs(tmp_path: Path) -> Iterator[StartJqs]:
             "JQS_POLL_INTERVAL": "0.2",
         }
         environment = jqs_env(**{**defaults, **env})
-        proc = JqsProcess(*(args or ("serve",)), env=environment, cwd=cwd or tmp_path)
+        proc = JqsProcess(
+            *(args or ("serve",)), env=environment, cwd=cwd or tmp_path, prefix=prefix
+        )
         started.append(proc)
         return proc
 

@@ -74,3 +74,20 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_connection_limits_default_to_the_documented_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "JQS_MAX_HEADER_BYTES",
+        "JQS_HEADER_TIMEOUT",
+        "JQS_KEEP_ALIVE_TIMEOUT",
+        "JQS_MAX_CONNECTIONS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.max_header_bytes == 65_536
+    assert settings.header_timeout == 10.0
+    assert 1 <= settings.keep_alive_timeout <= 10
+    assert settings.max_connections == 10_000
