@@ -446,6 +446,12 @@ async def main() -> None:
     parser.add_argument("--memory-minutes", type=float, default=10.0)
     parser.add_argument("--skip", default="", help="comma-separated scenario names to skip")
     parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenario names to run, and no others (e.g. servers); "
+        "give --out too, to keep docs/benchmarks.md whole",
+    )
+    parser.add_argument(
         "--dsn",
         default=None,
         help="an existing PostgreSQL server to run on, e.g. "
@@ -475,7 +481,11 @@ async def main() -> None:
         ("history", history.history),
         ("profile", scenarios.profile_drain),
         ("others", scenarios.others),
+        ("servers", scenarios.servers),
     ]
+    if args.only:
+        only = set(args.only.split(","))
+        skip |= {name for name, _ in steps if name not in only} | ({"memory"} - only)
     servers: list[dict[str, str]] = []
     also: dict[str, object] = {}
     ctx.extra["also_on"] = also

@@ -168,6 +168,75 @@ async def single_post(ctx: Context) -> None:
     )
 
 
+SERVED_BY = {
+    "uvicorn-guarded": "uvicorn with JQS's connection limits (as `jqs serve`)",
+    "granian": "granian",
+    "hypercorn": "hypercorn",
+}
+
+
+async def servers(ctx: Context) -> None:
+    """Single POST /jobs with JQS's app on each candidate HTTP server, against plain uvicorn.
+
+    The same app (bench/served_app.py) on every server, each with a database of its own;
+    they stay up and take turns for SINGLE_ROUNDS rounds like single_post, and the medians
+    are compared with plain uvicorn (httptools), the server JQS used before its connection
+    limits. The guarded row is what `jqs serve` runs; the others are the alternatives.
+    """
+    seconds, connections = (5, 64) if ctx.quick else (10, 64)
+    rounds = 1 if ctx.quick else SINGLE_ROUNDS
+    body = json.dumps(PAYLOAD)
+    urls: dict[str, str] = {}
+    dsns: list[str] = []
+    procs: list[Proc] = []
+    try:
+        for name in ("uvicorn", *SERVED_BY):
+            dsn, port = await ctx.server.fresh(keep=dsns), free_port()
+            dsns.append(dsn)
+            argv = ["--server", name, "--port", str(port)]
+            procs.append(
+                start(
+                    [sys.executable, "-m", "bench.served_app", *argv],
+                    {"DATABASE_URL": dsn, "JQS_LOG_LEVEL": "info"},
+                    ctx.log(f"servers_{name}"),
+                )
+            )
+            urls[name] = f"http://127.0.0.1:{port}/jobs"
+            await wait_http(f"http://127.0.0.1:{port}/health")
+        for url in urls.values():
+            wrk_post(url, body, seconds=2, connections=connections)  # warm-up
+        runs: dict[str, list[float]] = {name: [] for name in urls}
+        names = list(urls)
+        for r in range(rounds):
+            for name in _rotated(names, r):
+                runs[name].append(
+                    await asyncio.to_thread(
+                        wrk_post, urls[name], body, seconds=seconds, connections=connections
+                    )
+                )
+    finally:
+        for proc in procs:
+            proc.stop()
+    ctx.extra["servers_runs"] = runs
+    baseline = statistics.median(runs["uvicorn"])
+    note = (
+        f"wrk, {connections} connections, {seconds}s a run; median of {rounds} runs each, "
+        "taking turns; the same app and settings on every server, one process each"
+    )
+    for name, label in SERVED_BY.items():
+        ctx.rows.append(
+            Row(
+                f"single POST /jobs on {label} (requests/s)",
+                statistics.median(runs[name]),
+                baseline,
+                "req/s",
+                "the same app on plain uvicorn (httptools)",
+                ">= 0.95x" if name == "uvicorn-guarded" else "",
+                note=note,
+            )
+        )
+
+
 def start_baseline(dsn: str, port: int, log: Path) -> Proc:
     """The bare Starlette + asyncpg endpoint, served by uvicorn as JQS is."""
     return start(
