@@ -148,6 +148,30 @@ def test_idle_keep_alive_connections_are_closed(dsn: str, start_jqs: StartJqs) -
         assert said == b""
 
 
+def test_the_header_deadline_spares_bodies_and_idle_keep_alive(
+    dsn: str, start_jqs: StartJqs
+) -> None:
+    proc = _serve(start_jqs, dsn, JQS_HEADER_TIMEOUT="1", JQS_KEEP_ALIVE_TIMEOUT="4")
+    body = json.dumps({"task": "send_email", "to": "a@b.c"}).encode()
+    with _connect(proc) as sock:
+        sock.sendall(_request())
+        assert _read_answer(sock)[0] == 200
+        time.sleep(2)  # idle past the header timeout, within the keep-alive timeout
+        sock.sendall(_request())
+        assert _read_answer(sock)[0] == 200
+        # Headers complete at once, the body dribbles in past the header timeout.
+        sock.sendall(
+            b"POST /jobs HTTP/1.1\r\nHost: jqs\r\nContent-Type: application/json\r\n"
+            + AUTH_LINE
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for i in range(0, len(body), 8):
+            sock.sendall(body[i : i + 8])
+            time.sleep(2 / (len(body) / 8))
+        status, _, answer = _read_answer(sock)
+        assert status == 201, answer
+
+
 def test_connections_past_the_cap_get_a_fast_503(dsn: str, start_jqs: StartJqs) -> None:
     proc = _serve(start_jqs, dsn, JQS_MAX_CONNECTIONS="8")
     (limits,) = proc.wait_for("fd_limit")

@@ -10,7 +10,8 @@ everyone, health checks included, gets resets. This subclass adds, per connectio
 - a header budget: the request line and headers together may take `max_header_bytes`;
   past that the answer is 431;
 - a header deadline: a connection's first request, and any request that does not arrive
-  whole, must complete its headers within `header_timeout`; otherwise 408 and close;
+  in one read, must complete its headers within `header_timeout`; otherwise 408 (or, if no
+  request began, nothing) and close;
 - a cap: past `max_connections` open connections a new one is answered 503 at once and
   closed, instead of being held.
 
@@ -73,7 +74,7 @@ class GuardedProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self._in_headers = True  # the next bytes belong to a request line or headers
+        self._in_headers = False  # a request has begun and its headers are not complete
         self._headers_done = False  # a request's headers completed during this read
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
@@ -139,15 +140,20 @@ class GuardedProtocol(HttpToolsProtocol):
             self.logger.warning(message)
             self.send_400_response(message)
             return
-        if not self._in_headers or self.transport.is_closing():
+        if self.transport.is_closing():
             return
-        # A request is part-way through its headers. Count what is certainly header bytes:
-        # a read that began and ended inside the same request's headers.
-        if was_in_headers and not self._headers_done:
-            self._header_bytes += len(data)
-            if self._header_bytes > self.limits.max_header_bytes:
-                self._refuse(replies.headers_too_large(self.limits.max_header_bytes))
-                return
+        if self._in_headers:
+            # A request is part-way through its headers. Count what is certainly header
+            # bytes: a read that began and ended inside the same request's headers.
+            if was_in_headers and not self._headers_done:
+                self._header_bytes += len(data)
+                if self._header_bytes > self.limits.max_header_bytes:
+                    self._refuse(replies.headers_too_large(self.limits.max_header_bytes))
+                    return
+        elif self.cycle is not None and not self.cycle.response_complete:
+            return  # a request is being served (what came was its body, or nothing new)
+        # Headers under way, or bytes on an idle connection that began no request (blank
+        # lines): the deadline applies, as it would to a request line sent slowly.
         if self._header_timer is None:
             self._header_timer = self.loop.call_later(
                 self.limits.header_timeout, self._on_header_timeout
@@ -167,20 +173,21 @@ class GuardedProtocol(HttpToolsProtocol):
             raise _HeadersTooLarge
         super().on_headers_complete()
 
-    def on_message_complete(self) -> None:
+    def on_message_begin(self) -> None:
         self._in_headers = True
-        super().on_message_complete()
+        super().on_message_begin()
 
     # Refusing
 
     def _on_header_timeout(self) -> None:
         self._header_timer = None
-        if not self._in_headers or self.transport.is_closing():
+        serving = self.cycle is not None and not self.cycle.response_complete
+        if self.transport.is_closing() or (serving and not self._in_headers):
             return
-        if self._header_bytes == 0 and self.cycle is None:
-            self._refuse(None)  # never said anything: nothing to answer
-        else:
+        if self._in_headers:
             self._refuse(replies.headers_too_slow(self.limits.header_timeout))
+        else:
+            self._refuse(None)  # no request begun: nothing to answer
 
     def _refuse(self, reply: bytes | None) -> None:
         self._refused = True
