@@ -194,6 +194,9 @@ def test_connections_past_the_cap_get_a_fast_503(dsn: str, start_jqs: StartJqs) 
     finally:
         for sock in held:
             sock.close()
+    (refused,) = proc.wait_for("connections_refused")  # one line for the burst
+    assert refused["max_connections"] == 8
+    assert refused["turned_away"] == 1  # the first; the others wait for the next line
     deadline = time.monotonic() + 5
     while True:  # the held ones are gone: room again
         with _connect(proc) as sock:

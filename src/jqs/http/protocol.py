@@ -33,9 +33,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from jqs.http import replies
+from jqs.logging import get_logger
 
 # Seconds a refused connection is still read (and its input dropped) before it is closed.
 LINGER = 1.0
+# Seconds between two `connections_refused` lines while connections are being turned away.
+LOG_EVERY = 10.0
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,20 @@ class ConnectionLimits:
 
 
 class _TurnedAway:
-    """How many connections past the cap are being answered right now (one per server)."""
+    """Connections past the cap: how many are being answered now, and a log line now and
+    then saying how many were turned away (one per server)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self._since_logged = 0
+        self._logged_at = -LOG_EVERY
+
+    def note(self, now: float, cap: int) -> None:
+        self._since_logged += 1
+        if now - self._logged_at >= LOG_EVERY:
+            log.warning("connections_refused", turned_away=self._since_logged, max_connections=cap)
+            self._since_logged = 0
+            self._logged_at = now
 
 
 class _HeadersTooLarge(Exception):
@@ -108,6 +123,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def _turn_away(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         self._refused = True
+        self.turned_away.note(self.loop.time(), self.limits.max_connections)
         if self.turned_away.count >= self.limits.max_turned_away:
             transport.close()  # a flood past the cap: no descriptors to spare for lingering
             return
