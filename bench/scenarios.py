@@ -37,6 +37,8 @@ from bench.http_load import Client, open_loop
 # drains of a few seconds vary by a fifth on a 2-core machine.
 DRAIN_ROUNDS = 3
 SINGLE_ROUNDS = 3
+# Four servers side by side vary more run to run than two: more rounds for their medians.
+SERVERS_ROUNDS = 5
 BATCH_ROUNDS = 5
 LATENCY_ROUNDS = 3
 PAYLOAD = {"task": "noop", "to": "user@example.com", "subject": "Hello"}
@@ -179,12 +181,12 @@ async def servers(ctx: Context) -> None:
     """Single POST /jobs with JQS's app on each candidate HTTP server, against plain uvicorn.
 
     The same app (bench/served_app.py) on every server, each with a database of its own;
-    they stay up and take turns for SINGLE_ROUNDS rounds like single_post, and the medians
+    they stay up and take turns for SERVERS_ROUNDS rounds like single_post, and the medians
     are compared with plain uvicorn (httptools), the server JQS used before its connection
     limits. The guarded row is what `jqs serve` runs; the others are the alternatives.
     """
     seconds, connections = (5, 64) if ctx.quick else (10, 64)
-    rounds = 1 if ctx.quick else SINGLE_ROUNDS
+    rounds = 1 if ctx.quick else SERVERS_ROUNDS
     body = json.dumps(PAYLOAD)
     urls: dict[str, str] = {}
     dsns: list[str] = []

@@ -86,6 +86,11 @@ def test_headers_over_the_limit_get_431_and_under_it_pass(dsn: str, start_jqs: S
         assert headers["content-type"] == "application/problem+json"
         assert json.loads(body)["status"] == 431
         assert "65536 bytes" in json.loads(body)["detail"]
+    with _connect(proc) as sock:  # two writes, each under the limit, over it together
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: jqs\r\nX-A: " + b"a" * 40_000 + b"\r\n")
+        time.sleep(0.2)
+        sock.sendall(b"X-B: " + b"b" * 30_000 + b"\r\n" + AUTH_LINE + b"\r\n")
+        assert _read_answer(sock)[0] == 431
     with _connect(proc) as sock:  # many small headers, written a piece at a time
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: jqs\r\n" + AUTH_LINE)
         began = time.monotonic()

@@ -17,8 +17,13 @@ everyone, health checks included, gets resets. This subclass adds, per connectio
 
 Every refusal is written, then the connection is half-closed and what the client still
 sends is read and dropped for a moment (`LINGER`), so that the client reads the answer
-instead of a reset. The common path, a request arriving whole in one read, costs one sum
-over its headers and no timer.
+instead of a reset. The common path, a request arriving whole in one read smaller than
+the header budget, costs a few comparisons and no timer.
+
+It leans on uvicorn's protocol internals (its data_received is mirrored here, and its
+per-request attributes read). The lock files pin uvicorn; tests/acceptance/
+test_connection_limits.py tries every limit over real sockets and fails if an upgrade
+changes what this relies on.
 """
 
 from __future__ import annotations
@@ -92,6 +97,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_headers = False  # a request has begun and its headers are not complete
         self._headers_done = False  # a request's headers completed during this read
         self._header_bytes = 0
+        self._read_size = 0  # bytes in the read being parsed
+        self._one_read = True  # the current request's headers are all in the current read
         self._header_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self._refused = False  # answered and closing: input is dropped from now on
@@ -140,6 +147,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         was_in_headers = self._in_headers
         self._headers_done = False
+        self._read_size = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -159,6 +167,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self._in_headers:
+            self._one_read = False
             # A request is part-way through its headers. Count what is certainly header
             # bytes: a read that began and ended inside the same request's headers.
             if was_in_headers and not self._headers_done:
@@ -182,15 +191,18 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
-        # httptools hands over each header whole, so huge ones that arrived in one read
-        # are caught here; those spread over reads were counted in data_received.
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.limits.max_header_bytes:
-            raise _HeadersTooLarge
+        # Headers that came in one read no larger than the budget fit in it; others (rare)
+        # are measured.
+        limit = self.limits.max_header_bytes
+        if self._read_size > limit or not self._one_read:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > limit:
+                raise _HeadersTooLarge
         super().on_headers_complete()
 
     def on_message_begin(self) -> None:
         self._in_headers = True
+        self._one_read = True
         super().on_message_begin()
 
     # Refusing
