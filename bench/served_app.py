@@ -7,11 +7,13 @@ maintenance services run: only the HTTP path is compared.
 
 Each server gets the nearest it has to JQS's connection settings (JQS_MAX_HEADER_BYTES,
 JQS_HEADER_TIMEOUT, JQS_KEEP_ALIVE_TIMEOUT, JQS_MAX_CONNECTIONS): plain uvicorn its
-keep-alive timeout only; granian a header-read timeout, a read buffer and backpressure;
+keep-alive timeout only (and, with its h11 parser, h11's limit on an incomplete request);
+granian a header-read timeout, a read buffer and backpressure;
 hypercorn a read timeout and a keep-alive timeout (its incomplete-request size, 16 KiB
 by default, has no command-line flag).
 
-    python -m bench.served_app --server uvicorn|uvicorn-guarded|granian|hypercorn --port N
+    python -m bench.served_app --server uvicorn|uvicorn-h11|uvicorn-guarded|granian|hypercorn \
+        --port N
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from jqs.store import Database
 from jqs.store.notify import Notifier, new_origin
 from jqs.tasks.defaults import JobDefaults
 
-SERVERS = ("uvicorn", "uvicorn-guarded", "granian", "hypercorn")
+SERVERS = ("uvicorn", "uvicorn-h11", "uvicorn-guarded", "granian", "hypercorn")
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -92,13 +94,13 @@ class ServedApi:
 app = ServedApi()
 
 
-def _uvicorn(port: int, settings: Settings, *, guarded: bool) -> None:
+def _uvicorn(port: int, settings: Settings, *, http_impl: str) -> None:
     limits = ConnectionLimits(
         max_header_bytes=settings.max_header_bytes,
         header_timeout=settings.header_timeout,
         max_connections=settings.max_connections,
     )
-    http: Any = guarded_protocol(limits) if guarded else "httptools"
+    http: Any = guarded_protocol(limits) if http_impl == "guarded" else http_impl
     config = uvicorn.Config(
         app,
         port=port,
@@ -108,6 +110,7 @@ def _uvicorn(port: int, settings: Settings, *, guarded: bool) -> None:
         log_level="warning",
         access_log=False,
         timeout_keep_alive=settings.keep_alive_timeout,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         lifespan="on",
     )
     uvicorn.Server(config).run()
@@ -120,8 +123,9 @@ def main() -> None:
     args = parser.parse_args()
     target = "bench.served_app:app"
     settings = load_settings()
-    if args.server in ("uvicorn", "uvicorn-guarded"):
-        _uvicorn(args.port, settings, guarded=args.server == "uvicorn-guarded")
+    if args.server.startswith("uvicorn"):
+        http_impl = {"uvicorn": "httptools", "uvicorn-h11": "h11"}.get(args.server, "guarded")
+        _uvicorn(args.port, settings, http_impl=http_impl)
         return
     bindir = os.path.dirname(sys.executable)
     if args.server == "granian":
