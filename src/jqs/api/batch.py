@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -9,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from jqs.api.body import read_json_object
+from jqs.api.openapi import problem_responses
 from jqs.api.options import JobOptions, describe, task_of
 from jqs.api.problems import ProblemError
-from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_alike, inserted_jobs
-from jqs.api.state import ApiState, api_state
+from jqs.api.render import JSONResponse, inserted_alike, inserted_jobs
+from jqs.api.state import ApiState, Limits, api_state
 from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps, may_hold_nul
 from jqs.logging import get_logger
 from jqs.models import EnqueueOptions, Job, NewJob, shared_options
@@ -41,16 +43,25 @@ BATCH_SCHEMA = Batch.model_json_schema(ref_template="#/components/schemas/{model
 BATCH_COMPONENTS: dict[str, Any] = BATCH_SCHEMA.pop("$defs", {})
 
 
+def document_limits(document: dict[str, Any], limits: Limits) -> None:
+    """Write this server's limits into the batch operation in `document`."""
+    body = document["paths"]["/jobs/batch"]["post"]["requestBody"]
+    body["description"] = (
+        f"At most {limits.batch_max_bytes} bytes (413 beyond); each payload at most "
+        f"{limits.max_json_depth} levels deep; no string in them may hold NUL (\\u0000)."
+    )
+    schema = copy.deepcopy(body["content"]["application/json"]["schema"])
+    schema["properties"]["jobs"]["maxItems"] = limits.batch_max_jobs
+    body["content"]["application/json"]["schema"] = schema
+
+
 @router.post(
     "/jobs/batch",
     status_code=201,
     operation_id="submit_jobs",
     summary="Submit many jobs at once (all or nothing)",
     response_model=list[Job],
-    responses={
-        code: {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}}}
-        for code in (400, 413, 415, 422, 503)
-    },
+    responses=problem_responses(400, 413, 415, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -89,7 +100,9 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
             options = _PLAIN
         else:
             try:
-                parsed = BatchItem.model_validate(item)
+                # Strictly, as JSON: `true` is no number and "5" no integer, as the
+                # document's schema says; a time is still an RFC 3339 string.
+                parsed = BatchItem.model_validate_json(dumps(item), strict=True)
             except ValidationError as exc:
                 errors += describe(exc, f"jobs[{index}]")
                 continue

@@ -11,6 +11,8 @@ from jqs.api.problems import ProblemError
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+# What validate_key accepts, less what HTTP itself strips: spaces at either end.
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 
 
 def validate_key(key: str | None) -> str | None:

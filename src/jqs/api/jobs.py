@@ -6,14 +6,16 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
 from jqs.api import idempotency
 from jqs.api.body import read_json_object
+from jqs.api.openapi import problem_response, problem_responses
 from jqs.api.options import OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
-from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_jobs
-from jqs.api.state import ApiState, api_state
+from jqs.api.render import JSONResponse, inserted_jobs
+from jqs.api.state import ApiState, Limits, api_state
 from jqs.logging import get_logger
 from jqs.models import IdempotencyKey, InsertOutcome, Job, JobFilter, JobStatus, NewJob
 from jqs.outcome import cancelled_result
@@ -24,54 +26,82 @@ router = APIRouter(tags=["jobs"])
 State = Annotated[ApiState, Depends(api_state)]
 JobId = Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="job id")]
 
-PROBLEM: dict[str, Any] = {
-    "description": "Problem details (RFC 9457)",
-    "content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}},
-}
-_PAYLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "description": "Any JSON object: the job payload. `task` names the handler.",
-        "content": {
-            "application/json": {
-                "schema": {"type": "object", "additionalProperties": True},
-                "example": {"task": "send_email", "to": "user@example.com", "subject": "Hello"},
-            }
+
+class _JobIdSegment(StringConvertor):
+    """A path segment taken for a job id: any but `batch`, so that another method on
+    /jobs/batch is a 405 while a malformed id such as /jobs/abc still gets a 422 that says
+    what is wrong with it."""
+
+    regex = r"(?!batch(?:/|$))[^/]+"
+
+
+register_url_convertor("job_id", _JobIdSegment())
+JOB_PATH = "/jobs/{job_id:job_id}"
+JOB_REF = "#/components/schemas/Job"
+_LOCATION = {"description": "the job's URL", "schema": {"type": "string"}}
+
+
+def submit_job_operation(limits: Limits) -> dict[str, Any]:
+    """POST /jobs's OpenAPI operation, with the limits this server runs with.
+
+    POST /jobs is answered by jqs.api.app before FastAPI's routing (see there why); this is
+    added to the document FastAPI generates for the other routes.
+    """
+    return {
+        "tags": ["jobs"],
+        "summary": "Submit a job",
+        "description": "Queue a job; answered only once the job is committed.",
+        "operationId": "submit_job",
+        "parameters": [
+            *OPENAPI_PARAMETERS,
+            {
+                "name": idempotency.HEADER,
+                "in": "header",
+                "required": False,
+                "description": "same key and request: the original job (200); another "
+                "request: 422. Printable ASCII.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": idempotency.MAX_KEY_LENGTH,
+                    "pattern": idempotency.KEY_PATTERN,
+                },
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "description": "Any JSON object: the job payload. `task` names the handler. "
+            f"At most {limits.max_body_bytes} bytes (413 beyond) and "
+            f"{limits.max_json_depth} levels deep; no string in it may hold NUL (\\u0000).",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "additionalProperties": True},
+                    "example": {"task": "send_email", "to": "user@example.com", "subject": "Hello"},
+                }
+            },
+        },
+        "responses": {
+            "201": {
+                "description": "The job, queued and committed",
+                "headers": {"Location": _LOCATION},
+                "content": {"application/json": {"schema": {"$ref": JOB_REF}}},
+            },
+            "200": {
+                "description": "Idempotency-Key replay: the job this key created",
+                "headers": {"Location": _LOCATION},
+                "content": {"application/json": {"schema": {"$ref": JOB_REF}}},
+            },
+            **{str(code): problem_response(code) for code in (400, 413, 415, 422, 503)},
         },
     }
-}
 
 
-# POST /jobs is answered by jqs.api.app before FastAPI's routing (see there why); this is
-# its OpenAPI operation, added to the document FastAPI generates for the other routes.
-SUBMIT_JOB_OPERATION: dict[str, Any] = {
-    "tags": ["jobs"],
-    "summary": "Submit a job",
-    "description": "Queue a job; answered only once the job is committed.",
-    "operationId": "submit_job",
-    "parameters": [
-        *OPENAPI_PARAMETERS,
-        {
-            "name": idempotency.HEADER,
-            "in": "header",
-            "required": False,
-            "description": "same key and request: the original job (200); another request: 422",
-            "schema": {"type": "string", "maxLength": idempotency.MAX_KEY_LENGTH},
-        },
-    ],
-    **_PAYLOAD_BODY,
-    "responses": {
-        "201": {
-            "description": "The job, queued and committed",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
-        },
-        "200": {
-            "description": "Idempotency-Key replay: the job this key created",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
-        },
-        **{str(code): PROBLEM for code in (400, 413, 415, 422, 503)},
-    },
-}
+def document_limits(document: dict[str, Any], limits: Limits) -> None:
+    """Write this server's limits into the routes' operations in `document`."""
+    for parameter in document["paths"]["/jobs"]["get"]["parameters"]:
+        if parameter["name"] == "limit":
+            most = limits.page_size_max
+            parameter["description"] = f"page size; values above {most} are taken as {most}"
 
 
 async def submit_job(request: Request, state: ApiState) -> Response:
@@ -117,11 +147,11 @@ async def submit_job(request: Request, state: ApiState) -> Response:
 
 
 @router.get(
-    "/jobs/{job_id}",
+    JOB_PATH,
     operation_id="get_job",
     summary="Get a job's status and result",
     response_model=Job,
-    responses={404: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    responses=problem_responses(404, 422, 503),
 )
 async def get_job(state: State, job_id: JobId) -> Response:
     """One job with its current status and result."""
@@ -133,13 +163,13 @@ async def get_job(state: State, job_id: JobId) -> Response:
     operation_id="list_jobs",
     summary="List jobs, newest first",
     response_model=list[Job],
-    responses={422: PROBLEM, 503: PROBLEM},
+    responses=problem_responses(422, 503),
 )
 async def list_jobs(
     state: State,
     page: Annotated[int, Query(ge=1, le=2**31 - 1, description="1-based page number")] = 1,
     limit: Annotated[
-        int, Query(ge=1, description="page size; values above the maximum (100) are capped")
+        int, Query(ge=1, description="page size; values above the maximum are taken as the maximum")
     ] = 10,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     task: Annotated[
@@ -155,16 +185,13 @@ async def list_jobs(
 
 
 @router.post(
-    "/jobs/{job_id}/cancel",
+    f"{JOB_PATH}/cancel",
     operation_id="cancel_job",
     summary="Cancel a job",
     response_model=Job,
     responses={
         202: {"description": "running: its worker will stop it shortly", "model": Job},
-        404: PROBLEM,
-        409: PROBLEM,
-        422: PROBLEM,
-        503: PROBLEM,
+        **problem_responses(404, 409, 422, 503),
     },
 )
 async def cancel_job(state: State, job_id: JobId) -> Response:
@@ -182,11 +209,11 @@ async def cancel_job(state: State, job_id: JobId) -> Response:
 
 
 @router.post(
-    "/jobs/{job_id}/retry",
+    f"{JOB_PATH}/retry",
     operation_id="retry_job",
     summary="Run a failed or cancelled job again",
     response_model=Job,
-    responses={404: PROBLEM, 409: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    responses=problem_responses(404, 409, 422, 503),
 )
 async def retry_job(state: State, job_id: JobId) -> Response:
     """Put a failed or cancelled job back to `queued` with a fresh set of attempts."""

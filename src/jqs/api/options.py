@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.config import JsonDict
 
 from jqs.api.problems import ProblemError
 from jqs.models import EnqueueOptions
@@ -17,16 +26,38 @@ MAX_DELAY = 366 * 24 * 3600.0
 PRIORITY_MIN, PRIORITY_MAX = -32768, 32767
 
 
+def _integral(value: object) -> object:
+    """A number without a fraction is an integer, as JSON Schema counts: 3.0 is 3 (a body's
+    options are validated strictly, which would refuse it)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# After the bounds: a validator before them would hide them from the JSON schema.
+_INTEGRAL = BeforeValidator(_integral)
+_NOT_NULL: JsonDict = {"not": {"type": "null"}}
+_BOTH_START_TIMES: JsonDict = {
+    "required": ["run_at", "delay"],
+    "properties": {"run_at": _NOT_NULL, "delay": _NOT_NULL},
+}
+
+
 class JobOptions(BaseModel):
     """What a client may say about how a job runs. Priority: higher runs first."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        # run_at and delay both say when to start: not both (see _one_start_time).
+        json_schema_extra={"not": _BOTH_START_TIMES},
+    )
 
     queue: str | None = Field(default=None, pattern=QUEUE_NAME.pattern)
-    priority: int = Field(default=0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    priority: Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX), _INTEGRAL] = 0
     run_at: AwareDatetime | None = None
     delay: float | None = Field(default=None, ge=0, le=MAX_DELAY)
-    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    max_attempts: Annotated[int, Field(ge=1, le=1000), _INTEGRAL] | None = None
     timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT)
 
     @model_validator(mode="after")
@@ -111,10 +142,19 @@ def _openapi_parameters() -> list[dict[str, Any]]:
             "in": "query",
             "required": False,
             "description": descriptions[name],
-            "schema": schema["properties"][name],
+            "schema": _not_null(schema["properties"][name]),
         }
         for name in _OPTION_NAMES
     ]
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional option's schema without its `null`: a query parameter is left out, not
+    sent as null."""
+    branches = [branch for branch in schema.get("anyOf", ()) if branch != {"type": "null"}]
+    if len(branches) == 1:
+        return {**branches[0], **{k: v for k, v in schema.items() if k not in ("anyOf", "default")}}
+    return schema
 
 
 OPENAPI_PARAMETERS = _openapi_parameters()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from jqs.api.render import problem
 from jqs.errors import DatabaseUnavailable, JobNotFound, StoreError
@@ -46,7 +47,7 @@ async def _on_validation(_: Request, exc: Exception) -> Response:
     return problem(422, "Unprocessable Content", detail, errors=errors)
 
 
-async def _on_http(_: Request, exc: Exception) -> Response:
+async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     title = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) else title
@@ -54,6 +55,32 @@ async def _on_http(_: Request, exc: Exception) -> Response:
         detail = "no such endpoint; see /docs for the API"
     headers = dict(exc.headers) if exc.headers else None
     return problem(exc.status_code, title, detail, headers=headers)
+
+
+def _not_allowed(
+    routes: Sequence[BaseRoute],
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The 405 answer: its Allow header names every method some route answers at the path
+    (Starlette's names only the first matching route's, and /jobs has two)."""
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code != 405:
+            return await _on_http(request, exc)
+        path = request.url.path
+        allowed: set[str] = set()
+        for route in routes:
+            if isinstance(route, Route) and route.path_regex.match(path):
+                allowed |= route.methods or set()
+        methods = sorted(allowed)
+        return problem(
+            405,
+            HTTPStatus.METHOD_NOT_ALLOWED.phrase,
+            f"{request.method} is not allowed here; use {' or '.join(methods)}",
+            headers={"Allow": ", ".join(methods)},
+        )
+
+    return on_http
 
 
 async def _on_not_found(_: Request, exc: Exception) -> Response:
@@ -95,10 +122,12 @@ _HANDLERS: tuple[
 )
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Route every error class to its problem document."""
+def install_problem_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
+    """Route every error class to its problem document; `routes`: every route of the app,
+    for the Allow header of a 405."""
     for kind, handler in _HANDLERS:
         app.add_exception_handler(kind, handler)
+    app.add_exception_handler(StarletteHTTPException, _not_allowed(routes))
 
 
 async def problem_for(request: Request, exc: Exception) -> Response:

@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from jqs.api.body import read_json_object
+from jqs.api.openapi import problem_responses
 from jqs.api.options import describe
 from jqs.api.problems import ProblemError
-from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse
+from jqs.api.render import JSONResponse
 from jqs.api.state import ApiState, api_state
 from jqs.logging import get_logger
 from jqs.models import QueueInfo, QueueSettings
@@ -20,7 +21,7 @@ from jqs.tasks.names import QUEUE_NAME
 
 log = get_logger(__name__)
 router = APIRouter(tags=["queues"])
-_PROBLEM = {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}}}
+MAX_PATCH_BYTES = 16_384
 
 
 class QueuePatch(BaseModel):
@@ -33,13 +34,18 @@ class QueuePatch(BaseModel):
     paused: bool = False
 
 
-class QueueOut(BaseModel):
-    """A queue: limits, pause flag, jobs by status, wait of its oldest runnable job."""
+class QueueSettingsOut(BaseModel):
+    """A queue's limits and pause flag."""
 
     name: str
     paused: bool
     concurrency_limit: int | None = Field(description="jobs running at once, at most")
     rate_limit: float | None = Field(description="jobs started per second, at most")
+
+
+class QueueOut(QueueSettingsOut):
+    """A queue: limits, pause flag, jobs by status, wait of its oldest runnable job."""
+
     counts: dict[str, int]
     oldest_queued_seconds: float | None
     workers: list[str] = Field(
@@ -65,7 +71,13 @@ def _info_json(info: QueueInfo) -> dict[str, Any]:
     }
 
 
-@router.get("/queues", operation_id="list_queues", response_model=list[QueueOut])
+@router.get(
+    "/queues",
+    operation_id="list_queues",
+    summary="List queues",
+    response_model=list[QueueOut],
+    responses=problem_responses(503),
+)
 async def list_queues(state: Annotated[ApiState, Depends(api_state)]) -> Response:
     """Every queue that has jobs or settings."""
     infos = await state.store.queue_infos()
@@ -75,7 +87,16 @@ async def list_queues(state: Annotated[ApiState, Depends(api_state)]) -> Respons
 @router.patch(
     "/queues/{name}",
     operation_id="update_queue",
-    responses={404: _PROBLEM, 415: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+    summary="Change a queue's limits, pause or resume it",
+    response_model=QueueSettingsOut,
+    responses=problem_responses(400, 413, 415, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": f"At most {MAX_PATCH_BYTES} bytes (413 beyond).",
+            "content": {"application/json": {"schema": QueuePatch.model_json_schema()}},
+        }
+    },
 )
 async def update_queue(
     request: Request,
@@ -83,7 +104,7 @@ async def update_queue(
     name: Annotated[str, Path(pattern=QUEUE_NAME.pattern)],
 ) -> Response:
     """Set or remove limits, pause or resume; takes effect at the next claim anywhere."""
-    _, body = await read_json_object(request, max_bytes=16_384, max_depth=4)
+    _, body = await read_json_object(request, max_bytes=MAX_PATCH_BYTES, max_depth=4)
     try:
         patch = QueuePatch.model_validate(body)
     except ValidationError as exc:
