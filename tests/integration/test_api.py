@@ -221,6 +221,25 @@ async def test_unknown_route_and_wrong_method_are_problems(client: httpx.AsyncCl
     assert_problem(await client.delete("/jobs"), 405)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/jobs", "GET, POST"),  # POST /jobs is answered outside FastAPI's routes
+        ("OPTIONS", "/jobs", "GET, POST"),
+        ("GET", "/jobs/batch", "POST"),  # not taken for a job id
+        ("PUT", "/jobs/5", "GET"),
+        ("GET", "/jobs/5/cancel", "POST"),
+        ("GET", "/queues/default", "PATCH"),
+    ],
+)
+async def test_a_wrong_method_is_told_every_allowed_one(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path)
+    assert_problem(response, 405, method, *allowed.split(", "))
+    assert response.headers["allow"] == allowed
+
+
 async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     operation_ids = {op["operationId"] for path in spec["paths"].values() for op in path.values()}

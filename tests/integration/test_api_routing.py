@@ -137,6 +137,35 @@ async def test_bad_batches_name_the_failing_items_and_create_nothing(
     assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("delay", False),
+        ("timeout", True),
+        ("priority", "5"),
+        ("priority", 1.5),
+        ("max_attempts", True),
+        ("queue", 7),
+    ],
+)
+async def test_batch_options_are_taken_as_json_types_not_coerced(
+    client: httpx.AsyncClient, conn: asyncpg.Connection, option: str, value: Any
+) -> None:
+    body = {"jobs": [{"payload": {}, option: value}]}
+    assert_problem(await client.post("/jobs/batch", json=body), 422, f"jobs[0].{option}")
+    assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+async def test_batch_integers_may_be_written_with_a_zero_fraction(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"jobs": [{"payload": {}, "priority": -240.0, "max_attempts": 7.0, "timeout": 2}]}
+    response = await client.post("/jobs/batch", json=body)
+    assert response.status_code == 201, response.text
+    job = response.json()[0]
+    assert (job["priority"], job["max_attempts"], job["timeout"]) == (-240, 7, 2.0)
+
+
 async def test_batch_size_limit(client: httpx.AsyncClient) -> None:
     body = {"jobs": [{"payload": {"task": "x"}} for _ in range(1001)]}
     assert_problem(await client.post("/jobs/batch", json=body), 422, "at most 1000")
