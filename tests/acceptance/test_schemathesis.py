@@ -10,6 +10,7 @@ minutes on a small machine and fails the same way twice.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -63,7 +64,8 @@ CONFIG = SchemathesisConfig.from_dict(
         ],
     }
 )
-schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
+# A copy: schemathesis may write into the document it is given.
+schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT), config=CONFIG)
 
 
 @pytest.fixture(scope="module")
