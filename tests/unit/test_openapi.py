@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
 
+from jqs.api import idempotency
 from jqs.api.app import create_app
+from jqs.api.problems import ProblemError
 from jqs.api.state import ApiState, Limits
 from jqs.store.memory import MemoryStore
 
@@ -127,3 +130,17 @@ def test_parameters_state_their_ranges(document: dict[str, Any]) -> None:
     assert set(properties) == {"concurrency_limit", "rate_limit", "paused"}
     batch_item = document["components"]["schemas"]["BatchItem"]
     assert batch_item["not"]["required"] == ["run_at", "delay"]
+
+
+@pytest.mark.parametrize(
+    "key", ["a", "order-1234", "a b", "~!x", "x" * 255, "x" * 256, "", " a", "a ", "é", "a\tb"]
+)
+def test_the_idempotency_key_pattern_is_what_the_server_takes(key: str) -> None:
+    """The header's pattern accepts what the server takes, less the spaces at either end that
+    HTTP strips before the server sees them."""
+    stated = len(key) <= idempotency.MAX_KEY_LENGTH and re.match(idempotency.KEY_PATTERN, key)
+    try:
+        taken = idempotency.validate_key(key) == key
+    except ProblemError:
+        taken = False
+    assert bool(stated) == (taken and key == key.strip()), key

@@ -88,7 +88,13 @@ def submit_job_operation(limits: Limits) -> dict[str, Any]:
             },
             "200": {
                 "description": "Idempotency-Key replay: the job this key created",
-                "headers": {"Location": _LOCATION},
+                "headers": {
+                    "Location": _LOCATION,
+                    "Idempotent-Replayed": {
+                        "description": "the job was created by an earlier request",
+                        "schema": {"type": "string", "enum": ["true"]},
+                    },
+                },
                 "content": {"application/json": {"schema": {"$ref": JOB_REF}}},
             },
             **{str(code): problem_response(code) for code in (400, 413, 415, 422, 503)},
