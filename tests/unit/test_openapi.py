@@ -62,6 +62,7 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
     refs = set(_refs(document))
     assert "#/components/schemas/BatchItem" in refs
     assert "#/components/schemas/Problem" in refs
+    assert "#/components/schemas/StorableJSON" in refs
     for ref in refs:
         assert isinstance(_resolve(document, ref), dict), ref
 
@@ -144,3 +145,18 @@ def test_the_idempotency_key_pattern_is_what_the_server_takes(key: str) -> None:
     except ProblemError:
         taken = False
     assert bool(stated) == (taken and key == key.strip()), key
+
+
+def test_a_payload_is_stated_as_what_jsonb_stores(document: dict[str, Any]) -> None:
+    submit = document["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    item = document["components"]["schemas"]["BatchItem"]["properties"]["payload"]
+    assert submit["schema"] == item
+    assert item["type"] == "object"
+    no_nul = item["propertyNames"]["pattern"]
+    assert re.match(no_nul, "to")
+    assert not re.match(no_nul, "t\u0000o")
+    storable = _resolve(document, item["additionalProperties"]["$ref"])
+    assert isinstance(storable, dict)
+    assert {"string", "array", "object"} <= {
+        branch["type"] for branch in storable["anyOf"] if isinstance(branch["type"], str)
+    }

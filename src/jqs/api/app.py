@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 from jqs import __version__
 from jqs.api import batch, docs, health, jobs, queues
 from jqs.api.access_log import AccessLog
-from jqs.api.openapi import PROBLEM_SCHEMA
+from jqs.api.openapi import PROBLEM_SCHEMA, STORABLE_SCHEMA
 from jqs.api.problems import install_problem_handlers, problem_for
 from jqs.api.state import ApiState, Limits
 
@@ -94,6 +94,7 @@ def _document(app: FastAPI, limits: Limits) -> dict[str, Any]:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(batch.BATCH_COMPONENTS)
     schemas["Problem"] = PROBLEM_SCHEMA
+    schemas["StorableJSON"] = STORABLE_SCHEMA
     jobs.document_limits(document, limits)
     batch.document_limits(document, limits)
     return document

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from jqs.api.body import read_json_object
-from jqs.api.openapi import problem_responses
+from jqs.api.openapi import PAYLOAD_SCHEMA, problem_responses
 from jqs.api.options import JobOptions, describe, task_of
 from jqs.api.problems import ProblemError
 from jqs.api.render import JSONResponse, inserted_alike, inserted_jobs
@@ -41,6 +41,8 @@ class Batch(BaseModel):
 # (jqs.api.app), where its references point.
 BATCH_SCHEMA = Batch.model_json_schema(ref_template="#/components/schemas/{model}")
 BATCH_COMPONENTS: dict[str, Any] = BATCH_SCHEMA.pop("$defs", {})
+# What a payload may hold, in the document's own words (jqs.api.openapi).
+BATCH_COMPONENTS["BatchItem"]["properties"]["payload"] = PAYLOAD_SCHEMA
 
 
 def document_limits(document: dict[str, Any], limits: Limits) -> None:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from jqs.api import idempotency
 from jqs.api.body import read_json_object
-from jqs.api.openapi import problem_response, problem_responses
+from jqs.api.openapi import PAYLOAD_SCHEMA, problem_response, problem_responses
 from jqs.api.options import OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
 from jqs.api.render import JSONResponse, inserted_jobs
@@ -75,7 +75,7 @@ def submit_job_operation(limits: Limits) -> dict[str, Any]:
             f"{limits.max_json_depth} levels deep; no string in it may hold NUL (\\u0000).",
             "content": {
                 "application/json": {
-                    "schema": {"type": "object", "additionalProperties": True},
+                    "schema": PAYLOAD_SCHEMA,
                     "example": {"task": "send_email", "to": "user@example.com", "subject": "Hello"},
                 }
             },

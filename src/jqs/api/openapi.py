@@ -9,6 +9,33 @@ from typing import Any
 from jqs.api.render import PROBLEM_CONTENT_TYPE
 
 PROBLEM_REF = "#/components/schemas/Problem"
+STORABLE_REF = "#/components/schemas/StorableJSON"
+
+# JSONB stores no NUL (U+0000) in any string, keys included.
+_NO_NUL: dict[str, Any] = {"type": "string", "pattern": r"^[^\u0000]*$"}
+
+# Any JSON value that PostgreSQL's JSONB can store.
+STORABLE_SCHEMA: dict[str, Any] = {
+    "title": "StorableJSON",
+    "description": "Any JSON value whose strings, keys included, hold no NUL (U+0000).",
+    "anyOf": [
+        _NO_NUL,
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": {"$ref": STORABLE_REF}},
+        {
+            "type": "object",
+            "propertyNames": _NO_NUL,
+            "additionalProperties": {"$ref": STORABLE_REF},
+        },
+    ],
+}
+
+# A job's payload: a JSON object that JSONB can store.
+PAYLOAD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "propertyNames": _NO_NUL,
+    "additionalProperties": {"$ref": STORABLE_REF},
+}
 
 # RFC 9457 problem details, as jqs.api.render.problem writes them.
 PROBLEM_SCHEMA: dict[str, Any] = {
