@@ -230,6 +230,9 @@ async def test_unknown_route_and_wrong_method_are_problems(client: httpx.AsyncCl
         ("PUT", "/jobs/5", "GET"),
         ("GET", "/jobs/5/cancel", "POST"),
         ("GET", "/queues/default", "PATCH"),
+        ("POST", "/openapi.json", "GET, HEAD"),
+        ("POST", "/docs", "GET"),
+        ("POST", "/docs/swagger-ui.css", "GET, HEAD"),
     ],
 )
 async def test_a_wrong_method_is_told_every_allowed_one(

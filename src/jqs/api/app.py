@@ -69,11 +69,10 @@ def _fastapi(state: ApiState) -> FastAPI:
     # JQSApp answers POST /jobs before this app; the route here is what another method on
     # /jobs meets, so that its 405 names POST among the allowed methods.
     app.add_api_route("/jobs", _submit_job, methods=["POST"], include_in_schema=False)
-    submit = app.router.routes[-1]
-    install_problem_handlers(
-        app, routes=[submit, *(route for router in routers for route in router.routes)]
-    )
     docs.install_files(app)
+    # The app's own routes (/openapi.json, POST /jobs, the docs' files) and the routers'.
+    routes = [*app.router.routes, *(route for router in routers for route in router.routes)]
+    install_problem_handlers(app, routes=routes)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

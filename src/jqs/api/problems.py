@@ -68,7 +68,9 @@ def _not_allowed(
         if exc.status_code != 405:
             return await _on_http(request, exc)
         path = request.url.path
-        allowed: set[str] = set()
+        # Starlette's own (the files' GET and HEAD, say), and every route's at this path.
+        told = (exc.headers or {}).get("Allow", "")
+        allowed = {method.strip() for method in told.split(",") if method.strip()}
         for route in routes:
             if isinstance(route, Route) and route.path_regex.match(path):
                 allowed |= route.methods or set()
