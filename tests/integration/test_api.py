@@ -197,6 +197,16 @@ async def test_list_bad_query_is_422(client: httpx.AsyncClient, params: dict[str
     assert body["errors"]
 
 
+@pytest.mark.parametrize("task", ["\x00", "a\x00b"])
+async def test_list_by_a_task_holding_nul_is_422_not_503(
+    client: httpx.AsyncClient, task: str
+) -> None:
+    # PostgreSQL text cannot hold NUL: the database would refuse the statement.
+    assert_problem(await client.get("/jobs", params={"task": task}), 422, "query.task", "NUL")
+    answer = await client.get("/jobs", params={"task": task, "status": "queued"})
+    assert_problem(answer, 422, "NUL")
+
+
 async def test_health_and_ready(client: httpx.AsyncClient) -> None:
     health = await client.get("/health")
     assert health.status_code == 200

@@ -33,6 +33,14 @@ async def test_job_options_in_the_query(client: httpx.AsyncClient) -> None:
     assert job["priority"] == 7
     assert job["run_at"] == "2031-01-02T03:04:05+00:00"
     assert job["payload"] == {"task": "send_email"}, "options never go into the payload"
+    # Written back in UTC, with its offset.
+    offset = await client.post(
+        "/jobs", params={"run_at": "2031-01-02T08:04:05+05:00"}, json={"task": "x"}
+    )
+    assert offset.json()["run_at"] == "2031-01-02T03:04:05+00:00"
+    assert (await client.get(f"/jobs/{offset.json()['id']}")).json() == offset.json()
+    edge = await client.post("/jobs", params={"run_at": "9999-12-31T23:59:59Z"}, json={})
+    assert edge.json()["run_at"] == "9999-12-31T23:59:59+00:00"
     delayed = (await client.post("/jobs", params={"delay": 30}, json={"task": "x"})).json()
     assert delayed["run_at"] > delayed["created_at"]
 
@@ -48,6 +56,15 @@ async def test_job_options_in_the_query(client: httpx.AsyncClient) -> None:
         ({"queue": ""}, "queue"),
         ({"priority": 40000}, "priority"),
         ({"priority": "high"}, "priority"),
+        ({"priority": 2**70}, "priority"),
+        ({"max_attempts": 2**40}, "max_attempts"),
+        ({"timeout": 1e300}, "timeout"),
+        ({"delay": "inf"}, "delay"),
+        # An offset that takes the time past what Python and the driver can hold.
+        ({"run_at": "0001-01-01T00:00:00+01:00"}, "once its offset is applied"),
+        ({"run_at": "9999-12-31T23:59:59-01:00"}, "once its offset is applied"),
+        ({"prority": 5}, "did you mean 'priority'"),
+        ({"priority": 5, "colour": "red"}, "query.colour: unknown query parameter"),
     ],
 )
 async def test_bad_options_are_422(
@@ -128,12 +145,28 @@ async def test_batch_refuses_a_payload_nested_too_deep(
         ({"jobs": []}, ["jobs"]),
         ({"jobs": [{"payload": {}, "run_at": "2031-01-01T00:00:00Z", "delay": 1}]}, ["not both"]),
         ({"nojobs": 1}, ["jobs"]),
+        (
+            {"jobs": [{"payload": {}}, {"payload": {}, "run_at": "0001-01-01T00:00:00+01:00"}]},
+            ["jobs[1].run_at", "once its offset is applied"],
+        ),
+        # pydantic alone would read a number as Unix seconds or milliseconds, by its size.
+        ({"jobs": [{"payload": {}, "run_at": 253402300799}]}, ["jobs[0].run_at", "RFC 3339"]),
+        ({"jobs": [{"payload": {}, "queue": "a\u0000"}]}, ["jobs[0].queue"]),
     ],
 )
 async def test_bad_batches_name_the_failing_items_and_create_nothing(
     client: httpx.AsyncClient, conn: asyncpg.Connection, body: Any, fragments: list[str]
 ) -> None:
     assert_problem(await client.post("/jobs/batch", json=body), 422, *fragments)
+    assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+async def test_batch_takes_no_query_parameters(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    body = {"jobs": [{"payload": {"task": "x"}}]}
+    answer = await client.post("/jobs/batch", params={"priority": 3}, json=body)
+    assert_problem(answer, 422, "query.priority: unknown query parameter", "takes none")
     assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
 
 

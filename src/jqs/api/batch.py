@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from jqs.api.body import read_json_object
-from jqs.api.options import JobOptions, describe, task_of
+from jqs.api.options import JobOptions, describe, task_of, unknown_parameters
 from jqs.api.problems import ProblemError
 from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_alike, inserted_jobs
 from jqs.api.state import ApiState, api_state
@@ -60,6 +60,9 @@ BATCH_COMPONENTS: dict[str, Any] = BATCH_SCHEMA.pop("$defs", {})
 )
 async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_state)]) -> Response:
     """Create every job in one transaction, in order; 422 names each failing item."""
+    if request.query_params:
+        # Options go in each item; a parameter here would be ignored without a word.
+        raise unknown_parameters(request.query_params, (), "POST /jobs/batch")
     limits = state.limits
     # Each payload is checked on its own below, so a problem names its item.
     raw_body, body = await read_json_object(

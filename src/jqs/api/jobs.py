@@ -147,6 +147,11 @@ async def list_jobs(
     ] = None,
 ) -> Response:
     """A JSON array of jobs, newest (highest id) first."""
+    if task is not None and "\x00" in task:
+        # PostgreSQL text cannot hold NUL: no job's task can contain one.
+        raise ProblemError(
+            422, "query.task: may not contain NUL (%00); give the task's name as it was sent"
+        )
     limit = min(limit, state.limits.page_size_max)
     jobs = await state.store.find(
         FindParams(JobFilter(status=status, task=task), limit=limit, offset=(page - 1) * limit)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from jqs.api.problems import ProblemError
 from jqs.models import EnqueueOptions
@@ -15,6 +25,8 @@ from jqs.tasks.names import QUEUE_NAME
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 366 * 24 * 3600.0
 PRIORITY_MIN, PRIORITY_MAX = -32768, 32767
+MAX_ATTEMPTS = 1000
+RUN_AT_FORMAT = "an RFC 3339 time with an offset, such as 2030-01-01T09:00:00Z"
 
 
 class JobOptions(BaseModel):
@@ -26,8 +38,31 @@ class JobOptions(BaseModel):
     priority: int = Field(default=0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
     run_at: AwareDatetime | None = None
     delay: float | None = Field(default=None, ge=0, le=MAX_DELAY)
-    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    max_attempts: int | None = Field(default=None, ge=1, le=MAX_ATTEMPTS)
     timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT)
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _run_at_is_text(cls, value: object) -> object:
+        # pydantic would read a number as Unix seconds or milliseconds, by its size.
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError(f"must be {RUN_AT_FORMAT}, not a number")
+        return value
+
+    @field_validator("run_at")
+    @classmethod
+    def _run_at_in_utc(cls, value: datetime | None) -> datetime | None:
+        # Stored and answered in UTC; an offset may push a time past year 1 or 9999, which
+        # neither Python nor the driver can hold.
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                "must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z "
+                "once its offset is applied"
+            ) from None
 
     @model_validator(mode="after")
     def _one_start_time(self) -> JobOptions:
@@ -79,6 +114,8 @@ def options_from_query(query: Mapping[str, str]) -> JobOptions:
     if not query:
         return _NO_OPTIONS
     given = {name: query[name] for name in _OPTION_NAMES if name in query}
+    if len(given) != len(query):
+        raise unknown_parameters(query, _OPTION_NAMES, "POST /jobs")
     if not given:
         return _NO_OPTIONS
     try:
@@ -87,6 +124,19 @@ def options_from_query(query: Mapping[str, str]) -> JobOptions:
         errors = describe(exc, "query")
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
         raise ProblemError(422, detail, errors=errors) from None
+
+
+def unknown_parameters(query: Mapping[str, str], known: Sequence[str], route: str) -> ProblemError:
+    """The 422 for query parameters `route` does not take, so that a typo is not ignored."""
+    unknown = [name for name in query if name not in known]
+    errors = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        errors.append({"loc": f"query.{name}", "msg": f"unknown query parameter{hint}"})
+    takes = f"it takes {', '.join(known)}" if known else "it takes none"
+    detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+    return ProblemError(422, f"{detail} ({route}: {takes})", errors=errors)
 
 
 def task_of(payload: dict[str, Any]) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from jqs.api.render import problem
@@ -16,6 +17,9 @@ from jqs.errors import DatabaseUnavailable, JobNotFound, StoreError
 from jqs.logging import get_logger
 
 log = get_logger(__name__)
+# The status the access log records for a request whose client went away before it was
+# answered (nginx's "client closed request"); nothing is sent.
+CLIENT_CLOSED_REQUEST = 499
 
 
 class ProblemError(Exception):
@@ -76,6 +80,12 @@ async def _on_store(_: Request, exc: Exception) -> Response:
     return problem(503, "Service Unavailable", "the database could not complete the request")
 
 
+async def _on_disconnect(request: Request, _: Exception) -> Response:
+    # Not the service's fault, and nobody is left to answer: one line, no traceback.
+    log.info("client_disconnected", method=request.method, path=request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def _on_unexpected(_: Request, exc: Exception) -> Response:
     log.error("unhandled_error", exc_info=exc)
     return problem(500, "Internal Server Error", "an unexpected error occurred; it has been logged")
@@ -91,6 +101,7 @@ _HANDLERS: tuple[
     (JobNotFound, _on_not_found),
     (DatabaseUnavailable, _on_unavailable),
     (StoreError, _on_store),
+    (ClientDisconnect, _on_disconnect),
     (Exception, _on_unexpected),
 )
 

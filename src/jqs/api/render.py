@@ -22,6 +22,9 @@ from jqs.models import EnqueueOptions, Inserted, InsertedAlike, Job, JobStatus
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 _JOB_FIELDS = tuple(field.name for field in fields(Job))
+# Every time leaves as RFC 3339 with an offset: the stores give aware times, and a naive one
+# (none should reach here) is UTC, not a time without a zone.
+_TIMES = orjson.OPT_NAIVE_UTC
 
 
 class JSONResponse(Response):
@@ -32,7 +35,7 @@ class JSONResponse(Response):
     def render(self, content: Any) -> bytes:
         if isinstance(content, bytes):
             return content
-        return orjson.dumps(content)
+        return orjson.dumps(content, option=_TIMES)
 
 
 def problem(
@@ -57,7 +60,7 @@ def _template(
     """A queued job with these options, as a dict in the job's field order (a test holds it
     to orjson's rendering of the Job itself). Its times are rendered here, once for every
     job copied from it."""
-    created = orjson.Fragment(orjson.dumps(created_at))
+    created = orjson.Fragment(orjson.dumps(created_at, option=_TIMES))
     job: dict[str, Any] = dict.fromkeys(_JOB_FIELDS)
     job.update(
         status=JobStatus.QUEUED,
@@ -65,7 +68,7 @@ def _template(
         updated_at=created,
         queue=options.queue,
         priority=options.priority,
-        run_at=orjson.Fragment(orjson.dumps(run_at)),
+        run_at=orjson.Fragment(orjson.dumps(run_at, option=_TIMES)),
         attempts=0,
         max_attempts=options.max_attempts,
         timeout=options.timeout,
