@@ -210,6 +210,32 @@ class QueueSettings:
     concurrency_limit: int | None = None
     rate_limit: float | None = None
     paused: bool = False
+    max_queued: int | None = None  # queued jobs at most, before submitting answers 429
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """A queue with a bound on its queued jobs, and how many it holds (counted up to the
+    bound: a fuller queue reads as `max_queued`)."""
+
+    name: str
+    max_queued: int
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRemoval:
+    """What removing a queue's settings found: whether it had any, and its jobs that have
+    not finished (none, or nothing was removed)."""
+
+    name: str
+    found: bool
+    unfinished: int
+
+    @property
+    def removed(self) -> bool:
+        """Whether the settings are gone now."""
+        return self.found and self.unfinished == 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,9 @@ from jqs.models import (
     Lease,
     LeaseCheck,
     NewJob,
+    QueueDepth,
     QueueInfo,
+    QueueRemoval,
     QueueSettings,
     RescuedJob,
     WorkerInfo,
@@ -521,10 +523,34 @@ class MemoryStore:
             else old.concurrency_limit,
             rate_limit=patch.rate_limit if given("rate_limit") else old.rate_limit,
             paused=patch.paused if given("paused") else old.paused,
+            max_queued=patch.max_queued if given("max_queued") else old.max_queued,
         )
         if given("rate_limit"):
             queue.tokens, queue.refilled_at = 0.0, self._now()
         return queue.settings
+
+    async def queue_delete(self, name: str) -> QueueRemoval:
+        """Remove a queue's settings, unless it has queued or running jobs."""
+        unfinished = sum(
+            1
+            for row in self._jobs.values()
+            if row.queue == name and row.status in (JobStatus.QUEUED, JobStatus.PROCESSING)
+        )
+        found = name in self._queues
+        if found and unfinished == 0:
+            del self._queues[name]
+        return QueueRemoval(name, found=found, unfinished=unfinished)
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """The queues with a `max_queued`, each with its queued jobs counted up to it."""
+        queued = Counter(
+            row.queue for row in self._jobs.values() if row.status is JobStatus.QUEUED
+        )
+        return [
+            QueueDepth(name, bound, min(queued[name], bound))
+            for name, queue in sorted(self._queues.items())
+            if (bound := queue.settings.max_queued) is not None
+        ]
 
     async def queue_infos(self) -> list[QueueInfo]:
         """Every queue that has jobs, settings or live workers, by name."""

@@ -31,7 +31,9 @@ from jqs.models import (
     Lease,
     LeaseCheck,
     NewJob,
+    QueueDepth,
     QueueInfo,
+    QueueRemoval,
     QueueSettings,
     RescuedJob,
     WorkerInfo,
@@ -95,6 +97,7 @@ class QueuePatch:
     concurrency_limit: int | None = None
     rate_limit: float | None = None
     paused: bool = False
+    max_queued: int | None = None
     given: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -230,6 +233,14 @@ class Queues(Protocol):
 
     async def queue_update(self, patch: QueuePatch) -> QueueSettings:
         """Change what the patch gives; the rest stays as it was."""
+        ...
+
+    async def queue_delete(self, name: str) -> QueueRemoval:
+        """Remove a queue's settings, unless it has queued or running jobs."""
+        ...
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """The queues with a `max_queued`, each with its queued jobs counted up to it."""
         ...
 
     async def queue_infos(self) -> list[QueueInfo]:

@@ -28,7 +28,9 @@ from jqs.models import (
     Lease,
     LeaseCheck,
     NewJob,
+    QueueDepth,
     QueueInfo,
+    QueueRemoval,
     QueueSettings,
     RescuedJob,
     WorkerInfo,
@@ -399,10 +401,22 @@ class PostgresStore:
             set_limit="concurrency_limit" in patch.given,
             set_rate="rate_limit" in patch.given,
             set_paused="paused" in patch.given,
+            set_max_queued="max_queued" in patch.given,
         )
         assert row is not None
         self._limited = (float("-inf"), frozenset())  # this process sees the change at once
         return QueueSettings(**row)
+
+    async def queue_delete(self, name: str) -> QueueRemoval:
+        """Remove a queue's settings, unless it has queued or running jobs."""
+        row = await self._db.fetchrow("queue_delete", name=name)
+        assert row is not None
+        self._limited = (float("-inf"), frozenset())  # its limits end here at once
+        return QueueRemoval(name, found=row["found"], unfinished=row["unfinished"])
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """The queues with a `max_queued`, each with its queued jobs counted up to it."""
+        return [QueueDepth(**row) for row in await self._db.fetch("queue_depths")]
 
     async def queue_infos(self) -> list[QueueInfo]:
         """Every queue that has jobs, settings or live workers, by name."""

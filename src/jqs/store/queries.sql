@@ -372,9 +372,10 @@ FROM unnest(:names::text[], :tokens::float8[], :ats::timestamptz[]) AS x(name, t
 WHERE q.name = x.name;
 
 -- name: queue_upsert
--- PATCH semantics: :set_limit, :set_rate and :set_paused say whether each was given at all.
-INSERT INTO queues (name, concurrency_limit, rate_limit, paused)
-VALUES (:name, :concurrency_limit, :rate_limit, coalesce(:paused, false))
+-- PATCH semantics: :set_limit, :set_rate, :set_paused and :set_max_queued say whether each
+-- was given at all.
+INSERT INTO queues (name, concurrency_limit, rate_limit, paused, max_queued)
+VALUES (:name, :concurrency_limit, :rate_limit, coalesce(:paused, false), :max_queued)
 ON CONFLICT (name) DO UPDATE
 SET concurrency_limit = CASE WHEN :set_limit THEN EXCLUDED.concurrency_limit
                              ELSE queues.concurrency_limit END,
@@ -382,14 +383,44 @@ SET concurrency_limit = CASE WHEN :set_limit THEN EXCLUDED.concurrency_limit
     tokens = CASE WHEN :set_rate THEN 0 ELSE queues.tokens END,
     refilled_at = CASE WHEN :set_rate THEN now() ELSE queues.refilled_at END,
     paused = CASE WHEN :set_paused THEN EXCLUDED.paused ELSE queues.paused END,
+    max_queued = CASE WHEN :set_max_queued THEN EXCLUDED.max_queued
+                      ELSE queues.max_queued END,
     updated_at = now()
-RETURNING name, concurrency_limit, rate_limit, paused;
+RETURNING name, concurrency_limit, rate_limit, paused, max_queued;
+
+-- name: queue_delete
+-- A queue's settings go only while none of its jobs is queued or running (a queue needs no
+-- row to be used: a job submitted meanwhile runs without the removed limits). Its running
+-- jobs are counted by their index (migration 0006), its queued ones by theirs (0001).
+WITH unfinished AS (
+    SELECT (SELECT count(*) FROM jobs WHERE queue = :name AND status = 'queued')
+         + (SELECT count(*) FROM jobs WHERE queue = :name AND status = 'processing') AS n
+), removed AS (
+    DELETE FROM queues
+    WHERE name = :name AND (SELECT n FROM unfinished) = 0
+    RETURNING name
+)
+SELECT EXISTS (SELECT 1 FROM queues WHERE name = :name) AS found,
+       (SELECT n FROM unfinished) AS unfinished;
+
+-- name: queue_depths
+-- The bounded queues' queued jobs, each counted no further than its bound: the cost of a
+-- count is capped by the bound, whatever the backlog.
+SELECT q.name, q.max_queued,
+       (SELECT count(*) FROM (
+            SELECT 1 FROM jobs j
+            WHERE j.queue = q.name AND j.status = 'queued'
+            LIMIT q.max_queued
+        ) AS upto) AS queued
+FROM queues AS q
+WHERE q.max_queued IS NOT NULL
+ORDER BY q.name;
 
 -- name: queue_limited_names
 SELECT name FROM queues WHERE paused OR concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL;
 
 -- name: queue_settings
-SELECT name, concurrency_limit, rate_limit, paused FROM queues;
+SELECT name, concurrency_limit, rate_limit, paused, max_queued FROM queues;
 
 -- name: queue_counts
 -- plan: per-value
