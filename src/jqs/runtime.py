@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from jqs.api.app import create_app
+from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
 from jqs.api.state import ApiState, Limits
 from jqs.errors import ConfigError
@@ -175,6 +176,9 @@ class Runner:
         served = ServedQueues(db.store, local=local) if sock is not None else None
         if served is not None:
             services.append(served)
+        bounds = QueueBounds(db.store) if sock is not None else None
+        if bounds is not None:
+            services.append(bounds)
         for service in services:
             await service.start()
         if pool is not None:
@@ -192,6 +196,7 @@ class Runner:
             ),
             on_enqueue=enqueued,
             served=served,
+            bounds=bounds,
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None

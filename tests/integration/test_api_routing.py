@@ -193,6 +193,7 @@ async def test_queues_listing_and_patch(client: httpx.AsyncClient) -> None:
         "paused": False,
         "concurrency_limit": 4,
         "rate_limit": 10.0,
+        "max_queued": None,
     }
     paused = (await client.patch("/queues/mail", json={"paused": True})).json()
     assert (paused["paused"], paused["concurrency_limit"]) == (True, 4), "other fields kept"
@@ -205,6 +206,34 @@ async def test_queues_listing_and_patch(client: httpx.AsyncClient) -> None:
     assert "brand-new" in names
 
 
+async def test_queue_patch_takes_whole_floats_and_the_edges(client: httpx.AsyncClient) -> None:
+    patched = await client.patch(
+        "/queues/mail", json={"concurrency_limit": 4.0, "rate_limit": 0.001, "max_queued": 1e3}
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert (body["concurrency_limit"], body["rate_limit"], body["max_queued"]) == (4, 0.001, 1000)
+    cleared = (await client.patch("/queues/mail", json={"max_queued": None})).json()
+    assert cleared["max_queued"] is None
+    assert cleared["concurrency_limit"] == 4
+
+
+async def test_delete_queue_settings(client: httpx.AsyncClient) -> None:
+    await client.patch("/queues/mail", json={"concurrency_limit": 2, "max_queued": 5})
+    job = (await client.post("/jobs", params={"queue": "mail"}, json={"task": "x"})).json()
+    busy = assert_problem(await client.delete("/queues/mail"), 409, "1 unfinished jobs")
+    assert busy["unfinished"] == 1
+    await client.post(f"/jobs/{job['id']}/cancel")
+    gone = await client.delete("/queues/mail")
+    assert gone.status_code == 204
+    assert gone.content == b""
+    listed = {q["name"]: q for q in (await client.get("/queues")).json()}
+    assert listed["mail"]["concurrency_limit"] is None, "listed by its finished job only"
+    assert listed["mail"]["max_queued"] is None
+    assert_problem(await client.delete("/queues/mail"), 404, "no settings")
+    assert_problem(await client.delete("/queues/bad%20name"), 422)
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status"),
     [
@@ -214,6 +243,22 @@ async def test_queues_listing_and_patch(client: httpx.AsyncClient) -> None:
         ("/queues/mail", {"speed": 3}, 422),
         ("/queues/mail", [1], 422),
         ("/queues/bad%20name", {"paused": True}, 422),
+        # Strict: booleans are booleans, limits are whole positive numbers.
+        ("/queues/mail", {"paused": "yes"}, 422),
+        ("/queues/mail", {"paused": 1}, 422),
+        ("/queues/mail", {"concurrency_limit": True}, 422),
+        ("/queues/mail", {"concurrency_limit": "4"}, 422),
+        ("/queues/mail", {"concurrency_limit": 2.5}, 422),
+        ("/queues/mail", {"concurrency_limit": 10**7}, 422),
+        ("/queues/mail", {"rate_limit": 1e-300}, 422),
+        ("/queues/mail", {"rate_limit": 0.0009}, 422),
+        ("/queues/mail", {"rate_limit": 1e300}, 422),
+        ("/queues/mail", {"rate_limit": True}, 422),
+        ("/queues/mail", {"max_queued": 0}, 422),
+        ("/queues/mail", {"max_queued": False}, 422),
+        ("/queues/mail", {"max_queued": 1.5}, 422),
+        ("/queues/mail", {"max_queued": 2**31}, 422),
+        ("/queues/" + "q" * 101, {"paused": True}, 422),
     ],
 )
 async def test_bad_queue_patches(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -49,7 +50,7 @@ BATCH_COMPONENTS: dict[str, Any] = BATCH_SCHEMA.pop("$defs", {})
     response_model=list[Job],
     responses={
         code: {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}}}
-        for code in (400, 413, 415, 422, 503)
+        for code in (400, 413, 415, 422, 429, 503)
     },
     openapi_extra={
         "requestBody": {
@@ -117,6 +118,8 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
         raise ProblemError(422, detail, errors=errors)
+    if state.bounds is not None:
+        state.bounds.admit_all(Counter(options.queue for options in options_of))
     shared = shared_options(options_of)
     if shared is not None:
         # The usual batch: one statement, one row back, one template for the answer.

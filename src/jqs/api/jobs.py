@@ -70,6 +70,12 @@ SUBMIT_JOB_OPERATION: dict[str, Any] = {
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
         },
         **{str(code): PROBLEM for code in (400, 413, 415, 422, 503)},
+        "429": {
+            **PROBLEM,
+            "description": "The queue holds its max_queued queued jobs; retry after "
+            "Retry-After seconds",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        },
     },
 }
 
@@ -86,6 +92,8 @@ async def submit_job(request: Request, state: ApiState) -> Response:
         request, max_bytes=state.limits.max_body_bytes, max_depth=state.limits.max_json_depth
     )
     job = NewJob(raw, options.resolve(task_of(payload), state.defaults))
+    if state.bounds is not None:
+        state.bounds.admit(job.options.queue)  # 429 when the queue is full
     if key is None:
         # Shares one INSERT with concurrent requests (jqs.batching); wakes local workers.
         inserted = await state.inserts.submit(job)

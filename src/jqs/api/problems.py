@@ -25,11 +25,20 @@ CLIENT_CLOSED_REQUEST = 499
 class ProblemError(Exception):
     """Raise from a route to answer with a problem document."""
 
-    def __init__(self, status: int, detail: str, *, title: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title or HTTPStatus(status).phrase
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -40,7 +49,7 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _on_problem(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProblemError)
-    return problem(exc.status, exc.title, exc.detail, **exc.extra)
+    return problem(exc.status, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
 
 async def _on_validation(_: Request, exc: Exception) -> Response:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from fastapi import Request
 
+from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
 from jqs.batching import Batcher
 from jqs.models import Inserted, Job, JobStatus, NewJob
@@ -44,6 +45,7 @@ class ApiState:
     defaults: JobDefaults = field(default_factory=lambda: JobDefaults(TaskRegistry()))
     on_enqueue: Callable[[str], None] = lambda queue: None
     served: ServedQueues | None = None  # which queues live workers serve
+    bounds: QueueBounds | None = None  # the queues' max_queued, as last counted
     shutting_down: bool = False
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
     inserts: Batcher[NewJob, Inserted] = field(init=False)

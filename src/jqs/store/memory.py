@@ -543,9 +543,7 @@ class MemoryStore:
 
     async def queue_depths(self) -> list[QueueDepth]:
         """The queues with a `max_queued`, each with its queued jobs counted up to it."""
-        queued = Counter(
-            row.queue for row in self._jobs.values() if row.status is JobStatus.QUEUED
-        )
+        queued = Counter(row.queue for row in self._jobs.values() if row.status is JobStatus.QUEUED)
         return [
             QueueDepth(name, bound, min(queued[name], bound))
             for name, queue in sorted(self._queues.items())

@@ -1,0 +1,107 @@
+"""QueueBounds: refuse jobs for a queue that holds its `max_queued` queued jobs (429).
+
+Checked without a query per request: a bound checked inside every INSERT would cost every
+submission, bounded queue or not. Instead each API process recounts the bounded queues'
+queued jobs every `interval` seconds (jqs.store.port Queues.queue_depths: one statement,
+each count stopping at its bound) and adds the jobs it accepts itself in between. A queue
+without a bound costs one dictionary lookup.
+
+The bound is soft. One process never takes a queue past it; with several API processes, a
+queue can exceed it by what the others accept within one interval plus the time of a count.
+Jobs that come back to `queued` (retries, rescues, `POST /jobs/{id}/retry`) are not
+refused: they are in the queue already.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from jqs.api.problems import ProblemError
+from jqs.clock import Clock, SystemClock
+from jqs.errors import StoreError
+from jqs.logging import get_logger
+from jqs.service import LoopService
+from jqs.store.port import Queues
+
+log = get_logger(__name__)
+
+DEFAULT_INTERVAL = 1.0
+
+
+class QueueBounds(LoopService):
+    """The bounded queues' depths, recounted every `interval` seconds."""
+
+    name = "queue-bounds"
+
+    def __init__(
+        self, store: Queues, *, interval: float = DEFAULT_INTERVAL, clock: Clock | None = None
+    ) -> None:
+        self._store = store
+        self._interval = interval
+        self._clock = clock or SystemClock()
+        # queue -> [max_queued, queued as last counted plus those accepted here since]
+        self._depths: dict[str, list[int]] = {}
+        self.retry_after = max(1, math.ceil(interval))
+
+    def admit(self, queue: str, count: int = 1) -> None:
+        """Count `count` new jobs for `queue`, or raise the 429 when they do not fit."""
+        depth = self._depths.get(queue)
+        if depth is None:
+            return
+        self._refuse_unless_room(queue, depth, count)
+        depth[1] += count
+
+    def admit_all(self, counts: Mapping[str, int]) -> None:
+        """`admit` for jobs of several queues, all or none."""
+        for queue, count in counts.items():
+            depth = self._depths.get(queue)
+            if depth is not None:
+                self._refuse_unless_room(queue, depth, count)
+        for queue, count in counts.items():
+            depth = self._depths.get(queue)
+            if depth is not None:
+                depth[1] += count
+
+    def _refuse_unless_room(self, queue: str, depth: list[int], count: int) -> None:
+        bound, queued = depth
+        if queued + count <= bound:
+            return
+        room = max(bound - queued, 0)
+        if room == 0:
+            detail = f"queue {queue!r} is full: it holds its max_queued of {bound} queued jobs"
+        else:
+            detail = (
+                f"queue {queue!r} has room for {room} more queued jobs (max_queued {bound}), "
+                f"not {count}; send fewer"
+            )
+        raise ProblemError(
+            429,
+            f"{detail}; retry after {self.retry_after} s, once workers have taken some",
+            headers={"Retry-After": str(self.retry_after)},
+            queue=queue,
+            max_queued=bound,
+        )
+
+    async def refresh(self) -> None:
+        """Recount the bounded queues now (a changed bound shows at once in this process)."""
+        depths = await self._store.queue_depths()
+        self._depths = {d.name: [d.max_queued, d.queued] for d in depths}
+
+    async def refresh_quietly(self) -> None:
+        """`refresh`, keeping the last counts if the store cannot answer."""
+        try:
+            await self.refresh()
+        except StoreError as exc:
+            log.warning("queue_bounds_unknown", error=str(exc))
+
+    async def start(self) -> None:
+        """Count once before the API answers, then every `interval` seconds."""
+        if self._task is None:
+            await self.refresh_quietly()
+        await super().start()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._clock.sleep(self._interval)
+            await self.refresh_quietly()
