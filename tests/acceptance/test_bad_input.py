@@ -84,6 +84,21 @@ def test_unknown_query_parameters_on_submit_are_422(client: httpx.Client) -> Non
     assert client.get("/jobs").json() == [], "nothing was created"
 
 
+def test_queue_patch_is_strict(client: httpx.Client) -> None:
+    for body, fragment in [
+        ({"paused": "yes"}, "paused"),
+        ({"concurrency_limit": True}, "concurrency_limit"),
+        ({"concurrency_limit": 2.5}, "whole number"),
+        ({"rate_limit": 1e-300}, "0.001"),
+        ({"max_queued": 0}, "max_queued"),
+    ]:
+        _problem(client.patch("/queues/mail", json=body), 422, fragment)
+    _problem(client.patch("/queues/bad%20name", json={"paused": True}), 422, "path.name")
+    assert all(q["name"] != "mail" for q in client.get("/queues").json()), "none created"
+    ok = client.patch("/queues/mail", json={"concurrency_limit": 3.0, "rate_limit": 0.5})
+    assert ok.json()["concurrency_limit"] == 3
+
+
 def _cut_mid_body(port: int, method: str, path: str, length: int) -> None:
     with socket.create_connection(("127.0.0.1", port)) as sock:
         head = (
