@@ -45,6 +45,10 @@ def test_input_the_database_would_refuse_is_422(client: httpx.Client) -> None:
     _problem(client.post("/jobs/batch", json=batch), 422, "jobs[0].payload", "NUL")
     batch = {"jobs": [{"payload": {}, "queue": "a\u0000"}]}
     _problem(client.post("/jobs/batch", json=batch), 422, "jobs[0].queue")
+    # A task name too long for the index of finished jobs: its end could never be written.
+    _problem(client.post("/jobs", json={"task": "t" * 10_000}), 422, "payload.task")
+    batch = {"jobs": [{"payload": {"task": {"deep": "t" * 10_000}}}]}
+    _problem(client.post("/jobs/batch", json=batch), 422, "jobs[0].payload.task")
     # Times that an offset pushes out of range.
     for when in ("0001-01-01T00:00:00%2B01:00", "9999-12-31T23:59:59-01:00"):
         _problem(client.post(f"/jobs?run_at={when}", json=job), 422, "query.run_at", "offset")

@@ -103,6 +103,9 @@ async def test_big_and_unicode_payloads_round_trip(client: httpx.AsyncClient) ->
         (b'{"a": "\\ud800"}', JSON, 400, "not valid JSON"),
         (b'{"a": "x\\u0000y"}', JSON, 422, "NUL"),
         (b'{"a\\u0000": 1}', JSON, 422, "NUL"),
+        # Longer than an index entry may be: every write ending the job would fail.
+        (b'{"task": "' + b"t" * 201 + b'"}', JSON, 422, "payload.task is 201 characters"),
+        (b'{"task": ["' + b"t" * 300 + b'"]}', JSON, 422, "payload.task as JSON text"),
         (b'{"a": ' * 9 + b"1" + b"}" * 9, JSON, 422, "deeper than the limit of 8"),
         (b'{"task": "x"}', {"Content-Type": "text/plain"}, 415, "application/json"),
         (b'{"task": "x"}', {"Content-Type": "application/x-www-form-urlencoded"}, 415, "got"),

@@ -152,6 +152,7 @@ async def test_batch_refuses_a_payload_nested_too_deep(
         # pydantic alone would read a number as Unix seconds or milliseconds, by its size.
         ({"jobs": [{"payload": {}, "run_at": 253402300799}]}, ["jobs[0].run_at", "RFC 3339"]),
         ({"jobs": [{"payload": {}, "queue": "a\u0000"}]}, ["jobs[0].queue"]),
+        ({"jobs": [{"payload": {"task": "t" * 201}}]}, ["jobs[0].payload.task", "at most 200"]),
     ],
 )
 async def test_bad_batches_name_the_failing_items_and_create_nothing(

@@ -106,7 +106,11 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
         except InvalidJSON as exc:
             errors.append({"loc": f"jobs[{index}].payload", "msg": str(exc)})
             continue
-        task = task_of(payload)
+        try:
+            task = task_of(payload)
+        except ValueError as exc:
+            errors.append({"loc": f"jobs[{index}].payload.task", "msg": str(exc)})
+            continue
         if options is _PLAIN:
             resolved = plain_options.get(task)
             if resolved is None:

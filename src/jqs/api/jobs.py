@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from jqs.api import idempotency
 from jqs.api.body import read_json_object
-from jqs.api.options import OPENAPI_PARAMETERS, options_from_query, task_of
+from jqs.api.options import MAX_TASK_LENGTH, OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
 from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_jobs
 from jqs.api.state import ApiState, api_state
@@ -91,7 +91,11 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     raw, payload = await read_json_object(
         request, max_bytes=state.limits.max_body_bytes, max_depth=state.limits.max_json_depth
     )
-    job = NewJob(raw, options.resolve(task_of(payload), state.defaults))
+    try:
+        handler = task_of(payload)
+    except ValueError as exc:
+        raise ProblemError(422, f"payload.task {exc}") from None
+    job = NewJob(raw, options.resolve(handler, state.defaults))
     if state.bounds is not None:
         state.bounds.admit(job.options.queue)  # 429 when the queue is full
     if key is None:
@@ -151,7 +155,8 @@ async def list_jobs(
     ] = 10,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     task: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="only this payload.task")
+        str | None,
+        Query(min_length=1, max_length=MAX_TASK_LENGTH, description="only this payload.task"),
     ] = None,
 ) -> Response:
     """A JSON array of jobs, newest (highest id) first."""

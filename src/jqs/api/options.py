@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from jqs.api.problems import ProblemError
+from jqs.jsonutil import dumps
 from jqs.models import EnqueueOptions
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.names import QUEUE_NAME
@@ -25,6 +26,7 @@ from jqs.tasks.names import QUEUE_NAME
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 366 * 24 * 3600.0
 PRIORITY_MIN, PRIORITY_MAX = -32768, 32767
+MAX_TASK_LENGTH = 200  # as GET /jobs?task= takes
 MAX_ATTEMPTS = 1000
 RUN_AT_FORMAT = "an RFC 3339 time with an offset, such as 2030-01-01T09:00:00Z"
 
@@ -140,9 +142,20 @@ def unknown_parameters(query: Mapping[str, str], known: Sequence[str], route: st
 
 
 def task_of(payload: dict[str, Any]) -> str | None:
-    """payload.task when it is a string."""
+    """payload.task when it is a string; ValueError when it is too long to be a task name.
+
+    The database indexes each finished job by its task (the text of payload.task, whatever
+    its JSON type), and an index entry has a size limit: a longer task would be accepted,
+    then fail every write that ends the job, for ever.
+    """
     task = payload.get("task")
-    return task if isinstance(task, str) else None
+    if type(task) is str:
+        if len(task) > MAX_TASK_LENGTH:
+            raise ValueError(f"is {len(task)} characters long; at most {MAX_TASK_LENGTH}")
+        return task
+    if task is not None and len(dumps(task)) > MAX_TASK_LENGTH:
+        raise ValueError(f"as JSON text is longer than {MAX_TASK_LENGTH} characters")
+    return None
 
 
 def _openapi_parameters() -> list[dict[str, Any]]:
