@@ -49,6 +49,12 @@ def test_input_the_database_would_refuse_is_422(client: httpx.Client) -> None:
     _problem(client.post("/jobs", json={"task": "t" * 10_000}), 422, "payload.task")
     batch = {"jobs": [{"payload": {"task": {"deep": "t" * 10_000}}}]}
     _problem(client.post("/jobs/batch", json=batch), 422, "jobs[0].payload.task")
+    # Numbers finer than PostgreSQL's numeric holds.
+    tiny = b'{"task": "x", "a": 1e-20000}'
+    headers = {"Content-Type": "application/json"}
+    _problem(client.post("/jobs", content=tiny, headers=headers), 422, "decimal point")
+    tiny_batch = b'{"jobs": [{"payload": {"a": 0.5e-16383}}]}'
+    _problem(client.post("/jobs/batch", content=tiny_batch, headers=headers), 422, "16383")
     # Times that an offset pushes out of range.
     for when in ("0001-01-01T00:00:00%2B01:00", "9999-12-31T23:59:59-01:00"):
         _problem(client.post(f"/jobs?run_at={when}", json=job), 422, "query.run_at", "offset")
