@@ -132,7 +132,7 @@ def unknown_parameters(query: Mapping[str, str], known: Sequence[str], route: st
     """The 422 for query parameters `route` does not take, so that a typo is not ignored."""
     unknown = [name for name in query if name not in known]
     errors = []
-    for name in unknown:
+    for name in unknown[:10]:  # enough to correct; the answer stays small
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         errors.append({"loc": f"query.{name}", "msg": f"unknown query parameter{hint}"})
