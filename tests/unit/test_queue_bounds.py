@@ -15,6 +15,16 @@ def bound(name: str, max_queued: int | None) -> QueuePatch:
     return QueuePatch(name, max_queued=max_queued, given=frozenset({"max_queued"}))
 
 
+async def submit(bounds: QueueBounds, store: MemoryStore, queue: str) -> None:
+    """What POST /jobs does: admit, insert, settle."""
+    counted = bounds.admit(queue)
+    try:
+        await add(store, {"task": "x"}, queue=queue)
+    finally:
+        if counted:
+            bounds.settle(queue)
+
+
 async def test_refuses_at_the_bound_counting_its_own_jobs_and_recounts_each_interval() -> None:
     clock = ManualClock()
     store = MemoryStore(clock)
@@ -23,8 +33,8 @@ async def test_refuses_at_the_bound_counting_its_own_jobs_and_recounts_each_inte
     bounds = QueueBounds(store, interval=2.0, clock=clock)
     await bounds.start()  # counted once before answering: 1 queued
     try:
-        bounds.admit("small")
-        bounds.admit("small")
+        await submit(bounds, store, "small")
+        await submit(bounds, store, "small")
         with pytest.raises(ProblemError) as full:
             bounds.admit("small")
         assert full.value.status == 429
@@ -32,21 +42,39 @@ async def test_refuses_at_the_bound_counting_its_own_jobs_and_recounts_each_inte
         assert "is full" in full.value.detail
         assert full.value.extra == {"queue": "small", "max_queued": 3}
         for _ in range(1000):
-            bounds.admit("elsewhere")  # no bound: never refused
-        # Workers take two jobs (only one was inserted here: the others were admitted and
-        # never inserted, and the recount corrects that).
-        await add(store, {"task": "x"}, queue="small")
-        await claim(store, ["small"], limit=2)
+            assert bounds.admit("elsewhere") is False  # no bound: never refused nor counted
+        await claim(store, ["small"], limit=2)  # workers take two
         with pytest.raises(ProblemError):
             bounds.admit("small")  # not recounted yet
         await clock.advance(2.0)
-        bounds.admit("small")
-        bounds.admit("small")
-        bounds.admit("small")
+        await submit(bounds, store, "small")
+        await submit(bounds, store, "small")
         with pytest.raises(ProblemError):
             bounds.admit("small")
     finally:
         await bounds.stop()
+
+
+async def test_jobs_admitted_but_not_yet_inserted_hold_their_place_across_a_count() -> None:
+    store = MemoryStore(ManualClock())
+    await store.queue_update(bound("q", 2))
+    bounds = QueueBounds(store)
+    await bounds.refresh()
+    assert bounds.admit("q")  # its INSERT is on its way
+    await bounds.refresh()  # the count cannot see it yet
+    assert bounds.admit("q")
+    with pytest.raises(ProblemError):
+        bounds.admit("q")
+    await add(store, {"task": "x"}, queue="q")
+    bounds.settle("q")  # the first one is in; a count may or may not see it: still held
+    with pytest.raises(ProblemError):
+        bounds.admit("q")
+    await bounds.refresh()  # now counted by the store: 1, and 1 pending
+    with pytest.raises(ProblemError):
+        bounds.admit("q")
+    bounds.settle("q")  # the second INSERT failed: nothing more in the queue
+    await bounds.refresh()
+    assert bounds.admit("q")
 
 
 async def test_a_batch_fits_whole_or_is_refused_whole() -> None:
@@ -59,10 +87,14 @@ async def test_a_batch_fits_whole_or_is_refused_whole() -> None:
         bounds.admit_all({"a": 4, "b": 3})
     assert "room for 2 more queued jobs" in refused.value.detail
     assert refused.value.extra["queue"] == "b"
-    bounds.admit_all({"a": 4, "b": 2})  # the refusal counted nothing
+    assert bounds.admit_all({"a": 4, "b": 2})  # the refusal counted nothing
     with pytest.raises(ProblemError):
         bounds.admit_all({"a": 2})
-    bounds.admit_all({"a": 1, "c": 100})
+    assert bounds.admit_all({"a": 1, "c": 100})
+    assert bounds.admit_all({"c": 100}) is False
+    bounds.settle_all({"a": 5, "b": 2})  # all failed: the count says what is queued
+    await bounds.refresh()
+    assert bounds.admit_all({"a": 5, "b": 2})
 
 
 async def test_a_bound_removed_or_changed_shows_at_the_next_count() -> None:

@@ -122,21 +122,14 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
         raise ProblemError(422, detail, errors=errors)
-    if state.bounds is not None:
-        state.bounds.admit_all(Counter(options.queue for options in options_of))
-    shared = shared_options(options_of)
-    if shared is not None:
-        # The usual batch: one statement, one row back, one template for the answer.
-        alike = await state.store.insert_alike(payloads, shared)
-        answer = inserted_alike(alike, payloads, shared, state.waits)
-    else:
-        created = await state.store.insert(
-            [
-                NewJob(payload, options)
-                for payload, options in zip(payloads, options_of, strict=True)
-            ]
-        )
-        answer = inserted_jobs(created, payloads, options_of, state.waits)
+    per_queue = Counter(options.queue for options in options_of)
+    bounds = state.bounds  # 429 when a queue is full; a bounded one counts the jobs until settled
+    settle = bounds.settle_all if bounds is not None and bounds.admit_all(per_queue) else None
+    try:
+        answer = await _insert(state, payloads, options_of)
+    finally:
+        if settle is not None:
+            settle(per_queue)
     for queue in {options.queue for options in options_of}:
         state.on_enqueue(queue)
     log.info("jobs_enqueued", count=len(answer), first_id=answer[0]["id"], last_id=answer[-1]["id"])
@@ -144,6 +137,20 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
 
 
 _PLAIN = JobOptions()
+
+
+async def _insert(
+    state: ApiState, payloads: list[RawJSON], options_of: list[EnqueueOptions]
+) -> list[dict[str, Any]]:
+    shared = shared_options(options_of)
+    if shared is not None:
+        # The usual batch: one statement, one row back, one template for the answer.
+        alike = await state.store.insert_alike(payloads, shared)
+        return inserted_alike(alike, payloads, shared, state.waits)
+    created = await state.store.insert(
+        [NewJob(payload, options) for payload, options in zip(payloads, options_of, strict=True)]
+    )
+    return inserted_jobs(created, payloads, options_of, state.waits)
 
 
 def _validate(body: object) -> None:

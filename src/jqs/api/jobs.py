@@ -96,16 +96,25 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     except ValueError as exc:
         raise ProblemError(422, f"payload.task {exc}") from None
     job = NewJob(raw, options.resolve(handler, state.defaults))
-    if state.bounds is not None:
-        state.bounds.admit(job.options.queue)  # 429 when the queue is full
+    queue, bounds = job.options.queue, state.bounds
+    # 429 when the queue is full. A bounded queue counts the job until it is settled.
+    settle = bounds.settle if bounds is not None and bounds.admit(queue) else None
     if key is None:
         # Shares one INSERT with concurrent requests (jqs.batching); wakes local workers.
-        inserted = await state.inserts.submit(job)
+        try:
+            inserted = await state.inserts.submit(job)
+        finally:
+            if settle is not None:
+                settle(queue)
         body: Any = inserted_jobs([inserted], [raw], [job.options], state.waits)[0]
         job_id, task = inserted.id, inserted.task
     else:
         digest = idempotency.request_digest(payload, options.given())
-        stored, outcome = await state.store.insert_once(job, IdempotencyKey(key, digest))
+        try:
+            stored, outcome = await state.store.insert_once(job, IdempotencyKey(key, digest))
+        finally:
+            if settle is not None:
+                settle(queue)
         if outcome is InsertOutcome.CONFLICT:
             raise ProblemError(
                 422,
@@ -120,10 +129,10 @@ async def submit_job(request: Request, state: ApiState) -> Response:
                 headers={"Location": f"/jobs/{stored.id}", "Idempotent-Replayed": "true"},
             )
         body, job_id, task = state.shown(stored), stored.id, stored.task
-        state.on_enqueue(job.options.queue)
+        state.on_enqueue(queue)
     # The enqueue is logged on the request's access line (one line per job, not two).
     structlog.contextvars.bind_contextvars(
-        job_id=job_id, task=task, queue=job.options.queue, status=JobStatus.QUEUED.value
+        job_id=job_id, task=task, queue=queue, status=JobStatus.QUEUED.value
     )
     return JSONResponse(body, status_code=201, headers={"Location": f"/jobs/{job_id}"})
 
