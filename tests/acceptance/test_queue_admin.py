@@ -3,6 +3,7 @@ queue's max_queued answered with 429 and Retry-After until workers drain it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -58,3 +59,62 @@ def test_a_full_queue_answers_429_until_it_drains(dsn: str, start_jqs: StartJqs)
             assert client.post("/jobs?queue=bounded", json=JOB).status_code == 201
     assert proc.events("queue_deleted")
     assert not [line for line in proc.events("http_request") if line["status_code"] >= 500]
+
+
+async def _flood(urls: list[str], queue: str, count: int) -> list[int]:
+    """`count` concurrent POST /jobs to `queue`, spread over `urls`; their statuses."""
+    limits = httpx.Limits(max_connections=100)
+    clients = [
+        httpx.AsyncClient(base_url=url, timeout=30, headers=AUTH, limits=limits) for url in urls
+    ]
+    try:
+        answers = await asyncio.gather(
+            *(
+                clients[n % len(clients)].post(f"/jobs?queue={queue}", json=JOB)
+                for n in range(count)
+            )
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    return [answer.status_code for answer in answers]
+
+
+async def _queued(url: str, queue: str) -> int:
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers=AUTH) as client:
+        [listed] = [q for q in (await client.get("/queues")).json() if q["name"] == queue]
+    count: int = listed["counts"]["queued"]
+    return count
+
+
+async def _bound(url: str, queue: str, max_queued: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers=AUTH) as client:
+        answer = await client.patch(f"/queues/{queue}", json={"max_queued": max_queued})
+    assert answer.status_code == 200, answer.text
+
+
+async def test_one_api_process_never_takes_a_queue_past_its_bound(
+    dsn: str, start_jqs: StartJqs
+) -> None:
+    proc = start_jqs("serve", "--no-worker", DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN_KEY)
+    await _bound(proc.url, "burst", 30)
+    statuses = await _flood([proc.url], "burst", 120)
+    assert sorted(set(statuses)) == [201, 429]
+    assert statuses.count(201) == 30, "concurrent requests share INSERTs, and still fit"
+    assert await _queued(proc.url, "burst") == 30
+
+
+async def test_with_several_api_processes_the_bound_is_soft_by_one_interval(
+    dsn: str, start_jqs: StartJqs
+) -> None:
+    env = {"DATABASE_URL": dsn, "JQS_ADMIN_KEY": ADMIN_KEY}
+    urls = [start_jqs("serve", "--no-worker", **env).url for _ in range(2)]
+    await _bound(urls[0], "burst", 30)
+    await asyncio.sleep(1.5)  # the other process has counted since: it knows the bound
+    statuses = await _flood(urls, "burst", 120)
+    # Each process stops at the bound by its own count: together, at most twice it.
+    accepted = statuses.count(201)
+    assert 30 <= accepted <= 60, accepted
+    await asyncio.sleep(1.5)  # both have recounted since: both refuse
+    assert sorted(set(await _flood(urls, "burst", 4))) == [429]
+    assert await _queued(urls[1], "burst") == accepted

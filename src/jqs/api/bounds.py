@@ -8,7 +8,8 @@ without a bound costs one dictionary lookup.
 
 The bound is soft. One process never takes a queue past it: it counts the jobs it has
 admitted until a count is sure to include them. With several API processes, a queue can
-exceed it by what the others accept within one interval plus the time of a count.
+exceed it by what the others accept within one interval plus the time of a count, and holds
+at most their number times the bound (each stops at the bound by its own count).
 Jobs that come back to `queued` (retries, rescues, `POST /jobs/{id}/retry`) are not
 refused: they are in the queue already.
 """

@@ -33,8 +33,9 @@ MAX_QUEUED_MAX = 1_000_000
 MAX_QUEUED_NOTE = (
     "queued jobs at most: past it, POST /jobs and POST /jobs/batch answer 429 with "
     "Retry-After. A soft bound: each API process recounts the queue every "
-    f"{DEFAULT_INTERVAL:g} s and adds the jobs it accepts itself in between, so with several "
-    "API processes the queue can exceed it by what the others accept within that time. "
+    f"{DEFAULT_INTERVAL:g} s and adds the jobs it accepts itself in between. One API process "
+    "never takes the queue past it; with several, the queue can exceed it by what the others "
+    "accept within that time, and never holds more than their number times max_queued. "
     "Jobs coming back to queued (retries) are not refused. null: no bound"
 )
 
