@@ -52,7 +52,7 @@ async def test_job_options_in_the_query(client: httpx.AsyncClient) -> None:
         ({"run_at": "2031-01-02T03:04:05"}, "timezone"),
         ({"run_at": "tomorrow"}, "run_at"),
         ({"delay": -1}, "delay"),
-        ({"queue": "bad queue!"}, "queue"),
+        ({"queue": "bad queue!"}, "query.queue: a queue name is 1-100 characters"),
         ({"queue": ""}, "queue"),
         ({"priority": 40000}, "priority"),
         ({"priority": "high"}, "priority"),

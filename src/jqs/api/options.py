@@ -21,7 +21,7 @@ from jqs.api.problems import ProblemError
 from jqs.jsonutil import dumps
 from jqs.models import EnqueueOptions
 from jqs.tasks.defaults import JobDefaults
-from jqs.tasks.names import QUEUE_NAME
+from jqs.tasks.names import QUEUE_NAME, error_message
 
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 366 * 24 * 3600.0
@@ -98,7 +98,7 @@ def describe(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
         loc = prefix
         for part in err["loc"]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = error_message(err).removeprefix("Value error, ")
         found.append({"loc": loc or "body", "msg": msg})
     return found
 

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from jqs.api.render import problem
 from jqs.errors import DatabaseUnavailable, JobNotFound, StoreError
 from jqs.logging import get_logger
+from jqs.tasks.names import error_message
 
 log = get_logger(__name__)
 # The status the access log records for a request whose client went away before it was
@@ -54,7 +55,7 @@ async def _on_problem(_: Request, exc: Exception) -> Response:
 
 async def _on_validation(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"loc": _location(err["loc"]), "msg": err["msg"]} for err in exc.errors()]
+    errors = [{"loc": _location(err["loc"]), "msg": error_message(err)} for err in exc.errors()]
     detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors) or "invalid request"
     return problem(422, "Unprocessable Content", detail, errors=errors)
 
