@@ -9,8 +9,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from jqs.errors import ConfigError
@@ -52,7 +60,16 @@ class Settings(BaseSettings):
     port: int = Field(
         default=8080, ge=0, le=65535, validation_alias=AliasChoices("PORT", "JQS_PORT")
     )
-    host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")  # noqa: S104
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    admin_key: SecretStr | None = Field(
+        default=None, description="Bootstrap API key with every scope (32+ characters)."
+    )
+    auth: Literal["auto", "off"] = Field(
+        default="auto", description="off: serve without API keys, on any address."
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins whose pages may call the API."
+    )
     data_dir: Path = Field(
         default=Path(".jqs/pgdata"), description="Embedded PostgreSQL data directory."
     )
@@ -92,6 +109,31 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgres:// or postgresql://")
         return value
 
+    @field_validator("admin_key", mode="before")
+    @classmethod
+    def _admin_key(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip() == "":
+                return None
+            if len(value) < 32:
+                raise ValueError("must be at least 32 characters (try: openssl rand -hex 32)")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        origins = [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return ",".join(origins)
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _lower_auth(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("job_timeout", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -127,6 +169,11 @@ class Settings(BaseSettings):
     def cron_entries(self) -> list[CronEntry]:
         """The schedules named in JQS_CRON."""
         return _CRON_LIST.validate_json(self.cron or "[]")
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The origins named in JQS_CORS_ORIGINS."""
+        return tuple(origin for origin in self.cors_origins.split(",") if origin)
 
     @property
     def queue_names(self) -> list[str]:

@@ -8,11 +8,13 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
+from jqs.api.auth import QueuesAdminKey, ReadKey, require_queue, scope_doc
 from jqs.api.body import read_json_object
 from jqs.api.options import describe
 from jqs.api.problems import ProblemError
 from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse
 from jqs.api.state import ApiState, api_state
+from jqs.auth.scopes import Scope
 from jqs.logging import get_logger
 from jqs.models import QueueInfo, QueueSettings
 from jqs.store.port import QueuePatch as StoredPatch
@@ -65,24 +67,36 @@ def _info_json(info: QueueInfo) -> dict[str, Any]:
     }
 
 
-@router.get("/queues", operation_id="list_queues", response_model=list[QueueOut])
-async def list_queues(state: Annotated[ApiState, Depends(api_state)]) -> Response:
-    """Every queue that has jobs or settings."""
+@router.get(
+    "/queues",
+    operation_id="list_queues",
+    response_model=list[QueueOut],
+    openapi_extra=scope_doc(Scope.JOBS_READ),
+)
+async def list_queues(
+    state: Annotated[ApiState, Depends(api_state)], principal: ReadKey
+) -> Response:
+    """Every queue that has jobs or settings (those the API key may use)."""
     infos = await state.store.queue_infos()
-    return JSONResponse([_info_json(info) for info in infos])
+    return JSONResponse(
+        [_info_json(info) for info in infos if principal.may_use_queue(info.settings.name)]
+    )
 
 
 @router.patch(
     "/queues/{name}",
     operation_id="update_queue",
     responses={404: _PROBLEM, 415: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+    openapi_extra=scope_doc(Scope.QUEUES_ADMIN),
 )
 async def update_queue(
     request: Request,
     state: Annotated[ApiState, Depends(api_state)],
+    principal: QueuesAdminKey,
     name: Annotated[str, Path(pattern=QUEUE_NAME.pattern)],
 ) -> Response:
     """Set or remove limits, pause or resume; takes effect at the next claim anywhere."""
+    require_queue(principal, name)
     _, body = await read_json_object(request, max_bytes=16_384, max_depth=4)
     try:
         patch = QueuePatch.model_validate(body)
@@ -95,7 +109,7 @@ async def update_queue(
     settings = await state.store.queue_update(
         StoredPatch(name=name, **changes, given=frozenset(changes))
     )
-    log.info("queue_updated", queue=name, **changes)
+    log.info("queue_updated", queue=name, key_id=principal.id, **changes)
     if "paused" in changes and not settings.paused:
         state.on_enqueue(name)
     return JSONResponse(_settings_json(settings))
