@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from ipaddress import ip_address
 from typing import Any
 
+import httpx
 import pytest
 
 from jqs.netguard import REFUSED_MESSAGE, DestinationPolicy, DestinationRefused, guarded_client
@@ -18,7 +19,14 @@ from jqs.tasks.http import http_task
 from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.worker import PoolSettings, WorkerPool
 from tests.support.http import api_client
-from tests.support.local_http import SECRET, Hits, serve, serve_loopback
+from tests.support.local_http import (
+    SECRET,
+    TLS_NAME,
+    Hits,
+    serve,
+    serve_loopback,
+    trusting_test_ca,
+)
 from tests.support.waiting import eventually
 
 SPELLINGS = [
@@ -126,6 +134,25 @@ async def test_a_rebound_name_connects_only_where_it_was_checked(
     async with guarded_client(allowed, timeout=5, resolver=rebound) as client:
         response = await client.get(f"http://public.example:{port}/")
     assert response.text == f"{SECRET} host=public.example:{port}"
+
+
+async def test_tls_verifies_the_url_host_not_the_address_connected_to() -> None:
+    async def to_loopback(host: str, port: int) -> list[IPAddress]:
+        return [ip_address("127.0.0.1")]
+
+    allowed = DestinationPolicy.parse("127.0.0.1/32")
+    with serve("127.0.0.1", tls=True) as (port, hits):
+        async with guarded_client(
+            allowed, timeout=5, resolver=to_loopback, ssl_context=trusting_test_ca()
+        ) as client:
+            response = await client.get(f"https://{TLS_NAME}:{port}/")
+            assert response.text == f"{SECRET} host={TLS_NAME}:{port}"
+            # Same address, another name: the certificate does not name it.
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await client.get(f"https://other.test:{port}/")
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await client.get(f"https://127.0.0.1:{port}/")
+    assert hits.paths == ["/"]
 
 
 async def test_proxy_variables_cannot_carry_the_request_around_the_guard(

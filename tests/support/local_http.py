@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 SECRET = "internal-secret-4f1c9a"
+# A test CA and a certificate it signed for the name jqs.test only, valid for a century:
+#   openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 36500 \
+#     -subj "/CN=JQS test CA" -addext basicConstraints=critical,CA:TRUE
+#   openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=jqs.test
+#   openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+#     -out server.pem -days 36500 -extfile <(echo subjectAltName=DNS:jqs.test)
+TLS_DIR = Path(__file__).parent / "tls"
+TLS_NAME = "jqs.test"
+
+
+def trusting_test_ca() -> ssl.SSLContext:
+    """A client context that trusts only the test CA."""
+    return ssl.create_default_context(cafile=str(TLS_DIR / "ca.pem"))
 
 
 @dataclass
@@ -58,11 +73,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve(host: str, port: int = 0, hits: Hits | None = None) -> Iterator[tuple[int, Hits]]:
-    """An HTTP server on (host, port) answering SECRET, or a 302 on /redirect?to=URL."""
+def serve(
+    host: str, port: int = 0, hits: Hits | None = None, *, tls: bool = False
+) -> Iterator[tuple[int, Hits]]:
+    """An HTTP server on (host, port) answering SECRET, or a 302 on /redirect?to=URL; with
+    `tls`, HTTPS with the jqs.test certificate."""
     server_class = _V6Server if ":" in host else _Server
     server = server_class((host, port), _Handler)
     server.hits = hits if hits is not None else Hits()
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(TLS_DIR / "server.pem", TLS_DIR / "server.key")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from ipaddress import ip_address
 
@@ -110,10 +111,10 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     by one built with the guard; the rest (response streams, error mapping) is httpx's.
     """
 
-    def __init__(self, backend: GuardedBackend) -> None:
+    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__(trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=ssl_context if ssl_context is not None else httpx.create_ssl_context(),
             network_backend=backend,
         )
 
@@ -124,14 +125,18 @@ def guarded_client(
     timeout: float,
     follow_redirects: bool = False,
     resolver: Resolver = system_resolver,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """An AsyncClient whose every connection (redirects included) obeys `policy`.
+
+    `ssl_context` replaces the default certificate checks (system CAs, or SSL_CERT_FILE);
+    either way the certificate must name the URL's host, not the address connected to.
 
     It ignores proxy settings from the environment (HTTP_PROXY and the like): a proxy would
     make the connection for us, out of the guard's sight. A refused destination raises
     DestinationRefused, which is not an httpx.HTTPError: callers should treat it as final.
     """
-    transport = GuardedTransport(GuardedBackend(policy, resolver))
+    transport = GuardedTransport(GuardedBackend(policy, resolver), ssl_context)
     return httpx.AsyncClient(
         transport=transport,
         timeout=timeout,
