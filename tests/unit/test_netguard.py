@@ -249,3 +249,11 @@ async def test_a_name_that_does_not_resolve_is_a_transport_error() -> None:
     backend = GuardedBackend(DestinationPolicy(), nowhere, _RecordingBackend())
     with pytest.raises(httpcore.ConnectError, match="cannot resolve"):
         await backend.connect_tcp("nowhere.example", 80)
+
+
+async def test_a_listed_name_with_no_address_is_a_transport_error() -> None:
+    inner = _RecordingBackend()
+    backend = GuardedBackend(DestinationPolicy.parse("empty.internal"), _Rebinding([]), inner)
+    with pytest.raises(httpcore.ConnectError, match="resolved to no address"):
+        await backend.connect_tcp("empty.internal", 80)
+    assert inner.connects == []

@@ -68,7 +68,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         addresses = await self._addresses(host, port, timeout)
         if not self._policy.allows(host, addresses):
             raise DestinationRefused()
-        error: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        error: httpcore.ConnectError | httpcore.ConnectTimeout = httpcore.ConnectError(
+            f"{host} resolved to no address"
+        )
         for address in addresses:
             try:
                 return await self._inner.connect_tcp(
@@ -80,7 +82,6 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
-        assert error is not None  # allows() refuses an empty list
         raise error
 
     async def _addresses(self, host: str, port: int, limit: float | None) -> list[IPAddress]:

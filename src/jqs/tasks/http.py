@@ -6,9 +6,9 @@ the status code, the response headers and at most `max_body` bytes of the body.
 
 Requests go through jqs.netguard: a destination the policy refuses (by default anything not
 publicly routable) fails the job at once with one message that is the same whatever lies
-behind the address. So does a payload that can never succeed (bad URL, scheme, method or
-field). Transport errors to allowed destinations, and a 4xx/5xx answer when
-`raise_for_status` is true, fail the attempt and are retried.
+behind the address. A payload that can never succeed (bad URL, scheme, method, field or
+header) fails at once too, saying what is wrong. Transport errors to allowed destinations,
+and a 4xx/5xx answer when `raise_for_status` is true, fail the attempt and are retried.
 """
 
 from __future__ import annotations
