@@ -1,7 +1,7 @@
 """Outbound HTTP that cannot be pointed at internal services (SSRF protection).
 
-`guarded_client(DestinationPolicy.parse(settings.http_allow), timeout=...)` is the one way
-JQS makes requests to addresses a job or a user chose.
+`guarded_client(settings.destination_policy, timeout=...)` is the one way JQS makes
+requests to addresses that a job or a user chose.
 """
 
 from jqs.netguard.client import (

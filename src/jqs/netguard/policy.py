@@ -57,15 +57,18 @@ _NOT_PUBLIC: tuple[IPNetwork, ...] = tuple(
     )
 )
 
-# IPv6 forms that carry an IPv4 address a connection may end up at: such an address is
-# judged by the IPv4 address inside it, so ::ffff:127.0.0.1 is loopback.
+# The NAT64 well-known prefix: 64:ff9b::7f00:1 is translated to 127.0.0.1 on its way.
 _NAT64 = IPv6Network("64:ff9b::/96")
 _DOTTED_QUAD = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
 def embedded_ipv4(address: IPAddress) -> IPv4Address | None:
-    """The IPv4 address an IPv4-mapped, NAT64 (64:ff9b::/96) or 6to4 address stands for."""
+    """The IPv4 address an IPv4-mapped, NAT64 (64:ff9b::/96) or 6to4 address stands for.
+
+    A connection to such an address may end up at the IPv4 address inside it, so that is
+    the address to judge: ::ffff:127.0.0.1 is loopback.
+    """
     if isinstance(address, IPv4Address):
         return None
     if address.ipv4_mapped is not None:
