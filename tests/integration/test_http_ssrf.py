@@ -11,7 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from jqs.netguard import REFUSED_MESSAGE, DestinationPolicy, DestinationRefused, guarded_client
+from jqs.netguard import (
+    REFUSED_MESSAGE,
+    DestinationPolicy,
+    DestinationRefused,
+    guarded_client,
+    system_resolver,
+)
 from jqs.netguard.policy import IPAddress
 from jqs.store import PostgresStore
 from jqs.tasks.control import FailNow
@@ -50,6 +56,24 @@ def internal() -> Iterator[tuple[int, Hits]]:
 
 def _fn(allow: str = "") -> Any:
     return http_task(default_timeout=5, max_body=1000, policy=DestinationPolicy.parse(allow)).fn
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["127.0.0.1", "127.1", "2130706433", "0x7f.1", "0177.0.0.1", "0x7f000001", "::ffff:127.0.0.1"],
+)
+async def test_every_spelling_of_loopback_resolves_to_a_refused_address(spelling: str) -> None:
+    addresses = await system_resolver(spelling, 80)
+    assert addresses
+    assert all(a.is_loopback or a.ipv4_mapped is not None for a in addresses)
+    assert not DestinationPolicy().allows(spelling, addresses)
+
+
+async def test_localhost_resolves_to_refused_addresses_only() -> None:
+    addresses = await system_resolver("localhost", 80)
+    assert addresses
+    assert all(address.is_loopback for address in addresses)
+    assert not DestinationPolicy().allows("localhost", addresses)
 
 
 @pytest.mark.parametrize("host", SPELLINGS)
