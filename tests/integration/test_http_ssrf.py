@@ -45,6 +45,8 @@ SPELLINGS = [
     "[::ffff:127.0.0.1]",
     "localhost",
 ]
+# The unspecified addresses reach local listeners on Linux too.
+UNSPECIFIED = ["0.0.0.0", "[::]"]
 LOOPBACK_ALLOWED = "127.0.0.0/8,::1/128"
 
 
@@ -76,7 +78,7 @@ async def test_localhost_resolves_to_refused_addresses_only() -> None:
     assert not DestinationPolicy().allows("localhost", addresses)
 
 
-@pytest.mark.parametrize("host", SPELLINGS)
+@pytest.mark.parametrize("host", SPELLINGS + UNSPECIFIED)
 async def test_every_spelling_of_loopback_is_refused_by_default(
     internal: tuple[int, Hits], host: str
 ) -> None:
@@ -89,12 +91,15 @@ async def test_every_spelling_of_loopback_is_refused_by_default(
     assert len(hits.paths) == before  # not even a connection reached the service
 
 
-@pytest.mark.parametrize("host", SPELLINGS)
+@pytest.mark.parametrize("host", SPELLINGS + UNSPECIFIED)
 async def test_the_allow_list_opens_loopback_for_every_spelling(
     internal: tuple[int, Hits], host: str
 ) -> None:
+    # Each refusal above withheld a real answer: opened, the same URL reaches the service.
     port, _ = internal
-    allow = "localhost" if host == "localhost" else LOOPBACK_ALLOWED
+    allow = {"localhost": "localhost", "0.0.0.0": "0.0.0.0/32", "[::]": "::/128"}.get(
+        host, LOOPBACK_ALLOWED
+    )
     result = await _fn(allow)({"task": "http", "url": f"http://{host}:{port}/ok"})
     assert result["status_code"] == 200
     assert result["body"].startswith(SECRET)
