@@ -34,7 +34,7 @@ from jqs.settings import Settings
 from jqs.store import Database
 from jqs.store.notify import Listener, Notifier, new_origin
 from jqs.tasks.defaults import JobDefaults
-from jqs.tasks.loader import build_registry
+from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
 from jqs.worker import PoolSettings, WorkerPool
@@ -84,8 +84,13 @@ def registry_for(settings: Settings) -> TaskRegistry:
         settings.task_modules,
         demo=settings.demo_tasks,
         demo_delay=settings.demo_delay,
-        http_timeout=settings.http_task_timeout,
-        http_max_body=settings.http_task_max_body,
+        http=HttpTaskSettings(
+            timeout=settings.http_task_timeout,
+            max_body=settings.http_task_max_body,
+            policy=settings.destination_policy,
+        )
+        if settings.http_task
+        else None,
     )
 
 

@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from jqs.errors import ConfigError
+from jqs.netguard import DestinationPolicy
 from jqs.tasks.names import check_queue_name
 from jqs.tasks.schedules import CronEntry
 
@@ -91,6 +92,10 @@ class Settings(BaseSettings):
     demo_delay: float = Field(default=1.0, ge=0, le=60)
     http_task_timeout: float = Field(default=30.0, gt=0, le=3_600)
     http_task_max_body: int = Field(default=65_536, ge=0, le=16 * 1024 * 1024)
+    http_task: bool = Field(default=True, description="false removes the built-in http task.")
+    http_allow: str = Field(
+        default="", description="Hosts and CIDR ranges the http task may reach besides public ones."
+    )
     db_pool_min: int = Field(default=1, ge=0, le=1_000)
     db_pool_max: int = Field(default=10, ge=1, le=1_000)
     db_connect_timeout: float = Field(default=10.0, gt=0, le=600)
@@ -160,6 +165,12 @@ class Settings(BaseSettings):
         _CRON_LIST.validate_json(value or "[]")  # refuse a bad schedule at start-up
         return value
 
+    @field_validator("http_allow")
+    @classmethod
+    def _http_allow_entries(cls, value: str) -> str:
+        DestinationPolicy.parse(value)  # refuse a bad entry at start-up
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
@@ -174,6 +185,11 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> tuple[str, ...]:
         """The origins named in JQS_CORS_ORIGINS."""
         return tuple(origin for origin in self.cors_origins.split(",") if origin)
+
+    @property
+    def destination_policy(self) -> DestinationPolicy:
+        """Where the http task may send requests (public addresses plus JQS_HTTP_ALLOW)."""
+        return DestinationPolicy.parse(self.http_allow)
 
     @property
     def queue_names(self) -> list[str]:
