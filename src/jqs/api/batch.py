@@ -9,11 +9,13 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
+from jqs.api.auth import SubmitKey, creator, require_queue, require_task, scope_doc
 from jqs.api.body import read_json_object
 from jqs.api.options import JobOptions, describe, task_of, unknown_parameters
 from jqs.api.problems import ProblemError
 from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_alike, inserted_jobs
 from jqs.api.state import ApiState, api_state
+from jqs.auth.scopes import Scope
 from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps, may_hold_nul
 from jqs.logging import get_logger
 from jqs.models import EnqueueOptions, Job, NewJob, shared_options
@@ -53,13 +55,16 @@ BATCH_COMPONENTS: dict[str, Any] = BATCH_SCHEMA.pop("$defs", {})
         for code in (400, 413, 415, 422, 429, 503)
     },
     openapi_extra={
+        **scope_doc(Scope.JOBS_SUBMIT),
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": BATCH_SCHEMA}},
-        }
+        },
     },
 )
-async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_state)]) -> Response:
+async def submit_jobs(
+    request: Request, state: Annotated[ApiState, Depends(api_state)], principal: SubmitKey
+) -> Response:
     """Create every job in one transaction, in order; 422 names each failing item."""
     if request.query_params:
         # Options go in each item; a parameter here would be ignored without a word.
@@ -83,6 +88,7 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
     scan_strings = may_hold_nul(raw_body)
     payloads: list[RawJSON] = []
     options_of: list[EnqueueOptions] = []
+    tasks: set[str | None] = set()
     errors: list[dict[str, str]] = []
     plain_options: dict[str | None, EnqueueOptions] = {}  # per task: items share the result
     for index, item in enumerate(items):
@@ -119,14 +125,21 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
             resolved = options.resolve(task, state.defaults)
         payloads.append(text)
         options_of.append(resolved)
+        tasks.add(task)
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
         raise ProblemError(422, detail, errors=errors)
+    if principal.restricted:
+        for queue in {resolved.queue for resolved in options_of}:
+            require_queue(principal, queue)
+        for task in tasks:
+            require_task(principal, task)
+    by = creator(principal)
     per_queue = Counter(options.queue for options in options_of)
     bounds = state.bounds  # 429 when a queue is full; a bounded one counts the jobs until settled
     settle = bounds.settle_all if bounds is not None and bounds.admit_all(per_queue) else None
     try:
-        answer = await _insert(state, payloads, options_of)
+        answer = await _insert(state, payloads, options_of, by)
     finally:
         if settle is not None:
             settle(per_queue)
@@ -140,17 +153,20 @@ _PLAIN = JobOptions()
 
 
 async def _insert(
-    state: ApiState, payloads: list[RawJSON], options_of: list[EnqueueOptions]
+    state: ApiState, payloads: list[RawJSON], options_of: list[EnqueueOptions], by: str | None
 ) -> list[dict[str, Any]]:
     shared = shared_options(options_of)
     if shared is not None:
         # The usual batch: one statement, one row back, one template for the answer.
-        alike = await state.store.insert_alike(payloads, shared)
-        return inserted_alike(alike, payloads, shared, state.waits)
+        alike = await state.store.insert_alike(payloads, shared, by)
+        return inserted_alike(alike, payloads, shared, state.waits, by)
     created = await state.store.insert(
-        [NewJob(payload, options) for payload, options in zip(payloads, options_of, strict=True)]
+        [
+            NewJob(payload, options, by)
+            for payload, options in zip(payloads, options_of, strict=True)
+        ]
     )
-    return inserted_jobs(created, payloads, options_of, state.waits)
+    return inserted_jobs(created, payloads, options_of, state.waits, by)
 
 
 def _validate(body: object) -> None:

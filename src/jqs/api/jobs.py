@@ -9,11 +9,24 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from jqs.api import idempotency
+from jqs.api.auth import (
+    ManageKey,
+    ReadKey,
+    creator,
+    principal_of,
+    require,
+    require_queue,
+    require_task,
+    scope_doc,
+)
 from jqs.api.body import read_json_object
 from jqs.api.options import MAX_TASK_LENGTH, OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
 from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_jobs
 from jqs.api.state import ApiState, api_state
+from jqs.auth.principal import Principal
+from jqs.auth.scopes import Scope
+from jqs.errors import JobNotFound
 from jqs.logging import get_logger
 from jqs.models import IdempotencyKey, InsertOutcome, Job, JobFilter, JobStatus, NewJob
 from jqs.outcome import cancelled_result
@@ -24,10 +37,10 @@ router = APIRouter(tags=["jobs"])
 State = Annotated[ApiState, Depends(api_state)]
 JobId = Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="job id")]
 
-PROBLEM: dict[str, Any] = {
-    "description": "Problem details (RFC 9457)",
-    "content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}},
+PROBLEM_CONTENT: dict[str, Any] = {
+    "content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}}
 }
+PROBLEM: dict[str, Any] = {"description": "Problem details (RFC 9457)", **PROBLEM_CONTENT}
 _PAYLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -60,6 +73,7 @@ SUBMIT_JOB_OPERATION: dict[str, Any] = {
         },
     ],
     **_PAYLOAD_BODY,
+    **scope_doc(Scope.JOBS_SUBMIT),
     "responses": {
         "201": {
             "description": "The job, queued and committed",
@@ -86,6 +100,7 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     The body and the options are read by hand: the payload is stored as the client sent it,
     and most requests carry no options at all.
     """
+    principal = require(principal_of(request), Scope.JOBS_SUBMIT)
     key = idempotency.validate_key(request.headers.get(idempotency.HEADER))
     options = options_from_query(request.query_params)
     raw, payload = await read_json_object(
@@ -95,7 +110,10 @@ async def submit_job(request: Request, state: ApiState) -> Response:
         handler = task_of(payload)
     except ValueError as exc:
         raise ProblemError(422, f"payload.task {exc}") from None
-    job = NewJob(raw, options.resolve(handler, state.defaults))
+    job = NewJob(raw, options.resolve(handler, state.defaults), creator(principal))
+    if principal.restricted:
+        require_queue(principal, job.options.queue)
+        require_task(principal, handler)
     queue, bounds = job.options.queue, state.bounds
     # 429 when the queue is full. A bounded queue counts the job until it is settled.
     settle = bounds.settle if bounds is not None and bounds.admit(queue) else None
@@ -106,12 +124,14 @@ async def submit_job(request: Request, state: ApiState) -> Response:
         finally:
             if settle is not None:
                 settle(queue)
-        body: Any = inserted_jobs([inserted], [raw], [job.options], state.waits)[0]
+        body: Any = inserted_jobs([inserted], [raw], [job.options], state.waits, job.created_by)[0]
         job_id, task = inserted.id, inserted.task
     else:
         digest = idempotency.request_digest(payload, options.given())
         try:
-            stored, outcome = await state.store.insert_once(job, IdempotencyKey(key, digest))
+            stored, outcome = await state.store.insert_once(
+                job, IdempotencyKey(idempotency.scoped(key, job.created_by), digest)
+            )
         finally:
             if settle is not None:
                 settle(queue)
@@ -137,16 +157,32 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     return JSONResponse(body, status_code=201, headers={"Location": f"/jobs/{job_id}"})
 
 
+async def reachable(state: ApiState, principal: Principal, job_id: int) -> Job | None:
+    """The job, for a key limited to some queues or tasks; 404 if outside them.
+
+    A job out of a key's reach is not found, not forbidden: the key learns nothing of it.
+    None for an unrestricted key, which needs no look before the action.
+    """
+    if not principal.restricted:
+        return None
+    job = await state.store.get(job_id)
+    if not principal.may_touch(job.queue, job.task):
+        raise JobNotFound(job_id)
+    return job
+
+
 @router.get(
     "/jobs/{job_id}",
     operation_id="get_job",
     summary="Get a job's status and result",
     response_model=Job,
     responses={404: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    openapi_extra=scope_doc(Scope.JOBS_READ),
 )
-async def get_job(state: State, job_id: JobId) -> Response:
+async def get_job(state: State, principal: ReadKey, job_id: JobId) -> Response:
     """One job with its current status and result."""
-    return JSONResponse(state.shown(await state.store.get(job_id)))
+    job = await reachable(state, principal, job_id) or await state.store.get(job_id)
+    return JSONResponse(state.shown(job))
 
 
 @router.get(
@@ -155,9 +191,11 @@ async def get_job(state: State, job_id: JobId) -> Response:
     summary="List jobs, newest first",
     response_model=list[Job],
     responses={422: PROBLEM, 503: PROBLEM},
+    openapi_extra=scope_doc(Scope.JOBS_READ),
 )
 async def list_jobs(
     state: State,
+    principal: ReadKey,
     page: Annotated[int, Query(ge=1, le=2**31 - 1, description="1-based page number")] = 1,
     limit: Annotated[
         int, Query(ge=1, description="page size; values above the maximum (100) are capped")
@@ -175,9 +213,10 @@ async def list_jobs(
             422, "query.task: may not contain NUL (%00); give the task's name as it was sent"
         )
     limit = min(limit, state.limits.page_size_max)
-    jobs = await state.store.find(
-        FindParams(JobFilter(status=status, task=task), limit=limit, offset=(page - 1) * limit)
-    )
+    if task is not None:
+        require_task(principal, task)
+    within = JobFilter(status=status, task=task, queues=principal.queues, tasks=principal.tasks)
+    jobs = await state.store.find(FindParams(within, limit=limit, offset=(page - 1) * limit))
     return JSONResponse([state.shown(job) for job in jobs])
 
 
@@ -193,10 +232,12 @@ async def list_jobs(
         422: PROBLEM,
         503: PROBLEM,
     },
+    openapi_extra=scope_doc(Scope.JOBS_MANAGE),
 )
-async def cancel_job(state: State, job_id: JobId) -> Response:
+async def cancel_job(state: State, principal: ManageKey, job_id: JobId) -> Response:
     """A queued job ends `cancelled` at once (200); a running one is interrupted by its
     worker within about a second (202, then `cancelled`); a finished one is a 409."""
+    await reachable(state, principal, job_id)
     change = await state.store.cancel(job_id, cancelled_result(attempt=0))
     job = change.job
     if not change.changed:
@@ -214,9 +255,11 @@ async def cancel_job(state: State, job_id: JobId) -> Response:
     summary="Run a failed or cancelled job again",
     response_model=Job,
     responses={404: PROBLEM, 409: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    openapi_extra=scope_doc(Scope.JOBS_MANAGE),
 )
-async def retry_job(state: State, job_id: JobId) -> Response:
+async def retry_job(state: State, principal: ManageKey, job_id: JobId) -> Response:
     """Put a failed or cancelled job back to `queued` with a fresh set of attempts."""
+    await reachable(state, principal, job_id)
     change = await state.store.retry(job_id)
     job = change.job
     if not change.changed:

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
+from jqs.api.auth import QueuesAdminKey, ReadKey, require_queue, scope_doc
 from jqs.api.body import read_json_object
 from jqs.api.bounds import DEFAULT_INTERVAL
 from jqs.api.options import describe
 from jqs.api.problems import ProblemError
 from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse
 from jqs.api.state import ApiState, api_state
+from jqs.auth.scopes import Scope
 from jqs.logging import get_logger
 from jqs.models import QueueInfo, QueueSettings
 from jqs.store.port import QueuePatch as StoredPatch
@@ -104,24 +106,36 @@ def _info_json(info: QueueInfo) -> dict[str, Any]:
     }
 
 
-@router.get("/queues", operation_id="list_queues", response_model=list[QueueOut])
-async def list_queues(state: Annotated[ApiState, Depends(api_state)]) -> Response:
-    """Every queue that has jobs or settings."""
+@router.get(
+    "/queues",
+    operation_id="list_queues",
+    response_model=list[QueueOut],
+    openapi_extra=scope_doc(Scope.JOBS_READ),
+)
+async def list_queues(
+    state: Annotated[ApiState, Depends(api_state)], principal: ReadKey
+) -> Response:
+    """Every queue that has jobs or settings (those the API key may use)."""
     infos = await state.store.queue_infos()
-    return JSONResponse([_info_json(info) for info in infos])
+    return JSONResponse(
+        [_info_json(info) for info in infos if principal.may_use_queue(info.settings.name)]
+    )
 
 
 @router.patch(
     "/queues/{name}",
     operation_id="update_queue",
     responses={404: _PROBLEM, 415: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+    openapi_extra=scope_doc(Scope.QUEUES_ADMIN),
 )
 async def update_queue(
     request: Request,
     state: Annotated[ApiState, Depends(api_state)],
+    principal: QueuesAdminKey,
     name: QueueName,
 ) -> Response:
     """Set or remove limits, pause or resume; takes effect at the next claim anywhere."""
+    require_queue(principal, name)
     _, body = await read_json_object(request, max_bytes=16_384, max_depth=4)
     try:
         patch = QueuePatch.model_validate(body)
@@ -134,7 +148,7 @@ async def update_queue(
     settings = await state.store.queue_update(
         StoredPatch(name=name, **changes, given=frozenset(changes))
     )
-    log.info("queue_updated", queue=name, **changes)
+    log.info("queue_updated", queue=name, key_id=principal.id, **changes)
     if "paused" in changes and not settings.paused:
         state.on_enqueue(name)
     if "max_queued" in changes and state.bounds is not None:
@@ -149,10 +163,14 @@ async def update_queue(
     status_code=204,
     response_class=Response,
     responses={404: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+    openapi_extra=scope_doc(Scope.QUEUES_ADMIN),
 )
-async def delete_queue(state: Annotated[ApiState, Depends(api_state)], name: QueueName) -> Response:
+async def delete_queue(
+    state: Annotated[ApiState, Depends(api_state)], principal: QueuesAdminKey, name: QueueName
+) -> Response:
     """Remove a queue's limits, pause and bound (204) once none of its jobs is queued or
     running (else 409). Its finished jobs stay; a new job in it starts with no settings."""
+    require_queue(principal, name)
     removal = await state.store.queue_delete(name)
     if removal.unfinished:
         raise ProblemError(
@@ -163,7 +181,7 @@ async def delete_queue(state: Annotated[ApiState, Depends(api_state)], name: Que
         )
     if not removal.found:
         raise ProblemError(404, f"queue {name!r} has no settings to remove")
-    log.info("queue_deleted", queue=name)
+    log.info("queue_deleted", queue=name, key_id=principal.id)
     if state.bounds is not None:
         await state.bounds.refresh_quietly()
     return Response(status_code=204)

@@ -55,7 +55,11 @@ def problem(
 
 
 def _template(
-    options: EnqueueOptions, created_at: datetime, run_at: datetime, waits: Callable[[str], bool]
+    options: EnqueueOptions,
+    created_at: datetime,
+    run_at: datetime,
+    waits: Callable[[str], bool],
+    created_by: str | None,
 ) -> dict[str, Any]:
     """A queued job with these options, as a dict in the job's field order (a test holds it
     to orjson's rendering of the Job itself). Its times are rendered here, once for every
@@ -73,6 +77,7 @@ def _template(
         max_attempts=options.max_attempts,
         timeout=options.timeout,
         cancel_requested=False,
+        created_by=created_by,
         errors=(),  # shared by the copies, so immutable (orjson writes [])
         waiting_for_worker=waits(options.queue),
     )
@@ -88,16 +93,20 @@ def inserted_jobs(
     payloads: Sequence[RawJSON],
     options: Sequence[EnqueueOptions],
     waits: Callable[[str], bool] = _never,
+    created_by: str | None = None,
 ) -> list[dict[str, Any]]:
     """Jobs just inserted, as GET /jobs/{id} would show them; jobs that share their options
-    and times share one template. `waits(queue)`: no live worker serves that queue."""
+    and times share one template. `waits(queue)`: no live worker serves that queue.
+    `created_by`: the API key that submitted them all."""
     templates: dict[tuple[int, datetime, datetime], dict[str, Any]] = {}
     jobs = []
     for new, payload, opts in zip(inserted, payloads, options, strict=True):
         key = (id(opts), new.created_at, new.run_at)  # `options` keeps every object alive
         template = templates.get(key)
         if template is None:
-            template = templates[key] = _template(opts, new.created_at, new.run_at, waits)
+            template = templates[key] = _template(
+                opts, new.created_at, new.run_at, waits, created_by
+            )
         job = template.copy()  # a copy keeps the fields' order
         job["id"] = new.id
         job["payload"] = orjson.Fragment(bytes(payload))  # orjson wants bytes exactly
@@ -111,9 +120,10 @@ def inserted_alike(
     payloads: Sequence[RawJSON],
     options: EnqueueOptions,
     waits: Callable[[str], bool] = _never,
+    created_by: str | None = None,
 ) -> list[dict[str, Any]]:
     """`inserted_jobs` for jobs inserted together with the same options: one template."""
-    template = _template(options, inserted.created_at, inserted.run_at, waits)
+    template = _template(options, inserted.created_at, inserted.run_at, waits, created_by)
     jobs = []
     for job_id, task, payload in zip(inserted.ids, inserted.tasks, payloads, strict=True):
         job = template.copy()
