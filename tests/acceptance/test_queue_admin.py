@@ -48,6 +48,12 @@ def test_a_full_queue_answers_429_until_it_drains(dsn: str, start_jqs: StartJqs)
             assert time.monotonic() < deadline, "still refused long after the queue drained"
             time.sleep(float(again.headers["Retry-After"]) / 4)
 
+        # Removing settings takes queues:admin, on that queue.
+        made = client.post("/keys", json={"name": "submit-only", "scopes": ["jobs:submit"]})
+        assert made.status_code == 201, made.text
+        narrow = {"Authorization": f"Bearer {made.json()['secret']}"}
+        _problem(client.delete("/queues/bounded", headers=narrow), 403, "queues:admin")
+
         # Settings go once no job of the queue is unfinished; then it has no bound.
         deadline = time.monotonic() + 15
         while (gone := client.delete("/queues/bounded")).status_code == 409:
