@@ -48,7 +48,7 @@ class JobOptions(BaseModel):
     def _run_at_is_text(cls, value: object) -> object:
         # pydantic would read a number as Unix seconds or milliseconds, by its size.
         if value is not None and not isinstance(value, str | datetime):
-            raise ValueError(f"must be {RUN_AT_FORMAT}, not a number")
+            raise ValueError(f"must be {RUN_AT_FORMAT}, given as a string")
         return value
 
     @field_validator("run_at")

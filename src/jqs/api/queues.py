@@ -37,8 +37,9 @@ MAX_QUEUED_NOTE = (
     "Retry-After. A soft bound: each API process recounts the queue every "
     f"{DEFAULT_INTERVAL:g} s and adds the jobs it accepts itself in between. One API process "
     "never takes the queue past it; with several, the queue can exceed it by what the others "
-    "accept within that time, and never holds more than their number times max_queued. "
-    "Jobs coming back to queued (retries) are not refused. null: no bound"
+    "accept within that time, and the jobs they admit never number more than their count "
+    "times max_queued. Jobs coming back to queued (retries, rescues) and periodic jobs are "
+    "not refused. null: no bound"
 )
 
 
