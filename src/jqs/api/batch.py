@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from jqs.api.auth import SubmitKey, creator, require_queue, require_task, scope_doc
 from jqs.api.body import read_json_object
+from jqs.api.jobs import TOO_MANY
 from jqs.api.options import JobOptions, describe, task_of, unknown_parameters
 from jqs.api.problems import ProblemError
 from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_alike, inserted_jobs
@@ -51,8 +52,11 @@ BATCH_COMPONENTS: dict[str, Any] = BATCH_SCHEMA.pop("$defs", {})
     summary="Submit many jobs at once (all or nothing)",
     response_model=list[Job],
     responses={
-        code: {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}}}
-        for code in (400, 413, 415, 422, 429, 503)
+        **{
+            code: {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}}}
+            for code in (400, 413, 415, 422, 503)
+        },
+        429: TOO_MANY,
     },
     openapi_extra={
         **scope_doc(Scope.JOBS_SUBMIT),

@@ -55,6 +55,15 @@ _PAYLOAD_BODY: dict[str, Any] = {
 }
 
 
+# Submitting answers 429 for either of two reasons.
+TOO_MANY: dict[str, Any] = {
+    **PROBLEM,
+    "description": "The queue holds its max_queued queued jobs, or the API key is past its "
+    "rate limit; retry after Retry-After seconds",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+}
+
+
 # POST /jobs is answered by jqs.api.app before FastAPI's routing (see there why); this is
 # its OpenAPI operation, added to the document FastAPI generates for the other routes.
 SUBMIT_JOB_OPERATION: dict[str, Any] = {
@@ -84,12 +93,7 @@ SUBMIT_JOB_OPERATION: dict[str, Any] = {
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
         },
         **{str(code): PROBLEM for code in (400, 413, 415, 422, 503)},
-        "429": {
-            **PROBLEM,
-            "description": "The queue holds its max_queued queued jobs; retry after "
-            "Retry-After seconds",
-            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-        },
+        "429": TOO_MANY,
     },
 }
 
