@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from jqs.api.bounds import QueueBounds
 from jqs.api.problems import ProblemError
+from jqs.models import QueueDepth
 from jqs.store.port import QueuePatch
 from jqs.testing import ManualClock, MemoryStore
 from tests.support.jobs import add, claim
@@ -108,4 +111,29 @@ async def test_a_bound_removed_or_changed_shows_at_the_next_count() -> None:
     await store.queue_update(bound("q", None))
     await bounds.refresh()
     for _ in range(10):
+        bounds.admit("q")
+
+
+class _SlowCount(MemoryStore):
+    """A count that takes a few turns of the event loop, as a database's does."""
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        depths = await super().queue_depths()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return depths
+
+
+async def test_counts_asked_for_at_once_take_turns() -> None:
+    # A PATCH recounts while the periodic count may be under way: neither may undo the other.
+    store = _SlowCount(ManualClock())
+    await store.queue_update(bound("q", 3))
+    bounds = QueueBounds(store)
+    await bounds.refresh()
+    assert bounds.admit("q")
+    await add(store, {"task": "x"}, queue="q")
+    bounds.settle("q")
+    await asyncio.gather(bounds.refresh(), bounds.refresh(), bounds.refresh())
+    assert bounds.admit("q", 2)
+    with pytest.raises(ProblemError):
         bounds.admit("q")

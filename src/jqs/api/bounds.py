@@ -16,6 +16,7 @@ refused: they are in the queue already.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class QueueBounds(LoopService):
         self._interval = interval
         self._clock = clock or SystemClock()
         self._depths: dict[str, _Depth] = {}
+        self._counting = asyncio.Lock()  # one count at a time: each starts from the last
         self.retry_after = max(1, math.ceil(interval))
 
     def admit(self, queue: str, count: int = 1) -> bool:
@@ -124,18 +126,19 @@ class QueueBounds(LoopService):
 
     async def refresh(self) -> None:
         """Recount the bounded queues now (a changed bound shows at once in this process)."""
-        # Jobs that finish their INSERT from here on may or may not be in the count.
-        marks = {name: depth.finished for name, depth in self._depths.items()}
-        counted = await self._store.queue_depths()
-        depths: dict[str, _Depth] = {}
-        for row in counted:
-            depth = _Depth(row.max_queued, row.queued)
-            old = self._depths.get(row.name)
-            if old is not None:
-                depth.pending = old.pending
-                depth.finished = old.finished - marks.get(row.name, 0)
-            depths[row.name] = depth
-        self._depths = depths
+        async with self._counting:
+            # Jobs that finish their INSERT from here on may or may not be in the count.
+            marks = {name: depth.finished for name, depth in self._depths.items()}
+            counted = await self._store.queue_depths()
+            depths: dict[str, _Depth] = {}
+            for row in counted:
+                depth = _Depth(row.max_queued, row.queued)
+                old = self._depths.get(row.name)
+                if old is not None:
+                    depth.pending = old.pending
+                    depth.finished = max(old.finished - marks.get(row.name, 0), 0)
+                depths[row.name] = depth
+            self._depths = depths
 
     async def refresh_quietly(self) -> None:
         """`refresh`, keeping the last counts if the store cannot answer."""
