@@ -103,6 +103,11 @@ async def test_big_and_unicode_payloads_round_trip(client: httpx.AsyncClient) ->
         (b'{"a": "\\ud800"}', JSON, 400, "not valid JSON"),
         (b'{"a": "x\\u0000y"}', JSON, 422, "NUL"),
         (b'{"a\\u0000": 1}', JSON, 422, "NUL"),
+        # Longer than an index entry may be: every write ending the job would fail.
+        (b'{"task": "' + b"t" * 201 + b'"}', JSON, 422, "payload.task is 201 characters"),
+        (b'{"task": ["' + b"t" * 300 + b'"]}', JSON, 422, "payload.task as JSON text"),
+        # orjson reads it as 0.0; PostgreSQL's numeric cannot hold its 20000 decimals.
+        (b'{"a": 1e-20000}', JSON, 422, "digits after the decimal point"),
         (b'{"a": ' * 9 + b"1" + b"}" * 9, JSON, 422, "deeper than the limit of 8"),
         (b'{"task": "x"}', {"Content-Type": "text/plain"}, 415, "application/json"),
         (b'{"task": "x"}', {"Content-Type": "application/x-www-form-urlencoded"}, 415, "got"),
@@ -195,6 +200,16 @@ async def test_list_limit_is_capped_at_100(client: httpx.AsyncClient, store: Pos
 async def test_list_bad_query_is_422(client: httpx.AsyncClient, params: dict[str, object]) -> None:
     body = assert_problem(await client.get("/jobs", params=params), 422)
     assert body["errors"]
+
+
+@pytest.mark.parametrize("task", ["\x00", "a\x00b"])
+async def test_list_by_a_task_holding_nul_is_422_not_503(
+    client: httpx.AsyncClient, task: str
+) -> None:
+    # PostgreSQL text cannot hold NUL: the database would refuse the statement.
+    assert_problem(await client.get("/jobs", params={"task": task}), 422, "query.task", "NUL")
+    answer = await client.get("/jobs", params={"task": task, "status": "queued"})
+    assert_problem(answer, 422, "NUL")
 
 
 async def test_health_and_ready(client: httpx.AsyncClient) -> None:

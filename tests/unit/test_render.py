@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from jqs.api.render import inserted_alike, inserted_jobs
+from jqs.api.render import JSONResponse, inserted_alike, inserted_jobs
 from jqs.jsonutil import RawJSON
 from jqs.models import EnqueueOptions, Inserted, InsertedAlike, Job, JobStatus
 
@@ -56,3 +56,31 @@ def test_inserted_jobs_render_as_the_jobs_they_are(options: EnqueueOptions) -> N
     assert orjson.dumps(inserted_alike(alike, payloads, options)) == rendered
     # Every field of the job's one definition, in its order.
     assert list(orjson.loads(rendered)[0]) == [field.name for field in fields(Job)]
+
+
+def test_times_always_leave_with_an_offset() -> None:
+    # The stores give aware times; a naive one must still not leave without a zone.
+    naive = datetime(2031, 1, 2, 3, 4, 5)
+    options = EnqueueOptions(run_at=naive)
+    jobs = inserted_jobs([Inserted(1, None, naive, naive)], [RawJSON(b"{}")], [options])
+    body = orjson.loads(JSONResponse(jobs).body)[0]
+    assert body["run_at"] == body["created_at"] == "2031-01-02T03:04:05+00:00"
+    job = Job(
+        id=1,
+        payload={},
+        status=JobStatus.QUEUED,
+        result=None,
+        created_at=naive,
+        updated_at=naive,
+        task=None,
+        queue="default",
+        priority=0,
+        run_at=naive,
+        attempts=0,
+        max_attempts=3,
+        started_at=None,
+        finished_at=None,
+        timeout=None,
+        cancel_requested=False,
+    )
+    assert orjson.loads(JSONResponse(job).body)["run_at"] == "2031-01-02T03:04:05+00:00"

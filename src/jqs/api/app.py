@@ -14,14 +14,17 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jqs import __version__
-from jqs.api import batch, docs, health, jobs, queues
+from jqs.api import batch, docs, health, jobs, keys, queues
 from jqs.api.access_log import AccessLog
-from jqs.api.openapi import PROBLEM_SCHEMA, STORABLE_SCHEMA
+from jqs.api.auth import SECURITY_SCHEME, Guard
+from jqs.api.openapi import PROBLEM_SCHEMA, STORABLE_SCHEMA, problem_response
+from jqs.api.origin import OriginCheck
 from jqs.api.problems import install_problem_handlers, problem_for
 from jqs.api.state import ApiState, Limits
 
@@ -37,7 +40,22 @@ class JQSApp:
     def __init__(self, state: ApiState) -> None:
         self.state = state
         self.fastapi = _fastapi(state)
-        self._app = AccessLog(self._route)
+        guarded: ASGIApp = Guard(
+            self._route,
+            state.keyring,
+            open_when_empty=state.open_when_empty,
+            origins=OriginCheck(state.cors_origins),
+        )
+        if state.cors_origins:
+            guarded = CORSMiddleware(
+                guarded,
+                allow_origins=list(state.cors_origins),
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+                expose_headers=["Location", "Retry-After", "Idempotent-Replayed"],
+                max_age=600,
+            )
+        self._app = AccessLog(guarded)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._app(scope, receive, send)
@@ -63,7 +81,7 @@ def _fastapi(state: ApiState) -> FastAPI:
         redoc_url=None,
     )
     app.state.jqs = state
-    routers = (batch.router, jobs.router, queues.router, health.router, docs.router)
+    routers = (batch.router, jobs.router, queues.router, keys.router, health.router, docs.router)
     for router in routers:
         app.include_router(router)
     # JQSApp answers POST /jobs before this app; the route here is what another method on
@@ -94,14 +112,39 @@ def _document(app: FastAPI, limits: Limits) -> dict[str, Any]:
     schemas.update(batch.BATCH_COMPONENTS)
     schemas["Problem"] = PROBLEM_SCHEMA
     schemas["StorableJSON"] = STORABLE_SCHEMA
+    schemas.update(keys.NEW_KEY_COMPONENTS)
     jobs.document_limits(document, limits)
     batch.document_limits(document, limits)
+    _document_auth(document)
     return document
 
 
 async def _submit_job(request: Request) -> Response:
     state: ApiState = request.app.state.jqs
     return await jobs.submit_job(request, state)
+
+
+_AUTH_PROBLEMS = {
+    "401": "no API key, or one that is unknown, revoked or expired",
+    "403": "the API key lacks the scope, queue or task; or a cross-site request",
+    "429": "the API key's rate limit; retry after Retry-After seconds",
+}
+
+
+def _document_auth(schema: dict[str, Any]) -> None:
+    """The bearer scheme, and the answers every operation that needs a key may give."""
+    schema["components"].setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key: `Authorization: Bearer <secret>`. Each operation "
+        "names the scope it needs in `x-scope`.",
+    }
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            if "security" not in operation:
+                continue
+            for code, description in _AUTH_PROBLEMS.items():
+                operation["responses"].setdefault(code, problem_response(int(code), description))
 
 
 def create_app(state: ApiState) -> JQSApp:

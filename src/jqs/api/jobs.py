@@ -10,12 +10,25 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
 from jqs.api import idempotency
+from jqs.api.auth import (
+    ManageKey,
+    ReadKey,
+    creator,
+    principal_of,
+    require,
+    require_queue,
+    require_task,
+    scope_doc,
+)
 from jqs.api.body import read_json_object
 from jqs.api.openapi import PAYLOAD_SCHEMA, problem_response, problem_responses
-from jqs.api.options import OPENAPI_PARAMETERS, options_from_query, task_of
+from jqs.api.options import MAX_TASK_LENGTH, OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
 from jqs.api.render import JSONResponse, inserted_jobs
 from jqs.api.state import ApiState, Limits, api_state
+from jqs.auth.principal import Principal
+from jqs.auth.scopes import Scope
+from jqs.errors import JobNotFound
 from jqs.logging import get_logger
 from jqs.models import IdempotencyKey, InsertOutcome, Job, JobFilter, JobStatus, NewJob
 from jqs.outcome import cancelled_result
@@ -39,6 +52,16 @@ register_url_convertor("job_id", _JobIdSegment())
 JOB_PATH = "/jobs/{job_id:job_id}"
 JOB_REF = "#/components/schemas/Job"
 _LOCATION = {"description": "the job's URL", "schema": {"type": "string"}}
+
+# Submitting answers 429 for either of two reasons.
+TOO_MANY: dict[str, Any] = {
+    **problem_response(
+        429,
+        "The queue holds its max_queued queued jobs, or the API key is past its rate limit; "
+        "retry after Retry-After seconds",
+    ),
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+}
 
 
 def submit_job_operation(limits: Limits) -> dict[str, Any]:
@@ -98,7 +121,9 @@ def submit_job_operation(limits: Limits) -> dict[str, Any]:
                 "content": {"application/json": {"schema": {"$ref": JOB_REF}}},
             },
             **{str(code): problem_response(code) for code in (400, 413, 415, 422, 503)},
+            "429": TOO_MANY,
         },
+        **scope_doc(Scope.JOBS_SUBMIT),
     }
 
 
@@ -116,20 +141,41 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     The body and the options are read by hand: the payload is stored as the client sent it,
     and most requests carry no options at all.
     """
+    principal = require(principal_of(request), Scope.JOBS_SUBMIT)
     key = idempotency.validate_key(request.headers.get(idempotency.HEADER))
     options = options_from_query(request.query_params)
     raw, payload = await read_json_object(
         request, max_bytes=state.limits.max_body_bytes, max_depth=state.limits.max_json_depth
     )
-    job = NewJob(raw, options.resolve(task_of(payload), state.defaults))
+    try:
+        handler = task_of(payload)
+    except ValueError as exc:
+        raise ProblemError(422, f"payload.task {exc}") from None
+    job = NewJob(raw, options.resolve(handler, state.defaults), creator(principal))
+    if principal.restricted:
+        require_queue(principal, job.options.queue)
+        require_task(principal, handler)
+    queue, bounds = job.options.queue, state.bounds
+    # 429 when the queue is full. A bounded queue counts the job until it is settled.
+    settle = bounds.settle if bounds is not None and bounds.admit(queue) else None
     if key is None:
         # Shares one INSERT with concurrent requests (jqs.batching); wakes local workers.
-        inserted = await state.inserts.submit(job)
-        body: Any = inserted_jobs([inserted], [raw], [job.options], state.waits)[0]
+        try:
+            inserted = await state.inserts.submit(job)
+        finally:
+            if settle is not None:
+                settle(queue)
+        body: Any = inserted_jobs([inserted], [raw], [job.options], state.waits, job.created_by)[0]
         job_id, task = inserted.id, inserted.task
     else:
         digest = idempotency.request_digest(payload, options.given())
-        stored, outcome = await state.store.insert_once(job, IdempotencyKey(key, digest))
+        try:
+            stored, outcome = await state.store.insert_once(
+                job, IdempotencyKey(idempotency.scoped(key, job.created_by), digest)
+            )
+        finally:
+            if settle is not None:
+                settle(queue)
         if outcome is InsertOutcome.CONFLICT:
             raise ProblemError(
                 422,
@@ -144,12 +190,26 @@ async def submit_job(request: Request, state: ApiState) -> Response:
                 headers={"Location": f"/jobs/{stored.id}", "Idempotent-Replayed": "true"},
             )
         body, job_id, task = state.shown(stored), stored.id, stored.task
-        state.on_enqueue(job.options.queue)
+        state.on_enqueue(queue)
     # The enqueue is logged on the request's access line (one line per job, not two).
     structlog.contextvars.bind_contextvars(
-        job_id=job_id, task=task, queue=job.options.queue, status=JobStatus.QUEUED.value
+        job_id=job_id, task=task, queue=queue, status=JobStatus.QUEUED.value
     )
     return JSONResponse(body, status_code=201, headers={"Location": f"/jobs/{job_id}"})
+
+
+async def reachable(state: ApiState, principal: Principal, job_id: int) -> Job | None:
+    """The job, for a key limited to some queues or tasks; 404 if outside them.
+
+    A job out of a key's reach is not found, not forbidden: the key learns nothing of it.
+    None for an unrestricted key, which needs no look before the action.
+    """
+    if not principal.restricted:
+        return None
+    job = await state.store.get(job_id)
+    if not principal.may_touch(job.queue, job.task):
+        raise JobNotFound(job_id)
+    return job
 
 
 @router.get(
@@ -158,10 +218,12 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     summary="Get a job's status and result",
     response_model=Job,
     responses=problem_responses(404, 422, 503),
+    openapi_extra=scope_doc(Scope.JOBS_READ),
 )
-async def get_job(state: State, job_id: JobId) -> Response:
+async def get_job(state: State, principal: ReadKey, job_id: JobId) -> Response:
     """One job with its current status and result."""
-    return JSONResponse(state.shown(await state.store.get(job_id)))
+    job = await reachable(state, principal, job_id) or await state.store.get(job_id)
+    return JSONResponse(state.shown(job))
 
 
 @router.get(
@@ -170,23 +232,32 @@ async def get_job(state: State, job_id: JobId) -> Response:
     summary="List jobs, newest first",
     response_model=list[Job],
     responses=problem_responses(422, 503),
+    openapi_extra=scope_doc(Scope.JOBS_READ),
 )
 async def list_jobs(
     state: State,
+    principal: ReadKey,
     page: Annotated[int, Query(ge=1, le=2**31 - 1, description="1-based page number")] = 1,
     limit: Annotated[
         int, Query(ge=1, description="page size; values above the maximum are taken as the maximum")
     ] = 10,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     task: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="only this payload.task")
+        str | None,
+        Query(min_length=1, max_length=MAX_TASK_LENGTH, description="only this payload.task"),
     ] = None,
 ) -> Response:
     """A JSON array of jobs, newest (highest id) first."""
+    if task is not None and "\x00" in task:
+        # PostgreSQL text cannot hold NUL: no job's task can contain one.
+        raise ProblemError(
+            422, "query.task: may not contain NUL (%00); give the task's name as it was sent"
+        )
     limit = min(limit, state.limits.page_size_max)
-    jobs = await state.store.find(
-        FindParams(JobFilter(status=status, task=task), limit=limit, offset=(page - 1) * limit)
-    )
+    if task is not None:
+        require_task(principal, task)
+    within = JobFilter(status=status, task=task, queues=principal.queues, tasks=principal.tasks)
+    jobs = await state.store.find(FindParams(within, limit=limit, offset=(page - 1) * limit))
     return JSONResponse([state.shown(job) for job in jobs])
 
 
@@ -199,10 +270,12 @@ async def list_jobs(
         202: {"description": "running: its worker will stop it shortly", "model": Job},
         **problem_responses(404, 409, 422, 503),
     },
+    openapi_extra=scope_doc(Scope.JOBS_MANAGE),
 )
-async def cancel_job(state: State, job_id: JobId) -> Response:
+async def cancel_job(state: State, principal: ManageKey, job_id: JobId) -> Response:
     """A queued job ends `cancelled` at once (200); a running one is interrupted by its
     worker within about a second (202, then `cancelled`); a finished one is a 409."""
+    await reachable(state, principal, job_id)
     change = await state.store.cancel(job_id, cancelled_result(attempt=0))
     job = change.job
     if not change.changed:
@@ -220,9 +293,11 @@ async def cancel_job(state: State, job_id: JobId) -> Response:
     summary="Run a failed or cancelled job again",
     response_model=Job,
     responses=problem_responses(404, 409, 422, 503),
+    openapi_extra=scope_doc(Scope.JOBS_MANAGE),
 )
-async def retry_job(state: State, job_id: JobId) -> Response:
+async def retry_job(state: State, principal: ManageKey, job_id: JobId) -> Response:
     """Put a failed or cancelled job back to `queued` with a fresh set of attempts."""
+    await reachable(state, principal, job_id)
     change = await state.store.retry(job_id)
     job = change.job
     if not change.changed:

@@ -9,24 +9,38 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from jqs.api.render import problem
 from jqs.errors import DatabaseUnavailable, JobNotFound, StoreError
 from jqs.logging import get_logger
+from jqs.tasks.names import error_message
 
 log = get_logger(__name__)
+# The status the access log records for a request whose client went away before it was
+# answered (nginx's "client closed request"); nothing is sent.
+CLIENT_CLOSED_REQUEST = 499
 
 
 class ProblemError(Exception):
     """Raise from a route to answer with a problem document."""
 
-    def __init__(self, status: int, detail: str, *, title: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title or HTTPStatus(status).phrase
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -37,12 +51,12 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _on_problem(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProblemError)
-    return problem(exc.status, exc.title, exc.detail, **exc.extra)
+    return problem(exc.status, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
 
 async def _on_validation(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"loc": _location(err["loc"]), "msg": err["msg"]} for err in exc.errors()]
+    errors = [{"loc": _location(err["loc"]), "msg": error_message(err)} for err in exc.errors()]
     detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors) or "invalid request"
     return problem(422, "Unprocessable Content", detail, errors=errors)
 
@@ -105,6 +119,12 @@ async def _on_store(_: Request, exc: Exception) -> Response:
     return problem(503, "Service Unavailable", "the database could not complete the request")
 
 
+async def _on_disconnect(request: Request, _: Exception) -> Response:
+    # Not the service's fault, and nobody is left to answer: one line, no traceback.
+    log.info("client_disconnected", method=request.method, path=request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def _on_unexpected(_: Request, exc: Exception) -> Response:
     log.error("unhandled_error", exc_info=exc)
     return problem(500, "Internal Server Error", "an unexpected error occurred; it has been logged")
@@ -120,6 +140,7 @@ _HANDLERS: tuple[
     (JobNotFound, _on_not_found),
     (DatabaseUnavailable, _on_unavailable),
     (StoreError, _on_store),
+    (ClientDisconnect, _on_disconnect),
     (Exception, _on_unexpected),
 )
 
