@@ -271,3 +271,21 @@ async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ({"expires_in": 0.5}, "expires_in"),  # ends before it could be used
+        ({"rate_limit": "5"}, "rate_limit"),
+        ({"rate_limit": True}, "rate_limit"),
+        ({"expires_in": 60, "expires_at": "2031-01-01T00:00:00Z"}, "not both"),
+    ],
+)
+async def test_a_new_key_is_asked_for_in_json_types(
+    client: httpx.AsyncClient, spec: dict[str, object], fragment: str
+) -> None:
+    body = {"name": "ci", "scopes": ["jobs:read"], **spec}
+    assert_problem(await client.post("/keys", json=body), 422, fragment)
+    ok = await client.post("/keys", json={"name": "ci", "scopes": ["jobs:read"], "expires_in": 60})
+    assert ok.status_code == 201, ok.text

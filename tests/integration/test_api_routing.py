@@ -65,6 +65,9 @@ async def test_job_options_in_the_query(client: httpx.AsyncClient) -> None:
         ({"run_at": "9999-12-31T23:59:59-01:00"}, "once its offset is applied"),
         ({"prority": 5}, "did you mean 'priority'"),
         ({"priority": 5, "colour": "red"}, "query.colour: unknown query parameter"),
+        # A number is not a time, though pydantic would read it as Unix seconds.
+        ({"run_at": "0.5"}, "RFC 3339"),
+        ({"run_at": "1700000000"}, "RFC 3339"),
     ],
 )
 async def test_bad_options_are_422(
@@ -179,6 +182,15 @@ async def test_batch_options_are_taken_as_json_types_not_coerced(
     body = {"jobs": [{"payload": {}, option: value}]}
     assert_problem(await client.post("/jobs/batch", json=body), 422, f"jobs[0].{option}")
     assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+async def test_a_batch_items_run_at_is_an_rfc_3339_string(client: httpx.AsyncClient) -> None:
+    body = {"jobs": [{"payload": {}, "run_at": "2031-01-02T08:04:05+05:00"}, {"payload": {}}]}
+    response = await client.post("/jobs/batch", json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()[0]["run_at"] == "2031-01-02T03:04:05+00:00"
+    late = {"jobs": [{"payload": {}, "run_at": "1700000000"}]}
+    assert_problem(await client.post("/jobs/batch", json=late), 422, "jobs[0].run_at", "RFC 3339")
 
 
 async def test_batch_integers_may_be_written_with_a_zero_fraction(

@@ -19,6 +19,7 @@ from jqs.api.render import JSONResponse
 from jqs.api.state import ApiState, api_state
 from jqs.auth.issue import MAX_NAME_LENGTH, KeySpec, issue_key
 from jqs.auth.scopes import Scope
+from jqs.jsonutil import dumps
 from jqs.logging import get_logger
 from jqs.models import ApiKey
 from jqs.tasks.names import QUEUE_NAME
@@ -34,7 +35,19 @@ MAX_EXPIRY = timedelta(days=3660)
 class NewKeyIn(BaseModel):
     """A key to create. Leave `queues`/`tasks` out (or null) to allow every one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # expires_in and expires_at both say when it ends: not both (see _one_expiry).
+        json_schema_extra={
+            "not": {
+                "required": ["expires_in", "expires_at"],
+                "properties": {
+                    "expires_in": {"not": {"type": "null"}},
+                    "expires_at": {"not": {"type": "null"}},
+                },
+            }
+        },
+    )
 
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
@@ -48,7 +61,7 @@ class NewKeyIn(BaseModel):
         default=None, ge=0.01, le=1_000_000, description="requests per second per server"
     )
     expires_in: float | None = Field(
-        default=None, gt=0, le=MAX_EXPIRY.total_seconds(), description="seconds from now"
+        default=None, ge=1, le=MAX_EXPIRY.total_seconds(), description="seconds from now"
     )
     expires_at: AwareDatetime | None = None
 
@@ -108,7 +121,8 @@ async def create_key(request: Request, state: State, principal: AdminKey) -> Res
     """Create a key; the answer holds its secret, which is not stored and not shown again."""
     _, body = await read_json_object(request, max_bytes=MAX_BODY_BYTES, max_depth=4)
     try:
-        wanted = NewKeyIn.model_validate(body)
+        # Strictly, as JSON: true is no number and "5" no rate, as the schema says.
+        wanted = NewKeyIn.model_validate_json(dumps(body), strict=True)
     except ValidationError as exc:
         errors = describe(exc)
         raise ProblemError(

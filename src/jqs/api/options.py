@@ -70,10 +70,16 @@ class JobOptions(BaseModel):
     @field_validator("run_at", mode="before")
     @classmethod
     def _run_at_is_text(cls, value: object) -> object:
-        # pydantic would read a number as Unix seconds or milliseconds, by its size.
-        if value is not None and not isinstance(value, str | datetime):
-            raise ValueError(f"must be {RUN_AT_FORMAT}, given as a string")
-        return value
+        # pydantic would read a number, or a string of one (?run_at=0.5), as Unix seconds or
+        # milliseconds, by its size. Parsed here, a string also passes a strict validation.
+        if value is None or isinstance(value, datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.upper())
+            except ValueError:
+                pass
+        raise ValueError(f"must be {RUN_AT_FORMAT}, given as a string")
 
     @field_validator("run_at")
     @classmethod
