@@ -26,7 +26,8 @@ def _loaded_by(html: str) -> list[str]:
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_a_docs_page_loads_only_from_jqs(dsn: str, start_jqs: StartJqs, page: str) -> None:
-    proc = start_jqs(DATABASE_URL=dsn)
+    # A server with a key: the pages and their files are answered to anyone all the same.
+    proc = start_jqs(DATABASE_URL=dsn, JQS_ADMIN_KEY="docs-admin-key-0123456789abcdefghijkl")
     with httpx.Client(base_url=proc.url, timeout=30) as client:
         response = client.get(page)
         assert response.status_code == 200

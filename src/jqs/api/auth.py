@@ -31,7 +31,8 @@ from jqs.clock import Clock, SystemClock
 PRINCIPAL = "jqs.principal"  # where the request's key lives in its ASGI scope
 # Answered to anyone: probes, and the API's own documentation.
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/redoc"})
-PUBLIC_PREFIXES = ("/docs/",)
+# The docs pages' own files (jqs.api.docs): ReDoc's sit under /redoc/.
+PUBLIC_PREFIXES = ("/docs/", "/redoc/")
 SECURITY_SCHEME = "apiKey"
 _BEARER = b"bearer "
 
