@@ -102,10 +102,11 @@ def _option_values(o: EnqueueOptions) -> tuple[object, ...]:
 
 
 def _ends(finishes: Sequence[Finish]) -> RawJSON:
-    """job_finish_many's :ends, one JSON object keyed by job id."""
-    ends: dict[str, dict[str, Any]] = {}
+    """job_finish_many's :ends, one JSON array with an object per job."""
+    ends: list[dict[str, Any]] = []
     for finish in finishes:
-        end: dict[str, Any] = {"token": finish.lease.token}  # orjson writes UUIDs
+        # orjson writes UUIDs
+        end: dict[str, Any] = {"id": finish.lease.job_id, "token": finish.lease.token}
         outcome: Final = finish.outcome
         if isinstance(outcome, Completed):
             end["status"] = JobStatus.COMPLETED
@@ -120,7 +121,7 @@ def _ends(finishes: Sequence[Finish]) -> RawJSON:
         else:
             end["status"] = JobStatus.CANCELLED
             end["result"] = orjson.Fragment(bytes(outcome.result))
-        ends[str(finish.lease.job_id)] = end
+        ends.append(end)
     return RawJSON(orjson.dumps(ends))
 
 

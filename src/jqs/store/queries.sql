@@ -178,10 +178,10 @@ allowance AS (
     FROM served
 ),
 candidates AS (
-    SELECT c.id, c.priority, c.run_at
+    SELECT c.ctid, c.id, c.priority, c.run_at
     FROM allowance AS a
     CROSS JOIN LATERAL (
-        SELECT id, priority, run_at FROM jobs
+        SELECT ctid, id, priority, run_at FROM jobs
         WHERE status = 'queued' AND queue = a.name
           AND run_at <= coalesce(:now::timestamptz, now())
         ORDER BY priority DESC, run_at, id
@@ -190,7 +190,7 @@ candidates AS (
     ) AS c
 ),
 picked AS (
-    SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT :limit
+    SELECT ctid FROM candidates ORDER BY priority DESC, run_at, id LIMIT :limit
 ),
 claimed AS (
     UPDATE jobs AS j
@@ -201,9 +201,13 @@ claimed AS (
         worker_id = :worker_id,
         started_at = now(),
         updated_at = now()
-    -- An array of ids, not a join: the rows are found through the primary key whatever
-    -- the estimates say (a join may be planned as a hash join over the whole table).
-    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+    -- The row versions just locked, by their physical address (ctid): no walk down the
+    -- primary key, whose entries for a job pile up with each of its updates until vacuum.
+    -- An array, not a join: a join may be planned as a hash join over the whole table. A
+    -- version that another transaction replaced after this statement's snapshot was taken
+    -- (the lock follows it to the newest one) is not visible to the UPDATE, which then
+    -- leaves that job queued for the next claim.
+    WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
     RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout,
               j.priority, j.run_at
 )
@@ -217,27 +221,27 @@ ORDER BY priority DESC, run_at, id;
 -- retry, failed or cancelled. Each is written only where its lease token still holds: a
 -- worker that lost its lease changes nothing. A lease token is set only while its job is
 -- processing (every way out clears it), so the token is the whole fence.
--- :ends is one JSON object keyed by job id: {"<id>": {"token", "status", "result"?,
--- "error"?, "retry_in"?}}. The rows are found by the array of ids (:ids) through the primary
--- key, and each row's part is looked up in :ends by its id, not joined: a join's generic
--- plan could be a nested loop that reads the arrays again for every row.
--- `result` replaces the job's result (absent: kept); `error` joins the history.
+-- :ends is one JSON array of {"id", "token", "status", "result"?, "error"?, "retry_in"?},
+-- one job once, read into typed columns in one pass. The rows are found by the array of
+-- their ids (:ids) through the primary key: joined by id alone, a generic plan made while
+-- the table was small could walk the whole primary key (a merge join). A retry (status queued) keeps the job's result and runs again in retry_in
+-- seconds; every other end replaces the result (absent: JSON null). `error` joins the
+-- history.
 UPDATE jobs AS j
-SET status = :ends::jsonb -> j.id::text ->> 'status',
-    result = coalesce(:ends::jsonb -> j.id::text -> 'result', j.result),
-    errors = CASE WHEN :ends::jsonb -> j.id::text ? 'error'
-                  THEN j.errors || jsonb_build_array(:ends::jsonb -> j.id::text -> 'error')
-                  ELSE j.errors END,
-    run_at = CASE WHEN :ends::jsonb -> j.id::text ? 'retry_in'
-                  THEN now() + make_interval(
-                           secs => (:ends::jsonb -> j.id::text ->> 'retry_in')::float8)
+SET status = e.status,
+    result = CASE WHEN e.status = 'queued' THEN j.result
+                  ELSE coalesce(e.result, 'null'::jsonb) END,
+    errors = CASE WHEN e.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(e.error) END,
+    run_at = CASE WHEN e.status = 'queued' THEN now() + make_interval(secs => e.retry_in)
                   ELSE j.run_at END,
-    finished_at = CASE WHEN :ends::jsonb -> j.id::text ? 'retry_in' THEN NULL ELSE now() END,
+    finished_at = CASE WHEN e.status = 'queued' THEN NULL ELSE now() END,
     lease_token = NULL,
     lease_expires_at = NULL,
     updated_at = now()
-WHERE j.id = ANY (:ids::bigint[])
-  AND j.lease_token = (:ends::jsonb -> j.id::text ->> 'token')::uuid
+FROM jsonb_to_recordset(:ends::jsonb)
+     AS e(id bigint, token uuid, status text, result jsonb, error jsonb, retry_in float8)
+WHERE j.id = ANY (:ids::bigint[]) AND j.id = e.id AND j.lease_token = e.token
 RETURNING j.id;
 
 -- name: job_leases_extend
