@@ -67,6 +67,9 @@ async def jqs_url(
             yield proc.url
         finally:
             proc.kill()
+            # What the server said about any 5xx, for the report of a failed run.
+            for line in proc.events("store_error") + proc.events("unhandled_error"):
+                print("server:", line)
 
 
 def test_the_server_serves_the_document_under_test(jqs_url: str) -> None:
