@@ -55,6 +55,9 @@ CONFIG = SchemathesisConfig.from_dict(
 schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT), config=CONFIG)
 
 
+_SERVER: list[JqsProcess] = []  # the server of the run, for its log lines
+
+
 @pytest.fixture(scope="module")
 async def jqs_url(
     pg_server: PgTestServer, tmp_path_factory: pytest.TempPathFactory
@@ -63,13 +66,12 @@ async def jqs_url(
     async with pg_server.database() as dsn:
         env = serve_env(DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN_KEY)
         proc = JqsProcess("serve", env=env, cwd=tmp_path_factory.mktemp("schemathesis"))
+        _SERVER.append(proc)
         try:
             yield proc.url
         finally:
             proc.kill()
-            # What the server said about any 5xx, for the report of a failed run.
-            for line in proc.events("store_error") + proc.events("unhandled_error"):
-                print("server:", line)
+            _SERVER.clear()
 
 
 def test_the_server_serves_the_document_under_test(jqs_url: str) -> None:
@@ -104,4 +106,10 @@ def _within_what_openapi_cannot_say(case: Case) -> None:
 @schema.parametrize()
 def test_every_operation_holds_to_its_document(case: Case, jqs_url: str) -> None:
     _within_what_openapi_cannot_say(case)
-    case.call_and_validate(base_url=jqs_url, headers=HEADERS)
+    try:
+        case.call_and_validate(base_url=jqs_url, headers=HEADERS)
+    except Exception:
+        # What the server logged about its 5xx answers goes into the failure's report.
+        for line in _SERVER[0].events("store_error") + _SERVER[0].events("unhandled_error"):
+            print("server logged:", line)
+        raise
