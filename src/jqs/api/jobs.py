@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from jqs.api import idempotency
 from jqs.api.body import read_json_object
 from jqs.api.options import OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
-from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_jobs
+from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_jobs, job_array
 from jqs.api.state import ApiState, api_state
 from jqs.logging import get_logger
 from jqs.models import IdempotencyKey, InsertOutcome, Job, JobFilter, JobStatus, NewJob
@@ -137,7 +137,14 @@ async def get_job(state: State, job_id: JobId) -> Response:
 )
 async def list_jobs(
     state: State,
-    page: Annotated[int, Query(ge=1, le=2**31 - 1, description="1-based page number")] = 1,
+    page: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=2**31 - 1,
+            description="1-based page number; with `before_id`, pages of the jobs below it",
+        ),
+    ] = 1,
     limit: Annotated[
         int, Query(ge=1, description="page size; values above the maximum (100) are capped")
     ] = 10,
@@ -145,13 +152,28 @@ async def list_jobs(
     task: Annotated[
         str | None, Query(min_length=1, max_length=200, description="only this payload.task")
     ] = None,
+    before_id: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_JOB_ID,
+            description="only jobs whose id is lower (a cursor: pass the last id of a page "
+            "to get the next one, however many jobs come and go meanwhile)",
+        ),
+    ] = None,
 ) -> Response:
-    """A JSON array of jobs, newest (highest id) first."""
+    """A JSON array of jobs, newest (highest id) first, sent as it is read."""
     limit = min(limit, state.limits.page_size_max)
-    jobs = await state.store.find(
-        FindParams(JobFilter(status=status, task=task), limit=limit, offset=(page - 1) * limit)
+    params = FindParams(
+        JobFilter(status=status, task=task),
+        limit=limit,
+        offset=(page - 1) * limit,
+        before_id=before_id,
     )
-    return JSONResponse([state.shown(job) for job in jobs])
+    chunks = state.store.find_text(params)
+    # Read before the answer starts, so that a store error is still a problem answer.
+    first = await anext(chunks, None)
+    return StreamingResponse(job_array(first, chunks, state.waits), media_type="application/json")
 
 
 @router.post(
