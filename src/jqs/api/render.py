@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from jqs.api.heap import TRIM_AFTER_BYTES, release_free_memory
 from jqs.jsonutil import RawJSON
 from jqs.models import EnqueueOptions, Inserted, InsertedAlike, Job, JobStatus, JobText
 
@@ -163,6 +164,7 @@ class _JobArray:
         self._gathered: list[bytes] = [b"["]
         self._size = 1
         self._empty = True
+        self.sent = 0  # bytes of the messages made so far
 
     def add(self, jobs: Sequence[JobText]) -> list[bytes]:
         """The messages ready to send once these jobs are added."""
@@ -177,6 +179,7 @@ class _JobArray:
                     if self._gathered:
                         messages.append(self._flush())
                     messages.append(piece)
+                    self.sent += len(piece)
                 else:
                     self._gathered.append(piece)
                     self._size += len(piece)
@@ -191,6 +194,7 @@ class _JobArray:
 
     def _flush(self) -> bytes:
         message = b"".join(self._gathered)
+        self.sent += len(message)
         self._gathered.clear()
         self._size = 0
         return message
@@ -215,3 +219,5 @@ async def job_array(
             while messages:
                 yield messages.pop(0)
     yield array.end()
+    if array.sent >= TRIM_AFTER_BYTES:
+        release_free_memory()
