@@ -80,6 +80,7 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
     payloads: list[RawJSON] = []
     options_of: list[EnqueueOptions] = []
     errors: list[dict[str, str]] = []
+    oversized = 0  # of the errors, how many are payloads over the size limit
     plain_options: dict[str | None, EnqueueOptions] = {}  # per task: items share the result
     for index, item in enumerate(items):
         # Most items are just {"payload": {...}}: no need for a model per item then.
@@ -95,6 +96,16 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
                 continue
             payload, options = parsed.payload, parsed
         text = RawJSON(dumps(payload))
+        if len(text) > limits.max_body_bytes:
+            oversized += 1
+            errors.append(
+                {
+                    "loc": f"jobs[{index}].payload",
+                    "msg": f"the payload is {len(text)} bytes as compact JSON; a job's "
+                    f"payload may be at most {limits.max_body_bytes} bytes, as for POST /jobs",
+                }
+            )
+            continue
         try:
             check_storable(
                 payload, max_depth=limits.max_json_depth, raw=text, scan_strings=scan_strings
@@ -113,7 +124,8 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
         options_of.append(resolved)
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
-        raise ProblemError(422, detail, errors=errors)
+        # Only payloads too large: a 413, as for one job too large; else a 422 names all.
+        raise ProblemError(413 if oversized == len(errors) else 422, detail, errors=errors)
     shared = shared_options(options_of)
     if shared is not None:
         # The usual batch: one statement, one row back, one template for the answer.
