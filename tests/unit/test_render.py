@@ -1,13 +1,20 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from jqs.api.render import BODY_CHUNK_BYTES, inserted_alike, inserted_jobs, job_array, listed_job
+from jqs.api.render import (
+    BODY_CHUNK_BYTES,
+    inserted_alike,
+    inserted_jobs,
+    job_array,
+    job_array_whole,
+    listed_job,
+)
 from jqs.jsonutil import RawJSON
 from jqs.models import EnqueueOptions, Inserted, InsertedAlike, Job, JobStatus, JobText
 
@@ -101,7 +108,8 @@ async def _body(first: list[JobText] | None, *rest: list[JobText]) -> list[bytes
         for chunk in rest:
             yield chunk
 
-    return [message async for message in job_array(first, chunks(), lambda queue: True)]
+    read: list[Sequence[JobText]] = [] if first is None else [first]
+    return [message async for message in job_array(read, chunks(), lambda queue: True)]
 
 
 async def test_a_listing_body_is_the_json_array_of_its_jobs() -> None:
@@ -117,3 +125,5 @@ async def test_a_listing_body_is_the_json_array_of_its_jobs() -> None:
     assert await _body(None) == [b"[]"]
     one = replace(small[0], waiting_for_worker=True)
     assert b"".join(await _body([texts[0]])) == orjson.dumps([one])
+    assert job_array_whole(texts[:1], lambda queue: True) == orjson.dumps([one])
+    assert job_array_whole([]) == b"[]"

@@ -12,7 +12,13 @@ from jqs.api import idempotency
 from jqs.api.body import read_json_object
 from jqs.api.options import OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
-from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_jobs, job_array
+from jqs.api.render import (
+    PROBLEM_CONTENT_TYPE,
+    JSONResponse,
+    inserted_jobs,
+    job_array,
+    job_array_whole,
+)
 from jqs.api.state import ApiState, api_state
 from jqs.logging import get_logger
 from jqs.models import IdempotencyKey, InsertOutcome, Job, JobFilter, JobStatus, NewJob
@@ -171,9 +177,16 @@ async def list_jobs(
         before_id=before_id,
     )
     chunks = state.store.find_text(params)
-    # Read before the answer starts, so that a store error is still a problem answer.
+    # Read before the answer starts, so that a store error is still a problem answer. A page
+    # that comes in one chunk (most do: small jobs) is answered whole; the others stream.
     first = await anext(chunks, None)
-    return StreamingResponse(job_array(first, chunks, state.waits), media_type="application/json")
+    second = None if first is None else await anext(chunks, None)
+    if second is None:
+        return JSONResponse(job_array_whole(first or [], state.waits))
+    assert first is not None
+    return StreamingResponse(
+        job_array([first, second], chunks, state.waits), media_type="application/json"
+    )
 
 
 @router.post(

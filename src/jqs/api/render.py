@@ -200,24 +200,29 @@ class _JobArray:
         return message
 
 
+def job_array_whole(jobs: Sequence[JobText], waits: Callable[[str], bool] = _never) -> bytes:
+    """A listing's whole body, for a page that the store gave in one chunk."""
+    array = _JobArray(waits)
+    return b"".join([*array.add(jobs), array.end()])
+
+
 async def job_array(
-    first: Sequence[JobText] | None,
+    read: list[Sequence[JobText]],
     rest: AsyncIterator[Sequence[JobText]],
     waits: Callable[[str], bool] = _never,
 ) -> AsyncIterator[bytes]:
-    """A listing's body from the store's chunks (the first one read already): each chunk is
+    """A listing's body from the store's chunks (`read`: those read already): each chunk is
     sent before the next is read, and let go of. `waits(queue)`: as in `inserted_jobs`."""
     array = _JobArray(waits)
-    if first is not None:
-        messages = array.add(first)
-        del first
+    while read:
+        messages = array.add(read.pop(0))
         while messages:
             yield messages.pop(0)
-        async for jobs in rest:
-            messages = array.add(jobs)
-            del jobs
-            while messages:
-                yield messages.pop(0)
+    async for jobs in rest:
+        messages = array.add(jobs)
+        del jobs
+        while messages:
+            yield messages.pop(0)
     yield array.end()
     if array.sent >= TRIM_AFTER_BYTES:
         release_free_memory()

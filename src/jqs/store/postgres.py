@@ -80,11 +80,14 @@ def job_from_row(row: asyncpg.Record) -> Job:
 
 
 def _text_from_row(row: asyncpg.Record) -> JobText:
-    """A row of job_list or job_get_many, its JSON as text."""
-    result = row["result"]
+    """A row of job_list (JSON as text) or job_get_many (JSON as UTF-8 bytes)."""
+    payload, result, errors = row["payload"], row["result"], row["errors"]
+    if type(payload) is str:
+        payload, errors = payload.encode(), errors.encode()
+        result = None if result is None else result.encode()
     return JobText(
         id=row["id"],
-        payload=row["payload"],
+        payload=payload,
         status=JobStatus(row["status"]),
         result=b"null" if result is None else result,
         created_at=row["created_at"],
@@ -99,7 +102,7 @@ def _text_from_row(row: asyncpg.Record) -> JobText:
         finished_at=row["finished_at"],
         timeout=row["timeout"],
         cancel_requested=row["cancel_requested_at"] is not None,
-        errors=row["errors"],
+        errors=errors,
     )
 
 

@@ -109,35 +109,33 @@ SELECT * FROM jobs WHERE id = :id;
 -- Newest first, below :before_id when given. NULL filters match every row. With the status
 -- known, the planner reads the partial index holding only that status (migration 0005), or
 -- the primary key backwards when there is none.
--- The JSON columns come as UTF-8 text (bytea), for a listing to pass on unparsed, and only
--- for rows whose JSON is small (:inline_bytes as stored) and uncompressed, so that its size
--- as text is known; the others come without it (inline false), with their stored size and
--- whether any of it is compressed, and are read afterwards a few at a time (job_get_many).
--- The size is read from the stored values' headers: their contents are not read for it.
+-- The JSON columns come as text, for a listing to pass on unparsed, and only for rows whose
+-- JSON is small (:inline_bytes as stored) and uncompressed, so that its size as text is
+-- known; the others come without it (inline false), with their stored size and whether any
+-- of it is compressed, and are read afterwards a few at a time (job_get_many). The size is
+-- read from the stored values' headers, not their contents; the text is made only for the
+-- page's rows (above the LIMIT). One level of subquery and no LATERAL: each run is planned
+-- afresh, and each level costs planning time.
 SELECT j.id, j.status, j.created_at, j.updated_at, j.task, j.queue, j.priority, j.run_at,
        j.attempts, j.max_attempts, j.started_at, j.finished_at, j.timeout,
-       j.cancel_requested_at, s.size, s.packed, s.inline,
-       CASE WHEN s.inline THEN convert_to(j.payload::text, 'UTF8') END AS payload,
-       CASE WHEN s.inline THEN convert_to(j.result::text, 'UTF8') END AS result,
-       CASE WHEN s.inline THEN convert_to(j.errors::text, 'UTF8') END AS errors
+       j.cancel_requested_at, j.size, j.packed,
+       NOT j.packed AND j.size <= :inline_bytes AS inline,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.payload::text END AS payload,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.result::text END AS result,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.errors::text END AS errors
 FROM (
-    SELECT * FROM jobs
+    SELECT *,
+           pg_column_size(payload) + coalesce(pg_column_size(result), 0)
+               + pg_column_size(errors) AS size,
+           coalesce(pg_column_compression(payload), pg_column_compression(result),
+                    pg_column_compression(errors)) IS NOT NULL AS packed
+    FROM jobs
     WHERE (:status::text IS NULL OR status = :status::text)
       AND (:task::text IS NULL OR task = :task::text)
       AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
     ORDER BY id DESC
     LIMIT :limit OFFSET :offset
-) AS j
-CROSS JOIN LATERAL (
-    SELECT m.size, m.packed, NOT m.packed AND m.size <= :inline_bytes AS inline
-    FROM (
-        SELECT pg_column_size(j.payload) + coalesce(pg_column_size(j.result), 0)
-                   + pg_column_size(j.errors) AS size,
-               coalesce(pg_column_compression(j.payload), pg_column_compression(j.result),
-                        pg_column_compression(j.errors)) IS NOT NULL AS packed
-    ) AS m
-) AS s
-ORDER BY j.id DESC;
+) AS j;
 
 -- name: job_list_by_task
 -- plan: per-value
@@ -147,12 +145,18 @@ ORDER BY j.id DESC;
 -- and merged. The columns are job_list's.
 SELECT j.id, j.status, j.created_at, j.updated_at, j.task, j.queue, j.priority, j.run_at,
        j.attempts, j.max_attempts, j.started_at, j.finished_at, j.timeout,
-       j.cancel_requested_at, s.size, s.packed, s.inline,
-       CASE WHEN s.inline THEN convert_to(j.payload::text, 'UTF8') END AS payload,
-       CASE WHEN s.inline THEN convert_to(j.result::text, 'UTF8') END AS result,
-       CASE WHEN s.inline THEN convert_to(j.errors::text, 'UTF8') END AS errors
+       j.cancel_requested_at, j.size, j.packed,
+       NOT j.packed AND j.size <= :inline_bytes AS inline,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.payload::text END AS payload,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.result::text END AS result,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.errors::text END AS errors
 FROM (
-    SELECT * FROM (
+    SELECT *,
+           pg_column_size(payload) + coalesce(pg_column_size(result), 0)
+               + pg_column_size(errors) AS size,
+           coalesce(pg_column_compression(payload), pg_column_compression(result),
+                    pg_column_compression(errors)) IS NOT NULL AS packed
+    FROM (
         (SELECT * FROM jobs
          WHERE task = :task AND status IN ('completed', 'failed', 'cancelled')
            AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
@@ -169,21 +173,13 @@ FROM (
          ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
     ) AS parts
     ORDER BY id DESC LIMIT :limit OFFSET :offset
-) AS j
-CROSS JOIN LATERAL (
-    SELECT m.size, m.packed, NOT m.packed AND m.size <= :inline_bytes AS inline
-    FROM (
-        SELECT pg_column_size(j.payload) + coalesce(pg_column_size(j.result), 0)
-                   + pg_column_size(j.errors) AS size,
-               coalesce(pg_column_compression(j.payload), pg_column_compression(j.result),
-                        pg_column_compression(j.errors)) IS NOT NULL AS packed
-    ) AS m
-) AS s
-ORDER BY j.id DESC;
+) AS j;
 
 -- name: job_get_many
 -- Jobs a listing left out of job_list for their size, newest first, in job_list's columns
--- with the JSON always there. A job deleted meanwhile is simply missing.
+-- with the JSON always there, as UTF-8 bytes (bytea): these values are large, and bytes
+-- pass to the client as they are, where text would be decoded and encoded again. A job
+-- deleted meanwhile is simply missing.
 SELECT id, status, created_at, updated_at, task, queue, priority, run_at, attempts,
        max_attempts, started_at, finished_at, timeout, cancel_requested_at,
        0 AS size, false AS packed, true AS inline,
