@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 import orjson
 import psutil
+import pytest
 
 from tests.acceptance.conftest import StartJqs
 
@@ -59,6 +60,7 @@ async def _insert_big_jobs(dsn: str) -> list[int]:
     blob = base64.b64encode(os.urandom(MIB * 3 // 4)).decode()
     conn = await asyncpg.connect(dsn)
     try:
+        await conn.execute("SET synchronous_commit = off")  # test data: no need to wait
         rows = await conn.fetch(
             """
             INSERT INTO jobs (payload, status, result, attempts, started_at, finished_at)
@@ -150,6 +152,7 @@ async def _parallel_pages(port: int) -> list[_Page]:
     return pages
 
 
+@pytest.mark.timeout(150)
 def test_parallel_listings_of_big_jobs_keep_memory_bounded(dsn: str, start_jqs: StartJqs) -> None:
     began = time.monotonic()
     ids = asyncio.run(_insert_big_jobs(dsn))
@@ -162,6 +165,7 @@ def test_parallel_listings_of_big_jobs_keep_memory_bounded(dsn: str, start_jqs: 
     time.sleep(0.5)
     before = _rss(server)
 
+    listing = time.monotonic()
     with _PeakRss(server) as peak:
         pages = asyncio.run(_parallel_pages(proc.port))
     listed = time.monotonic()
@@ -181,6 +185,12 @@ def test_parallel_listings_of_big_jobs_keep_memory_bounded(dsn: str, start_jqs: 
     assert {job["status"] for job in jobs} == {"completed"}
     del jobs, body, pages
 
+    troubles = [
+        line
+        for line in proc.lines
+        if line.get("level") == "error" or "unavailable" in line["event"]
+    ]
+    assert not troubles, troubles[:3]
     rise = peak.peak - before
     print(f"rss before {before / MIB:.0f} MB, peak +{rise / MIB:.0f} MB, {listed - began:.1f}s")
     assert rise < 150 * MIB, f"RSS rose by {rise / MIB:.0f} MB during the listings"
@@ -191,6 +201,8 @@ def test_parallel_listings_of_big_jobs_keep_memory_bounded(dsn: str, start_jqs: 
     print(
         f"rss before {before / MIB:.0f} MB, peak +{rise / MIB:.0f} MB, "
         f"after +{(after - before) / MIB:.0f} MB; insert {inserted - began:.1f}s, "
-        f"listings {listed - inserted:.1f}s, all {time.monotonic() - began:.1f}s"
+        f"listings {listed - listing:.1f}s, all {time.monotonic() - began:.1f}s"
     )
-    assert time.monotonic() - began < 60
+    # 4 GB leave the database as JSON text, most of the work: under a minute, on a 2-core
+    # machine that also runs the client (the test's own time is bounded by its timeout).
+    assert listed - listing < 60
