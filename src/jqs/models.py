@@ -74,6 +74,9 @@ class Job:
         float | None, Field(description="seconds one attempt may run; null: no limit")
     ]
     cancel_requested: Annotated[bool, Field(description="cancellation was asked for")]
+    created_by: Annotated[
+        str | None, Field(description="id of the API key that submitted the job")
+    ] = None
     errors: Annotated[
         list[Any], Field(description="the error of each failed attempt, oldest first")
     ] = field(default_factory=list)
@@ -113,6 +116,7 @@ class JobText:
     finished_at: datetime | None
     timeout: float | None
     cancel_requested: bool
+    created_by: str | None
     errors: bytes
 
     def job(self) -> Job:
@@ -152,6 +156,7 @@ class NewJob:
 
     payload: RawJSON
     options: EnqueueOptions = EnqueueOptions()
+    created_by: str | None = None  # the id of the API key that submitted it
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +259,32 @@ class QueueSettings:
     concurrency_limit: int | None = None
     rate_limit: float | None = None
     paused: bool = False
+    max_queued: int | None = None  # queued jobs at most, before submitting answers 429
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """A queue with a bound on its queued jobs, and how many it holds (counted up to the
+    bound: a fuller queue reads as `max_queued`)."""
+
+    name: str
+    max_queued: int
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRemoval:
+    """What removing a queue's settings found: whether it had any, and its jobs that have
+    not finished (none, or nothing was removed)."""
+
+    name: str
+    found: bool
+    unfinished: int
+
+    @property
+    def removed(self) -> bool:
+        """Whether the settings are gone now."""
+        return self.found and self.unfinished == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +316,9 @@ class JobFilter:
 
     status: JobStatus | None = None
     task: str | None = None
+    # The jobs an API key is limited to; None: every queue (task).
+    queues: frozenset[str] | None = None
+    tasks: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,3 +333,23 @@ class WorkerInfo:
     started_at: datetime
     last_seen_at: datetime
     running: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as operators see it: never its secret, which is shown once at creation.
+
+    `queues` and `tasks`: None allows every queue (task); otherwise only those listed.
+    `rate_limit`: requests per second per JQS process; None: no limit.
+    """
+
+    id: str
+    name: str
+    scopes: list[str]
+    queues: list[str] | None
+    tasks: list[str] | None
+    rate_limit: float | None
+    created_at: datetime
+    created_by: str | None
+    expires_at: datetime | None
+    revoked_at: datetime | None

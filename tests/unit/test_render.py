@@ -9,6 +9,7 @@ import pytest
 
 from jqs.api.render import (
     BODY_CHUNK_BYTES,
+    JSONResponse,
     inserted_alike,
     inserted_jobs,
     job_array,
@@ -127,3 +128,31 @@ async def test_a_listing_body_is_the_json_array_of_its_jobs() -> None:
     assert b"".join(await _body([texts[0]])) == orjson.dumps([one])
     assert job_array_whole(texts[:1], lambda queue: True) == orjson.dumps([one])
     assert job_array_whole([]) == b"[]"
+
+
+def test_times_always_leave_with_an_offset() -> None:
+    # The stores give aware times; a naive one must still not leave without a zone.
+    naive = datetime(2031, 1, 2, 3, 4, 5)
+    options = EnqueueOptions(run_at=naive)
+    jobs = inserted_jobs([Inserted(1, None, naive, naive)], [RawJSON(b"{}")], [options])
+    body = orjson.loads(JSONResponse(jobs).body)[0]
+    assert body["run_at"] == body["created_at"] == "2031-01-02T03:04:05+00:00"
+    job = Job(
+        id=1,
+        payload={},
+        status=JobStatus.QUEUED,
+        result=None,
+        created_at=naive,
+        updated_at=naive,
+        task=None,
+        queue="default",
+        priority=0,
+        run_at=naive,
+        attempts=0,
+        max_attempts=3,
+        started_at=None,
+        finished_at=None,
+        timeout=None,
+        cancel_requested=False,
+    )
+    assert orjson.loads(JSONResponse(job).body)["run_at"] == "2031-01-02T03:04:05+00:00"

@@ -26,6 +26,9 @@ _JOB_FIELDS = tuple(field.name for field in fields(Job))
 # A listing's body goes out in messages of about this size; a JSON value this large goes
 # out as a message of its own, as the store gave it, rather than copied into a bigger one.
 BODY_CHUNK_BYTES = 64 * 1024
+# Every time leaves as RFC 3339 with an offset: the stores give aware times, and a naive one
+# (none should reach here) is UTC, not a time without a zone.
+_TIMES = orjson.OPT_NAIVE_UTC
 
 
 class JSONResponse(Response):
@@ -36,7 +39,7 @@ class JSONResponse(Response):
     def render(self, content: Any) -> bytes:
         if isinstance(content, bytes):
             return content
-        return orjson.dumps(content)
+        return orjson.dumps(content, option=_TIMES)
 
 
 def problem(
@@ -56,12 +59,16 @@ def problem(
 
 
 def _template(
-    options: EnqueueOptions, created_at: datetime, run_at: datetime, waits: Callable[[str], bool]
+    options: EnqueueOptions,
+    created_at: datetime,
+    run_at: datetime,
+    waits: Callable[[str], bool],
+    created_by: str | None,
 ) -> dict[str, Any]:
     """A queued job with these options, as a dict in the job's field order (a test holds it
     to orjson's rendering of the Job itself). Its times are rendered here, once for every
     job copied from it."""
-    created = orjson.Fragment(orjson.dumps(created_at))
+    created = orjson.Fragment(orjson.dumps(created_at, option=_TIMES))
     job: dict[str, Any] = dict.fromkeys(_JOB_FIELDS)
     job.update(
         status=JobStatus.QUEUED,
@@ -69,11 +76,12 @@ def _template(
         updated_at=created,
         queue=options.queue,
         priority=options.priority,
-        run_at=orjson.Fragment(orjson.dumps(run_at)),
+        run_at=orjson.Fragment(orjson.dumps(run_at, option=_TIMES)),
         attempts=0,
         max_attempts=options.max_attempts,
         timeout=options.timeout,
         cancel_requested=False,
+        created_by=created_by,
         errors=(),  # shared by the copies, so immutable (orjson writes [])
         waiting_for_worker=waits(options.queue),
     )
@@ -89,16 +97,20 @@ def inserted_jobs(
     payloads: Sequence[RawJSON],
     options: Sequence[EnqueueOptions],
     waits: Callable[[str], bool] = _never,
+    created_by: str | None = None,
 ) -> list[dict[str, Any]]:
     """Jobs just inserted, as GET /jobs/{id} would show them; jobs that share their options
-    and times share one template. `waits(queue)`: no live worker serves that queue."""
+    and times share one template. `waits(queue)`: no live worker serves that queue.
+    `created_by`: the API key that submitted them all."""
     templates: dict[tuple[int, datetime, datetime], dict[str, Any]] = {}
     jobs = []
     for new, payload, opts in zip(inserted, payloads, options, strict=True):
         key = (id(opts), new.created_at, new.run_at)  # `options` keeps every object alive
         template = templates.get(key)
         if template is None:
-            template = templates[key] = _template(opts, new.created_at, new.run_at, waits)
+            template = templates[key] = _template(
+                opts, new.created_at, new.run_at, waits, created_by
+            )
         job = template.copy()  # a copy keeps the fields' order
         job["id"] = new.id
         job["payload"] = orjson.Fragment(bytes(payload))  # orjson wants bytes exactly
@@ -112,9 +124,10 @@ def inserted_alike(
     payloads: Sequence[RawJSON],
     options: EnqueueOptions,
     waits: Callable[[str], bool] = _never,
+    created_by: str | None = None,
 ) -> list[dict[str, Any]]:
     """`inserted_jobs` for jobs inserted together with the same options: one template."""
-    template = _template(options, inserted.created_at, inserted.run_at, waits)
+    template = _template(options, inserted.created_at, inserted.run_at, waits, created_by)
     jobs = []
     for job_id, task, payload in zip(inserted.ids, inserted.tasks, payloads, strict=True):
         job = template.copy()
@@ -142,7 +155,9 @@ def listed_job(job: JobText, waiting: bool) -> list[bytes]:
             "finished_at": job.finished_at,
             "timeout": job.timeout,
             "cancel_requested": job.cancel_requested,
-        }
+            "created_by": job.created_by,
+        },
+        option=_TIMES,
     )
     return [
         b'{"id":%d,"payload":' % job.id,
