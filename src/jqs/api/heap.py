@@ -13,8 +13,8 @@ import ctypes.util
 from collections.abc import Callable
 from functools import cache
 
-# An answer at least this large is followed by a trim; a trim of a heap that holds little
-# to return takes well under a millisecond.
+# An answer at least this large is followed by a trim: a walk over the heap's free blocks,
+# worth it only after large values have passed through.
 TRIM_AFTER_BYTES = 8 * 1024 * 1024
 
 
