@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 from uuid import UUID
 
 from pydantic import Field
 
-from jqs.jsonutil import RawJSON
+from jqs.jsonutil import RawJSON, dumps, loads
 
 JSONObject = dict[str, Any]
 
@@ -88,6 +88,51 @@ class Job:
             "a worker for its queue does"
         ),
     ] = False
+
+
+# The fields of a job that hold JSON of any size.
+JSON_FIELDS = ("payload", "result", "errors")
+
+
+@dataclass(frozen=True, slots=True)
+class JobText:
+    """A job as a listing reads it: `Job`'s fields, with the JSON ones (`JSON_FIELDS`) still
+    the JSON text the database gave, so that they pass to the client without being built
+    as Python objects (a test holds the fields to Job's)."""
+
+    id: int
+    payload: bytes
+    status: JobStatus
+    result: bytes  # b"null" when there is none
+    created_at: datetime
+    updated_at: datetime
+    task: str | None
+    queue: str
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    timeout: float | None
+    cancel_requested: bool
+    created_by: str | None
+    errors: bytes
+
+    def job(self) -> Job:
+        """The same job with its JSON parsed."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in JSON_FIELDS:
+            values[name] = loads(values[name])
+        return Job(**values)
+
+    @classmethod
+    def of(cls, job: Job) -> JobText:
+        """A job with its JSON written out as text."""
+        values = {f.name: getattr(job, f.name) for f in fields(cls)}
+        for name in JSON_FIELDS:
+            values[name] = dumps(values[name])
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)

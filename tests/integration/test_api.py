@@ -173,6 +173,23 @@ async def test_list_newest_first_with_paging_and_filters(client: httpx.AsyncClie
     assert (await client.get("/jobs", params={"page": 99})).json() == []
 
 
+async def test_list_before_id_pages_by_cursor(client: httpx.AsyncClient) -> None:
+    ids = [(await client.post("/jobs", json={"task": f"t{i % 2}"})).json()["id"] for i in range(5)]
+    response = await client.get("/jobs", params={"before_id": ids[3], "limit": 2})
+    assert response.headers["content-type"] == "application/json"
+    assert [j["id"] for j in response.json()] == [ids[2], ids[1]]
+    after = await client.get("/jobs", params={"before_id": ids[1], "limit": 2})
+    assert [j["id"] for j in after.json()] == [ids[0]]
+    # `page` with `before_id`: pages of the jobs below the cursor; filters apply as well.
+    second = await client.get("/jobs", params={"before_id": ids[4], "limit": 2, "page": 2})
+    assert [j["id"] for j in second.json()] == [ids[1], ids[0]]
+    t0 = await client.get("/jobs", params={"before_id": ids[4], "task": "t0"})
+    assert [j["id"] for j in t0.json()] == [ids[2], ids[0]]
+    assert (await client.get("/jobs", params={"before_id": 1})).json() == []
+    # The answer is the job as GET /jobs/{id} shows it.
+    assert response.json()[0] == (await client.get(f"/jobs/{ids[2]}")).json()
+
+
 async def test_list_limit_is_capped_at_100(client: httpx.AsyncClient, store: PostgresStore) -> None:
     for _ in range(3):
         await client.post("/jobs", json={"task": "x"})
@@ -195,6 +212,9 @@ async def test_list_limit_is_capped_at_100(client: httpx.AsyncClient, store: Pos
         {"status": "done"},
         {"page": 2**40},
         {"task": ""},
+        {"before_id": 0},
+        {"before_id": 2**63},
+        {"before_id": "x"},
     ],
 )
 async def test_list_bad_query_is_422(client: httpx.AsyncClient, params: dict[str, object]) -> None:

@@ -165,6 +165,32 @@ async def test_bad_batches_name_the_failing_items_and_create_nothing(
     assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
 
 
+async def test_each_job_of_a_batch_obeys_the_payload_limit(
+    store: PostgresStore, conn: asyncpg.Connection
+) -> None:
+    def sized(n: int) -> dict[str, str]:
+        return {"b": "x" * (n - len('{"b":""}'))}  # n bytes as compact JSON
+
+    async with api_client(store, limits=Limits(max_body_bytes=1000)) as c:
+        body = {"jobs": [{"payload": sized(1000)}, {"payload": sized(1001)}, {"payload": {}}]}
+        assert_problem(await c.post("/jobs/batch", json=body), 413, "jobs[1].payload", "1000")
+        body["jobs"].append({"payload": {}, "priority": "high"})
+        problem = await c.post("/jobs/batch", json=body)
+        assert_problem(problem, 422, "jobs[1].payload", "jobs[3].priority")
+        assert [e["loc"] for e in problem.json()["errors"]] == [
+            "jobs[1].payload",
+            "jobs[3].priority",
+        ]
+        assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
+        ok = await c.post("/jobs/batch", json={"jobs": [{"payload": sized(1000)}]})
+        assert ok.status_code == 201, ok.text
+    # With the default limits, one item as large as the whole batch may be is refused too.
+    async with api_client(store) as c:
+        body = {"jobs": [{"payload": {}}, {"payload": sized(2 * 1024 * 1024)}]}
+        assert_problem(await c.post("/jobs/batch", json=body), 413, "jobs[1].payload", "1048576")
+    assert await conn.fetchval("SELECT count(*) FROM jobs") == 1
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [

@@ -104,6 +104,7 @@ async def submit_jobs(
     options_of: list[EnqueueOptions] = []
     tasks: set[str | None] = set()
     errors: list[dict[str, str]] = []
+    oversized = 0  # of the errors, how many are payloads over the size limit
     plain_options: dict[str | None, EnqueueOptions] = {}  # per task: items share the result
     for index, item in enumerate(items):
         # Most items are just {"payload": {...}}: no need for a model per item then.
@@ -121,6 +122,16 @@ async def submit_jobs(
                 continue
             payload, options = parsed.payload, parsed
         text = RawJSON(dumps(payload))
+        if len(text) > limits.max_body_bytes:
+            oversized += 1
+            errors.append(
+                {
+                    "loc": f"jobs[{index}].payload",
+                    "msg": f"the payload is {len(text)} bytes as compact JSON; a job's "
+                    f"payload may be at most {limits.max_body_bytes} bytes, as for POST /jobs",
+                }
+            )
+            continue
         try:
             check_storable(
                 payload, max_depth=limits.max_json_depth, raw=text, scan_strings=scan_strings
@@ -144,7 +155,8 @@ async def submit_jobs(
         tasks.add(task)
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
-        raise ProblemError(422, detail, errors=errors)
+        # Only payloads too large: a 413, as for one job too large; else a 422 names all.
+        raise ProblemError(413 if oversized == len(errors) else 422, detail, errors=errors)
     if principal.restricted:
         for queue in {resolved.queue for resolved in options_of}:
             require_queue(principal, queue)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.convertors import StringConvertor, register_url_convertor
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from jqs.api import idempotency
 from jqs.api.auth import (
@@ -24,7 +24,7 @@ from jqs.api.body import read_json_object
 from jqs.api.openapi import PAYLOAD_SCHEMA, problem_response, problem_responses
 from jqs.api.options import MAX_TASK_LENGTH, OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
-from jqs.api.render import JSONResponse, inserted_jobs
+from jqs.api.render import JSONResponse, inserted_jobs, job_array, job_array_whole
 from jqs.api.state import ApiState, Limits, api_state
 from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
@@ -237,7 +237,14 @@ async def get_job(state: State, principal: ReadKey, job_id: JobId) -> Response:
 async def list_jobs(
     state: State,
     principal: ReadKey,
-    page: Annotated[int, Query(ge=1, le=2**31 - 1, description="1-based page number")] = 1,
+    page: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=2**31 - 1,
+            description="1-based page number; with `before_id`, pages of the jobs below it",
+        ),
+    ] = 1,
     limit: Annotated[
         int, Query(ge=1, description="page size; values above the maximum are taken as the maximum")
     ] = 10,
@@ -246,8 +253,17 @@ async def list_jobs(
         str | None,
         Query(min_length=1, max_length=MAX_TASK_LENGTH, description="only this payload.task"),
     ] = None,
+    before_id: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_JOB_ID,
+            description="only jobs whose id is lower (a cursor: pass the last id of a page "
+            "to get the next one, however many jobs come and go meanwhile)",
+        ),
+    ] = None,
 ) -> Response:
-    """A JSON array of jobs, newest (highest id) first."""
+    """A JSON array of jobs, newest (highest id) first, sent as it is read."""
     if task is not None and "\x00" in task:
         # PostgreSQL text cannot hold NUL: no job's task can contain one.
         raise ProblemError(
@@ -257,8 +273,18 @@ async def list_jobs(
     if task is not None:
         require_task(principal, task)
     within = JobFilter(status=status, task=task, queues=principal.queues, tasks=principal.tasks)
-    jobs = await state.store.find(FindParams(within, limit=limit, offset=(page - 1) * limit))
-    return JSONResponse([state.shown(job) for job in jobs])
+    params = FindParams(within, limit=limit, offset=(page - 1) * limit, before_id=before_id)
+    chunks = state.store.find_text(params)
+    # Read before the answer starts, so that a store error is still a problem answer. A page
+    # that comes in one chunk (most do: small jobs) is answered whole; the others stream.
+    first = await anext(chunks, None)
+    second = None if first is None else await anext(chunks, None)
+    if second is None:
+        return JSONResponse(job_array_whole(first or [], state.waits))
+    assert first is not None
+    return StreamingResponse(
+        job_array([first, second], chunks, state.waits), media_type="application/json"
+    )
 
 
 @router.post(

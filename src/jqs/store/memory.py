@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from jqs.models import (
     InsertOutcome,
     Job,
     JobStatus,
+    JobText,
     Lease,
     LeaseCheck,
     NewJob,
@@ -243,10 +244,16 @@ class MemoryStore:
             for row in sorted(self._jobs.values(), key=lambda row: -row.id)
             if (wanted.status is None or row.status is wanted.status)
             and (wanted.task is None or row.task == wanted.task)
+            and (params.before_id is None or row.id < params.before_id)
             and (wanted.queues is None or row.queue in wanted.queues)
             and (wanted.tasks is None or (row.task or "") in wanted.tasks)
         ]
         return [row.job() for row in rows[params.offset : params.offset + params.limit]]
+
+    async def find_text(self, params: FindParams) -> AsyncIterator[list[JobText]]:
+        """`find`'s page, one job per chunk (the smallest chunks a store may give)."""
+        for job in await self.find(params):
+            yield [JobText.of(job)]
 
     async def cancel(self, job_id: int, result: RawJSON) -> Change:
         """Cancel a queued job now, or ask the worker of a running one to stop it."""

@@ -13,7 +13,7 @@ them, as the composition root builds it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -29,6 +29,7 @@ from jqs.models import (
     InsertOutcome,
     Job,
     JobFilter,
+    JobText,
     Lease,
     LeaseCheck,
     NewJob,
@@ -75,11 +76,13 @@ class Finish(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class FindParams:
-    """A page of jobs, newest first."""
+    """A page of jobs, newest first: `offset` jobs skipped, then up to `limit`; only jobs
+    whose id is below `before_id` when it is given (a keyset cursor)."""
 
     filter: JobFilter = field(default_factory=JobFilter)
     limit: int = 10
     offset: int = 0
+    before_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,13 @@ class Jobs(Protocol):
 
     async def find(self, params: FindParams) -> list[Job]:
         """A page of jobs, newest (highest id) first."""
+        ...
+
+    def find_text(self, params: FindParams) -> AsyncIterator[Sequence[JobText]]:
+        """`find`'s page in chunks, newest first, each job's JSON as text. Each chunk is read
+        when the previous one has been taken, and holds a bounded number of bytes (one job
+        at least), so a page of big jobs is never held whole; no connection is held between
+        chunks. A job deleted meanwhile is left out; each job is as it was when read."""
         ...
 
     async def cancel(self, job_id: int, result: RawJSON) -> Change:

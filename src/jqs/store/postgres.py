@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from jqs.models import (
     InsertOutcome,
     Job,
     JobStatus,
+    JobText,
     Lease,
     LeaseCheck,
     NewJob,
@@ -40,6 +41,7 @@ from jqs.models import (
 from jqs.outcome import Completed, Failed, Final, Retry
 from jqs.store.db import Db
 from jqs.store.limits import LimitedQueue, plan_claim, spend_tokens
+from jqs.store.listing import INLINE_BYTES, Sized, steps
 from jqs.store.port import (
     MAX_JOB_ID,
     WORKER_SILENCE_SECONDS,
@@ -79,6 +81,34 @@ def job_from_row(row: asyncpg.Record) -> Job:
         **{name: row[name] for name in _JOB_COLUMNS},
         status=JobStatus(row["status"]),
         cancel_requested=row["cancel_requested_at"] is not None,
+    )
+
+
+def _text_from_row(row: asyncpg.Record) -> JobText:
+    """A row of job_list (JSON as text) or job_get_many (JSON as UTF-8 bytes)."""
+    payload, result, errors = row["payload"], row["result"], row["errors"]
+    if type(payload) is str:
+        payload, errors = payload.encode(), errors.encode()
+        result = None if result is None else result.encode()
+    return JobText(
+        id=row["id"],
+        payload=payload,
+        status=JobStatus(row["status"]),
+        result=b"null" if result is None else result,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        task=row["task"],
+        queue=row["queue"],
+        priority=row["priority"],
+        run_at=row["run_at"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        timeout=row["timeout"],
+        cancel_requested=row["cancel_requested_at"] is not None,
+        created_by=row["created_by"],
+        errors=errors,
     )
 
 
@@ -207,17 +237,39 @@ class PostgresStore:
 
     async def find(self, params: FindParams) -> list[Job]:
         """A page of jobs, newest first."""
+        return [job.job() async for chunk in self.find_text(params) for job in chunk]
+
+    async def find_text(self, params: FindParams) -> AsyncIterator[list[JobText]]:
+        """A page of jobs in chunks of bounded size, their JSON as text (jqs.store.listing)."""
         wanted = params.filter
         status, task = wanted.status, wanted.task
         queues = None if wanted.queues is None else sorted(wanted.queues)
         if task is not None and status is None:
-            rows = await self._db.fetch("job_list_by_task", params, task=task, queues=queues)
+            rows = await self._db.fetch(
+                "job_list_by_task", params, task=task, queues=queues, inline_bytes=INLINE_BYTES
+            )
         else:
             tasks = None if wanted.tasks is None else sorted(wanted.tasks)
             rows = await self._db.fetch(
-                "job_list", params, status=status, task=task, queues=queues, tasks=tasks
+                "job_list",
+                params,
+                status=status,
+                task=task,
+                queues=queues,
+                tasks=tasks,
+                inline_bytes=INLINE_BYTES,
             )
-        return [job_from_row(row) for row in rows]
+        page = [Sized(row["inline"], row["size"], row["packed"]) for row in rows]
+        for step in steps(page):
+            if not step.read:
+                yield [_text_from_row(rows[position]) for position in step.positions]
+                continue
+            read = await self._db.fetch(
+                "job_get_many", ids=[rows[position]["id"] for position in step.positions]
+            )
+            if read:
+                yield [_text_from_row(row) for row in read]
+            del read  # not held while the next chunk is read
 
     async def cancel(self, job_id: int, result: RawJSON) -> Change:
         """Cancel a queued job now, or ask the worker of a running one to stop it."""

@@ -106,40 +106,96 @@ SELECT * FROM jobs WHERE id = :id;
 
 -- name: job_list
 -- plan: per-value
--- Newest first. NULL filters match every row. With the status known, the planner reads the
--- partial index holding only that status (migration 0005), or the primary key backwards
--- when there is none.
-SELECT * FROM jobs
-WHERE (:status::text IS NULL OR status = :status::text)
-  AND (:task::text IS NULL OR task = :task::text)
-  AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
-  AND (:tasks::text[] IS NULL OR coalesce(task, '') = ANY(:tasks::text[]))
-ORDER BY id DESC
-LIMIT :limit OFFSET :offset;
+-- Newest first, below :before_id when given. NULL filters match every row (:queues and
+-- :tasks: those an API key is limited to). With the status
+-- known, the planner reads the partial index holding only that status (migration 0005), or
+-- the primary key backwards when there is none.
+-- The JSON columns come as text, for a listing to pass on unparsed, and only for rows whose
+-- JSON is small (:inline_bytes as stored) and uncompressed, so that its size as text is
+-- known; the others come without it (inline false), with their stored size and whether any
+-- of it is compressed, and are read afterwards a few at a time (job_get_many). The size is
+-- read from the stored values' headers, not their contents; the text is made only for the
+-- page's rows (above the LIMIT). One level of subquery and no LATERAL: each run is planned
+-- afresh, and each level costs planning time.
+SELECT j.id, j.status, j.created_at, j.updated_at, j.task, j.queue, j.priority, j.run_at,
+       j.attempts, j.max_attempts, j.started_at, j.finished_at, j.timeout,
+       j.cancel_requested_at, j.created_by, j.size, j.packed,
+       NOT j.packed AND j.size <= :inline_bytes AS inline,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.payload::text END AS payload,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.result::text END AS result,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.errors::text END AS errors
+FROM (
+    SELECT *,
+           pg_column_size(payload) + coalesce(pg_column_size(result), 0)
+               + pg_column_size(errors) AS size,
+           coalesce(pg_column_compression(payload), pg_column_compression(result),
+                    pg_column_compression(errors)) IS NOT NULL AS packed
+    FROM jobs
+    WHERE (:status::text IS NULL OR status = :status::text)
+      AND (:task::text IS NULL OR task = :task::text)
+      AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+      AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+      AND (:tasks::text[] IS NULL OR coalesce(task, '') = ANY(:tasks::text[]))
+    ORDER BY id DESC
+    LIMIT :limit OFFSET :offset
+) AS j;
 
 -- name: job_list_by_task
 -- plan: per-value
--- Newest first among one task's jobs, whatever their status. Finished, queued and running
--- jobs are each indexed apart (migration 0005), so the three parts are read separately,
--- each only as far as the page reaches (:limit + :offset rows), and merged. A key limited
--- to some queues (:queues) reads only theirs.
-SELECT * FROM (
-    (SELECT * FROM jobs
-     WHERE task = :task AND status IN ('completed', 'failed', 'cancelled')
-       AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
-     ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
-    UNION ALL
-    (SELECT * FROM jobs
-     WHERE task = :task AND status = 'queued'
-       AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
-     ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
-    UNION ALL
-    (SELECT * FROM jobs
-     WHERE task = :task AND status = 'processing'
-       AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
-     ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
-) AS j
-ORDER BY id DESC LIMIT :limit OFFSET :offset;
+-- Newest first among one task's jobs, whatever their status, below :before_id when given.
+-- Finished, queued and running jobs are each indexed apart (migration 0005), so the three
+-- parts are read separately, each only as far as the page reaches (:limit + :offset rows),
+-- and merged. A key limited to some queues (:queues) reads only theirs. The columns are
+-- job_list's.
+SELECT j.id, j.status, j.created_at, j.updated_at, j.task, j.queue, j.priority, j.run_at,
+       j.attempts, j.max_attempts, j.started_at, j.finished_at, j.timeout,
+       j.cancel_requested_at, j.created_by, j.size, j.packed,
+       NOT j.packed AND j.size <= :inline_bytes AS inline,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.payload::text END AS payload,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.result::text END AS result,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.errors::text END AS errors
+FROM (
+    SELECT *,
+           pg_column_size(payload) + coalesce(pg_column_size(result), 0)
+               + pg_column_size(errors) AS size,
+           coalesce(pg_column_compression(payload), pg_column_compression(result),
+                    pg_column_compression(errors)) IS NOT NULL AS packed
+    FROM (
+        (SELECT * FROM jobs
+         WHERE task = :task AND status IN ('completed', 'failed', 'cancelled')
+           AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+           AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+         ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
+        UNION ALL
+        (SELECT * FROM jobs
+         WHERE task = :task AND status = 'queued'
+           AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+           AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+         ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
+        UNION ALL
+        (SELECT * FROM jobs
+         WHERE task = :task AND status = 'processing'
+           AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+           AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+         ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
+    ) AS parts
+    ORDER BY id DESC LIMIT :limit OFFSET :offset
+) AS j;
+
+-- name: job_get_many
+-- Jobs a listing left out of job_list for their size, newest first, in job_list's columns
+-- with the JSON always there, as UTF-8 bytes (bytea): these values are large, and bytes
+-- pass to the client as they are, where text would be decoded and encoded again. A job
+-- deleted meanwhile is simply missing.
+SELECT id, status, created_at, updated_at, task, queue, priority, run_at, attempts,
+       max_attempts, started_at, finished_at, timeout, cancel_requested_at, created_by,
+       0 AS size, false AS packed, true AS inline,
+       convert_to(payload::text, 'UTF8') AS payload,
+       convert_to(result::text, 'UTF8') AS result,
+       convert_to(errors::text, 'UTF8') AS errors
+FROM jobs
+WHERE id = ANY(:ids::bigint[])
+ORDER BY id DESC;
 
 -- name: job_claim
 -- Claims across the served queues (:queues), each capped (:caps: free slots, rate tokens)
