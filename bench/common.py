@@ -299,13 +299,22 @@ def ensure_wrk() -> str:
     return found
 
 
-def wrk_post(url: str, body: str, *, seconds: int, connections: int, threads: int = 1) -> float:
+def wrk_post(
+    url: str,
+    body: str,
+    *,
+    seconds: int,
+    connections: int,
+    threads: int = 1,
+    headers: dict[str, str] | None = None,
+) -> float:
     """POST `body` as fast as wrk can for `seconds`; returns successful requests per second."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = [[{body}]]\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n' + extra
     )
     out = subprocess.run(
         [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],

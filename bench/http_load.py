@@ -54,11 +54,23 @@ class Client:
             status = int(head.split(b" ", 2)[1])
             length = 0
             for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
+                name = line.lower()
+                if name.startswith(b"content-length:"):
                     length = int(line.split(b":", 1)[1])
+                elif name.startswith(b"transfer-encoding:") and b"chunked" in name:
+                    return status, await _chunked(reader)
             return status, await reader.readexactly(length)
         finally:
             self._idle.put_nowait((reader, writer))
+
+
+async def _chunked(reader: asyncio.StreamReader) -> bytes:
+    """A chunked body (GET /jobs streams its page), without trailers."""
+    parts = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16):
+        parts.append(await reader.readexactly(size + 2))  # the chunk and its CRLF
+    await reader.readuntil(b"\r\n")
+    return b"".join(part[:-2] for part in parts)
 
 
 async def open_loop(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import statistics
 import subprocess
@@ -96,6 +97,9 @@ async def _count(dsn: str, where: str = "TRUE") -> int:
         await conn.close()
 
 
+BENCH_KEY = "bench-admin-key-0123456789abcdefghijklmnop"
+
+
 async def single_post(ctx: Context) -> None:
     """1. Single POST /jobs under wrk: JQS vs bare Starlette + asyncpg, one INSERT each.
 
@@ -110,32 +114,38 @@ async def single_post(ctx: Context) -> None:
     urls: dict[str, str] = {}
     dsns: list[str] = []  # each server's own database, kept while the next is made
     procs: list[Proc] = []
+    headers: dict[str, dict[str, str]] = {"jqs_key": {"Authorization": f"Bearer {BENCH_KEY}"}}
     try:
-        for name, level in (("jqs", "info"), ("jqs_quiet", "warning")):
+        for name, level in (("jqs", "info"), ("jqs_quiet", "warning"), ("jqs_key", "info")):
             dsn, port = await ctx.server.fresh(keep=dsns), free_port()
             dsns.append(dsn)
-            procs.append(
-                jqs(
-                    ["serve", "--no-worker"],
-                    {"DATABASE_URL": dsn, "PORT": str(port), "JQS_LOG_LEVEL": level},
-                    ctx.log(f"single_post_{name}"),
-                )
-            )
+            env = {"DATABASE_URL": dsn, "PORT": str(port), "JQS_LOG_LEVEL": level}
+            if name == "jqs_key":  # every request checked against an API key
+                env["JQS_ADMIN_KEY"] = BENCH_KEY
+            procs.append(jqs(["serve", "--no-worker"], env, ctx.log(f"single_post_{name}")))
             urls[name] = f"http://127.0.0.1:{port}/jobs"
             await wait_http(f"http://127.0.0.1:{port}/health")
         dsn, port = await ctx.server.fresh(schema="raw", keep=dsns), free_port()
         procs.append(start_baseline(dsn, port, ctx.log("single_post_baseline")))
         urls["baseline"] = f"http://127.0.0.1:{port}/jobs"
         await wait_http(urls["baseline"])
-        for url in urls.values():
-            wrk_post(url, body, seconds=2, connections=connections)  # warm-up
+        for name, url in urls.items():
+            wrk_post(url, body, seconds=2, connections=connections, headers=headers.get(name))
         runs: dict[str, list[float]] = {name: [] for name in urls}
         names = list(urls)
         for r in range(rounds):
-            for name in names[r % 3 :] + names[: r % 3]:
+            turn = r % len(names)
+            for name in names[turn:] + names[:turn]:
                 runs[name].append(
                     await asyncio.to_thread(
-                        wrk_post, urls[name], body, seconds=seconds, connections=connections
+                        functools.partial(
+                            wrk_post,
+                            urls[name],
+                            body,
+                            seconds=seconds,
+                            connections=connections,
+                            headers=headers.get(name),
+                        )
                     )
                 )
     finally:
@@ -156,6 +166,17 @@ async def single_post(ctx: Context) -> None:
             "Starlette+asyncpg, 1 INSERT/request into a minimal table",
             ">= 1.5x",
             note=note,
+        )
+    )
+    ctx.rows.append(
+        Row(
+            "single POST /jobs with an API key (requests/s)",
+            statistics.median(runs["jqs_key"]),
+            statistics.median(runs["jqs"]),
+            "req/s",
+            "the same JQS without authentication",
+            ">= 0.95x",
+            note="same load; every request carries Authorization: Bearer",
         )
     )
     ctx.rows.append(

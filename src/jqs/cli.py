@@ -13,6 +13,7 @@ import typer
 
 from jqs import __version__
 from jqs.errors import ConfigError, JQSError
+from jqs.keys_cli import app as keys_app
 from jqs.logging import configure_logging, flush_job_events, get_logger
 from jqs.runtime import Runner, database_for
 from jqs.settings import Settings, load_settings
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 log = get_logger("jqs.cli")
+app.add_typer(keys_app, name="keys")
 
 
 def _fail(message: str, code: int) -> typer.Exit:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -26,6 +29,41 @@ def loads(data: bytes | str) -> Any:
 def dumps(value: Any) -> bytes:
     """Serialize to compact UTF-8 JSON bytes."""
     return orjson.dumps(value)
+
+
+# PostgreSQL's numeric (what JSONB stores numbers as) holds at most this many digits after
+# the decimal point; orjson reads 1e-20000 as 0.0, which would hide it.
+MAX_NUMBER_SCALE = 16383
+# Text that may hold such a number: an exponent of -1000 or below, or a long fraction.
+_MAYBE_TINY = re.compile(rb"[eE]-0*[1-9][0-9]{3,}|\.[0-9]{1000,}")
+
+
+def check_numbers(raw: bytes) -> None:
+    """Refuse numbers with more digits after the decimal point than PostgreSQL can store.
+
+    Usual texts are passed by two byte searches; a text that may hold such a number is read
+    again with exact decimals, so that a string that merely looks like one is not refused.
+    """
+    if len(raw) < 1000 and b"e-" not in raw and b"E-" not in raw:
+        return
+    if _MAYBE_TINY.search(raw) is None:
+        return
+    stack: list[Any] = [json.loads(raw, parse_float=Decimal)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, Decimal):
+            exponent = item.as_tuple().exponent
+            if isinstance(exponent, int) and -exponent > MAX_NUMBER_SCALE:
+                shown = f"{item:.3e}"
+                raise InvalidJSON(
+                    f"the number {shown} has more than {MAX_NUMBER_SCALE} digits after the "
+                    "decimal point, which PostgreSQL cannot store; round it or send it as a "
+                    "string"
+                )
 
 
 def may_hold_nul(raw: bytes) -> bool:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 from uuid import UUID
 
 from pydantic import Field
 
-from jqs.jsonutil import RawJSON
+from jqs.jsonutil import RawJSON, dumps, loads
 
 JSONObject = dict[str, Any]
 
@@ -74,6 +74,9 @@ class Job:
         float | None, Field(description="seconds one attempt may run; null: no limit")
     ]
     cancel_requested: Annotated[bool, Field(description="cancellation was asked for")]
+    created_by: Annotated[
+        str | None, Field(description="id of the API key that submitted the job")
+    ] = None
     errors: Annotated[
         list[Any], Field(description="the error of each failed attempt, oldest first")
     ] = field(default_factory=list)
@@ -85,6 +88,51 @@ class Job:
             "a worker for its queue does"
         ),
     ] = False
+
+
+# The fields of a job that hold JSON of any size.
+JSON_FIELDS = ("payload", "result", "errors")
+
+
+@dataclass(frozen=True, slots=True)
+class JobText:
+    """A job as a listing reads it: `Job`'s fields, with the JSON ones (`JSON_FIELDS`) still
+    the JSON text the database gave, so that they pass to the client without being built
+    as Python objects (a test holds the fields to Job's)."""
+
+    id: int
+    payload: bytes
+    status: JobStatus
+    result: bytes  # b"null" when there is none
+    created_at: datetime
+    updated_at: datetime
+    task: str | None
+    queue: str
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    timeout: float | None
+    cancel_requested: bool
+    created_by: str | None
+    errors: bytes
+
+    def job(self) -> Job:
+        """The same job with its JSON parsed."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in JSON_FIELDS:
+            values[name] = loads(values[name])
+        return Job(**values)
+
+    @classmethod
+    def of(cls, job: Job) -> JobText:
+        """A job with its JSON written out as text."""
+        values = {f.name: getattr(job, f.name) for f in fields(cls)}
+        for name in JSON_FIELDS:
+            values[name] = dumps(values[name])
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +156,7 @@ class NewJob:
 
     payload: RawJSON
     options: EnqueueOptions = EnqueueOptions()
+    created_by: str | None = None  # the id of the API key that submitted it
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +259,32 @@ class QueueSettings:
     concurrency_limit: int | None = None
     rate_limit: float | None = None
     paused: bool = False
+    max_queued: int | None = None  # queued jobs at most, before submitting answers 429
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """A queue with a bound on its queued jobs, and how many it holds (counted up to the
+    bound: a fuller queue reads as `max_queued`)."""
+
+    name: str
+    max_queued: int
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRemoval:
+    """What removing a queue's settings found: whether it had any, and its jobs that have
+    not finished (none, or nothing was removed)."""
+
+    name: str
+    found: bool
+    unfinished: int
+
+    @property
+    def removed(self) -> bool:
+        """Whether the settings are gone now."""
+        return self.found and self.unfinished == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +316,9 @@ class JobFilter:
 
     status: JobStatus | None = None
     task: str | None = None
+    # The jobs an API key is limited to; None: every queue (task).
+    queues: frozenset[str] | None = None
+    tasks: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,3 +333,23 @@ class WorkerInfo:
     started_at: datetime
     last_seen_at: datetime
     running: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as operators see it: never its secret, which is shown once at creation.
+
+    `queues` and `tasks`: None allows every queue (task); otherwise only those listed.
+    `rate_limit`: requests per second per JQS process; None: no limit.
+    """
+
+    id: str
+    name: str
+    scopes: list[str]
+    queues: list[str] | None
+    tasks: list[str] | None
+    rate_limit: float | None
+    created_at: datetime
+    created_by: str | None
+    expires_at: datetime | None
+    revoked_at: datetime | None

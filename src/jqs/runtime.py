@@ -20,8 +20,11 @@ from collections.abc import Iterator
 import uvicorn
 
 from jqs.api.app import create_app
+from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
 from jqs.api.state import ApiState, Limits
+from jqs.auth.keyring import KeyRing
+from jqs.auth.startup import AuthMode, auth_mode, is_loopback
 from jqs.errors import ConfigError
 from jqs.http.fds import connection_cap, raise_soft_limit
 from jqs.http.protocol import ConnectionLimits, guarded_protocol
@@ -34,7 +37,7 @@ from jqs.settings import Settings
 from jqs.store import Database
 from jqs.store.notify import Listener, Notifier, new_origin
 from jqs.tasks.defaults import JobDefaults
-from jqs.tasks.loader import build_registry
+from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
 from jqs.worker import PoolSettings, WorkerPool
@@ -84,8 +87,13 @@ def registry_for(settings: Settings) -> TaskRegistry:
         settings.task_modules,
         demo=settings.demo_tasks,
         demo_delay=settings.demo_delay,
-        http_timeout=settings.http_task_timeout,
-        http_max_body=settings.http_task_max_body,
+        http=HttpTaskSettings(
+            timeout=settings.http_task_timeout,
+            max_body=settings.http_task_max_body,
+            policy=settings.destination_policy,
+        )
+        if settings.http_task
+        else None,
     )
 
 
@@ -173,10 +181,16 @@ class Runner:
             )
         if listener is not None:
             services.append(listener)
+        keyring = await self._keyring(db) if sock is not None else None
+        if keyring is not None:
+            services.append(keyring)
         local = pool.queues if pool is not None else ()
         served = ServedQueues(db.store, local=local) if sock is not None else None
         if served is not None:
             services.append(served)
+        bounds = QueueBounds(db.store) if sock is not None else None
+        if bounds is not None:
+            services.append(bounds)
         for service in services:
             await service.start()
         if pool is not None:
@@ -194,6 +208,10 @@ class Runner:
             ),
             on_enqueue=enqueued,
             served=served,
+            bounds=bounds,
+            keyring=keyring,
+            open_when_empty=keyring is not None and is_loopback(settings.host),
+            cors_origins=settings.cors_origin_list,
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None
@@ -256,6 +274,32 @@ class Runner:
             header_timeout=settings.header_timeout,
             max_connections=cap,
         )
+
+    async def _keyring(self, db: Database) -> KeyRing | None:
+        """The keys requests are checked against; None when authentication is off.
+
+        Raises ConfigError when this process must not serve (see jqs.auth.startup).
+        """
+        settings = self.settings
+        admin = settings.admin_key.get_secret_value() if settings.admin_key else None
+        keyring = KeyRing(db.store, admin_key=admin)
+        await keyring.refresh()
+        mode = auth_mode(host=settings.host, auth=settings.auth, have_keys=not keyring.empty)
+        if mode is AuthMode.OFF:
+            log.warning(
+                "auth_disabled",
+                detail="JQS_AUTH=off: every request is served without an API key",
+                host=settings.host,
+            )
+            return None
+        if keyring.empty:
+            log.info(
+                "auth_open_on_loopback",
+                detail="no API key exists, so requests need none on this loopback address; "
+                "once a key exists (jqs keys create, or JQS_ADMIN_KEY) every request needs one",
+                host=settings.host,
+            )
+        return keyring
 
     def _worker_pool(self, db: Database, registry: TaskRegistry) -> WorkerPool:
         settings = self.settings

@@ -9,11 +9,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from jqs.errors import ConfigError
+from jqs.netguard import DestinationPolicy
 from jqs.tasks.names import check_queue_name
 from jqs.tasks.schedules import CronEntry
 
@@ -52,7 +61,16 @@ class Settings(BaseSettings):
     port: int = Field(
         default=8080, ge=0, le=65535, validation_alias=AliasChoices("PORT", "JQS_PORT")
     )
-    host: str = Field(default="0.0.0.0", description="Address the HTTP server binds.")  # noqa: S104
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    admin_key: SecretStr | None = Field(
+        default=None, description="Bootstrap API key with every scope (32+ characters)."
+    )
+    auth: Literal["auto", "off"] = Field(
+        default="auto", description="off: serve without API keys, on any address."
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins whose pages may call the API."
+    )
     data_dir: Path = Field(
         default=Path(".jqs/pgdata"), description="Embedded PostgreSQL data directory."
     )
@@ -74,6 +92,10 @@ class Settings(BaseSettings):
     demo_delay: float = Field(default=1.0, ge=0, le=60)
     http_task_timeout: float = Field(default=30.0, gt=0, le=3_600)
     http_task_max_body: int = Field(default=65_536, ge=0, le=16 * 1024 * 1024)
+    http_task: bool = Field(default=True, description="false removes the built-in http task.")
+    http_allow: str = Field(
+        default="", description="Hosts and CIDR ranges the http task may reach besides public ones."
+    )
     db_pool_min: int = Field(default=1, ge=0, le=1_000)
     db_pool_max: int = Field(default=10, ge=1, le=1_000)
     db_connect_timeout: float = Field(default=10.0, gt=0, le=600)
@@ -95,6 +117,31 @@ class Settings(BaseSettings):
         if not value.startswith(("postgres://", "postgresql://")):
             raise ValueError("must start with postgres:// or postgresql://")
         return value
+
+    @field_validator("admin_key", mode="before")
+    @classmethod
+    def _admin_key(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip() == "":
+                return None
+            if len(value) < 32:
+                raise ValueError("must be at least 32 characters (try: openssl rand -hex 32)")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        origins = [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return ",".join(origins)
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _lower_auth(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("job_timeout", mode="before")
     @classmethod
@@ -122,6 +169,12 @@ class Settings(BaseSettings):
         _CRON_LIST.validate_json(value or "[]")  # refuse a bad schedule at start-up
         return value
 
+    @field_validator("http_allow")
+    @classmethod
+    def _http_allow_entries(cls, value: str) -> str:
+        DestinationPolicy.parse(value)  # refuse a bad entry at start-up
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
@@ -131,6 +184,16 @@ class Settings(BaseSettings):
     def cron_entries(self) -> list[CronEntry]:
         """The schedules named in JQS_CRON."""
         return _CRON_LIST.validate_json(self.cron or "[]")
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The origins named in JQS_CORS_ORIGINS."""
+        return tuple(origin for origin in self.cors_origins.split(",") if origin)
+
+    @property
+    def destination_policy(self) -> DestinationPolicy:
+        """Where the http task may send requests (public addresses plus JQS_HTTP_ALLOW)."""
+        return DestinationPolicy.parse(self.http_allow)
 
     @property
     def queue_names(self) -> list[str]:

@@ -16,6 +16,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.acceptance)
 
 
+def serve_env(**env: str) -> dict[str, str]:
+    """The environment of a test's `jqs`: any free port on loopback, fast polls, the tests'
+    handlers; `env` on top."""
+    defaults = {
+        "PORT": "0",
+        "JQS_HOST": "127.0.0.1",
+        "JQS_TASKS": "tests.support.tasks",
+        "JQS_DEMO_DELAY": "0.05",
+        "JQS_POLL_INTERVAL": "0.2",
+    }
+    return jqs_env(**{**defaults, **env})
+
+
 @pytest.fixture
 def start_jqs(tmp_path: Path) -> Iterator[StartJqs]:
     """Start `jqs ARGS` (default: serve) with test-friendly settings, in tmp_path unless
@@ -25,16 +38,8 @@ def start_jqs(tmp_path: Path) -> Iterator[StartJqs]:
     def start(
         *args: str, cwd: Path | None = None, prefix: tuple[str, ...] = (), **env: str
     ) -> JqsProcess:
-        defaults = {
-            "PORT": "0",
-            "JQS_HOST": "127.0.0.1",
-            "JQS_TASKS": "tests.support.tasks",
-            "JQS_DEMO_DELAY": "0.05",
-            "JQS_POLL_INTERVAL": "0.2",
-        }
-        environment = jqs_env(**{**defaults, **env})
         proc = JqsProcess(
-            *(args or ("serve",)), env=environment, cwd=cwd or tmp_path, prefix=prefix
+            *(args or ("serve",)), env=serve_env(**env), cwd=cwd or tmp_path, prefix=prefix
         )
         started.append(proc)
         return proc

@@ -135,3 +135,41 @@ def _finished(base: str, job_id: int) -> dict[str, Any]:
             return job
         assert time.monotonic() < deadline, job
         time.sleep(0.05)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_api_key_examples(tmp_path: Path, dsn: str) -> None:
+    text = README.read_text()
+    section = text.split("## API keys", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    create, export, *curls = block.group(1).splitlines()
+    assert create.startswith(".venv/bin/jqs keys create ")
+    assert export.startswith("export JQS_API_KEY=")
+    assert len(curls) == 2
+    env = jqs_env(DATABASE_URL=dsn, PORT="0", JQS_HOST="127.0.0.1")
+    made = subprocess.run(
+        ["bash", "-c", create.replace(".venv/bin/jqs", f"{sys.executable} -m jqs")],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    secret = made.stdout.strip().splitlines()[-1]
+    assert secret.startswith("jqs_")
+    proc = JqsProcess("serve", "--no-worker", env=env, cwd=tmp_path)
+    try:
+        shell_env = {**env, "JQS_API_KEY": secret}
+
+        def run(command: str) -> str:
+            line = command.replace("http://localhost:8080", proc.url)
+            return subprocess.run(
+                ["bash", "-c", line], env=shell_env, capture_output=True, text=True,
+                timeout=10, check=True,
+            ).stdout  # fmt: skip
+
+        created = json.loads(run(curls[0]))
+        assert created["status"] == "queued"
+        assert created["created_by"] is not None
+        assert [job["id"] for job in json.loads(run(curls[1]))] == [created["id"]]
+        unauthenticated = run(curls[1].replace('-H "Authorization: Bearer $JQS_API_KEY"', ""))
+        assert json.loads(unauthenticated)["status"] == 401
+    finally:
+        proc.kill()

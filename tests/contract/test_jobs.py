@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -178,3 +180,45 @@ async def test_what_an_insert_answers_is_what_was_stored(
         assert created[0].run_at == options.run_at
     else:
         assert (created[0].run_at - created[0].created_at).total_seconds() == options.delay
+
+
+async def test_find_before_id_is_a_keyset_cursor(subject: Subject) -> None:
+    store = subject.store
+    ids = [(await add(store, {"task": "a" if n % 3 else "b"})).id for n in range(9)]
+    newest_first = ids[::-1]
+    seen: list[int] = []
+    before: int | None = None
+    while page := await store.find(FindParams(limit=4, before_id=before)):
+        seen += [job.id for job in page]
+        before = page[-1].id
+    assert seen == newest_first
+    # Filters and offsets apply below the cursor: pages after it.
+    below = await store.find(FindParams(JobFilter(task="a"), limit=2, offset=1, before_id=ids[7]))
+    # task "a" below ids[7]: ids 5, 4, 2, 1 (newest first); skip one, take two.
+    assert [job.id for job in below] == [ids[4], ids[2]]
+    assert await store.find(FindParams(before_id=ids[0])) == []
+
+
+async def test_find_text_is_find_in_bounded_chunks_with_json_as_text(subject: Subject) -> None:
+    store = subject.store
+    noise = base64.b64encode(os.urandom(150_000)).decode()  # 200 kB that barely compresses
+    payloads: list[dict[str, object]] = [
+        {"task": "small", "n": 1, "text": 'é " \\ \u2028'},
+        *({"task": "big", "n": n, "blob": noise[n:]} for n in range(12)),
+        {"task": "repetitive", "blob": "a" * 300_000},  # compresses well: size unknown
+        {"task": "small", "n": 2},
+    ]
+    ids = [(await add(store, payload)).id for payload in payloads]
+    await store.cancel(ids[0], cancelled_result(0))  # a result, and a finished status
+    chunks = [list(chunk) async for chunk in store.find_text(FindParams(limit=100))]
+    listed = [job for chunk in chunks for job in chunk]
+    assert [job.id for job in listed] == ids[::-1]
+    assert [job.job() for job in listed] == [await store.get(i) for i in ids[::-1]]
+    for chunk in chunks:
+        text = sum(len(job.payload) + len(job.result) + len(job.errors) for job in chunk)
+        assert len(chunk) == 1 or text <= 2 * 1024 * 1024, [job.id for job in chunk]
+    assert any(len(chunk) == 1 and chunk[0].id == ids[13] for chunk in chunks)
+    # The same page, filtered and below a cursor.
+    params = FindParams(JobFilter(task="big"), limit=3, offset=1, before_id=ids[10])
+    by_task = [job.id async for chunk in store.find_text(params) for job in chunk]
+    assert by_task == [ids[8], ids[7], ids[6]]

@@ -139,3 +139,59 @@ async def test_each_scheduled_time_is_enqueued_once(subject: Subject) -> None:
     await store.schedule_register("tick", "*/2 * * * *", now - timedelta(minutes=5))
     assert await store.schedule_fire(ScheduleFire("tick", now, job)) is None, "same time: once"
     assert await store.schedule_fire(ScheduleFire("nobody", now, job)) is None
+
+
+async def test_max_queued_is_kept_and_cleared(subject: Subject) -> None:
+    store = subject.store
+    settings = await store.queue_update(patch("mail", max_queued=2, paused=True))
+    assert (settings.max_queued, settings.paused) == (2, True)
+    settings = await store.queue_update(patch("mail", paused=False))
+    assert settings.max_queued == 2, "a field left out stays"
+    infos = {info.settings.name: info for info in await store.queue_infos()}
+    assert infos["mail"].settings.max_queued == 2
+    settings = await store.queue_update(patch("mail", max_queued=None))
+    assert settings.max_queued is None
+
+
+async def test_queue_depths_count_queued_jobs_up_to_the_bound(subject: Subject) -> None:
+    store = subject.store
+    await store.queue_update(patch("small", max_queued=3))
+    await store.queue_update(patch("big", max_queued=100))
+    await store.queue_update(patch("unbounded", paused=False))
+    for _ in range(5):
+        await add(store, {"task": "x"}, queue="small")
+    for _ in range(2):
+        await add(store, {"task": "x"}, queue="big")
+    await add(store, {"task": "x"}, queue="unbounded")
+    depths = {d.name: (d.max_queued, d.queued) for d in await store.queue_depths()}
+    assert depths == {"small": (3, 3), "big": (100, 2)}, "counted no further than the bound"
+    claimed = await claim(store, ["big"], limit=1)
+    assert len(claimed) == 1
+    depths = {d.name: d.queued for d in await store.queue_depths()}
+    assert depths["big"] == 1, "running jobs are not queued"
+
+
+async def test_queue_delete_only_without_unfinished_jobs(subject: Subject) -> None:
+    store = subject.store
+    await store.queue_update(patch("mail", concurrency_limit=2, max_queued=10))
+    await add(store, {"task": "x"}, queue="mail")
+    await add(store, {"task": "y"}, queue="mail")
+    refused = await store.queue_delete("mail")
+    assert (refused.found, refused.unfinished, refused.removed) == (True, 2, False)
+    [running] = await claim(store, ["mail"], limit=1)
+    assert (await store.queue_delete("mail")).unfinished == 2, "a running job counts"
+    [queued] = await claim(store, ["mail"], limit=1)
+    await store.finish([Finish(running.lease, Completed(raw({})))])
+    await store.finish([Finish(queued.lease, Completed(raw({})))])
+    removed = await store.queue_delete("mail")
+    assert (removed.found, removed.unfinished, removed.removed) == (True, 0, True)
+    infos = {info.settings.name: info for info in await store.queue_infos()}
+    assert infos["mail"].settings.concurrency_limit is None, "listed by its jobs, no settings"
+    assert infos["mail"].settings.max_queued is None
+    assert await store.queue_depths() == []
+    unknown = await store.queue_delete("mail")
+    assert (unknown.found, unknown.unfinished, unknown.removed) == (False, 0, False)
+    # A queue with jobs but no settings has nothing to remove, and says why not.
+    await add(store, {"task": "z"}, queue="bare")
+    bare = await store.queue_delete("bare")
+    assert (bare.found, bare.unfinished) == (False, 1)

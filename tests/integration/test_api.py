@@ -103,6 +103,11 @@ async def test_big_and_unicode_payloads_round_trip(client: httpx.AsyncClient) ->
         (b'{"a": "\\ud800"}', JSON, 400, "not valid JSON"),
         (b'{"a": "x\\u0000y"}', JSON, 422, "NUL"),
         (b'{"a\\u0000": 1}', JSON, 422, "NUL"),
+        # Longer than an index entry may be: every write ending the job would fail.
+        (b'{"task": "' + b"t" * 201 + b'"}', JSON, 422, "payload.task is 201 characters"),
+        (b'{"task": ["' + b"t" * 300 + b'"]}', JSON, 422, "payload.task as JSON text"),
+        # orjson reads it as 0.0; PostgreSQL's numeric cannot hold its 20000 decimals.
+        (b'{"a": 1e-20000}', JSON, 422, "digits after the decimal point"),
         (b'{"a": ' * 9 + b"1" + b"}" * 9, JSON, 422, "deeper than the limit of 8"),
         (b'{"task": "x"}', {"Content-Type": "text/plain"}, 415, "application/json"),
         (b'{"task": "x"}', {"Content-Type": "application/x-www-form-urlencoded"}, 415, "got"),
@@ -168,6 +173,23 @@ async def test_list_newest_first_with_paging_and_filters(client: httpx.AsyncClie
     assert (await client.get("/jobs", params={"page": 99})).json() == []
 
 
+async def test_list_before_id_pages_by_cursor(client: httpx.AsyncClient) -> None:
+    ids = [(await client.post("/jobs", json={"task": f"t{i % 2}"})).json()["id"] for i in range(5)]
+    response = await client.get("/jobs", params={"before_id": ids[3], "limit": 2})
+    assert response.headers["content-type"] == "application/json"
+    assert [j["id"] for j in response.json()] == [ids[2], ids[1]]
+    after = await client.get("/jobs", params={"before_id": ids[1], "limit": 2})
+    assert [j["id"] for j in after.json()] == [ids[0]]
+    # `page` with `before_id`: pages of the jobs below the cursor; filters apply as well.
+    second = await client.get("/jobs", params={"before_id": ids[4], "limit": 2, "page": 2})
+    assert [j["id"] for j in second.json()] == [ids[1], ids[0]]
+    t0 = await client.get("/jobs", params={"before_id": ids[4], "task": "t0"})
+    assert [j["id"] for j in t0.json()] == [ids[2], ids[0]]
+    assert (await client.get("/jobs", params={"before_id": 1})).json() == []
+    # The answer is the job as GET /jobs/{id} shows it.
+    assert response.json()[0] == (await client.get(f"/jobs/{ids[2]}")).json()
+
+
 async def test_list_limit_is_capped_at_100(client: httpx.AsyncClient, store: PostgresStore) -> None:
     for _ in range(3):
         await client.post("/jobs", json={"task": "x"})
@@ -190,11 +212,24 @@ async def test_list_limit_is_capped_at_100(client: httpx.AsyncClient, store: Pos
         {"status": "done"},
         {"page": 2**40},
         {"task": ""},
+        {"before_id": 0},
+        {"before_id": 2**63},
+        {"before_id": "x"},
     ],
 )
 async def test_list_bad_query_is_422(client: httpx.AsyncClient, params: dict[str, object]) -> None:
     body = assert_problem(await client.get("/jobs", params=params), 422)
     assert body["errors"]
+
+
+@pytest.mark.parametrize("task", ["\x00", "a\x00b"])
+async def test_list_by_a_task_holding_nul_is_422_not_503(
+    client: httpx.AsyncClient, task: str
+) -> None:
+    # PostgreSQL text cannot hold NUL: the database would refuse the statement.
+    assert_problem(await client.get("/jobs", params={"task": task}), 422, "query.task", "NUL")
+    answer = await client.get("/jobs", params={"task": task, "status": "queued"})
+    assert_problem(answer, 422, "NUL")
 
 
 async def test_health_and_ready(client: httpx.AsyncClient) -> None:
@@ -221,6 +256,28 @@ async def test_unknown_route_and_wrong_method_are_problems(client: httpx.AsyncCl
     assert_problem(await client.delete("/jobs"), 405)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/jobs", "GET, POST"),  # POST /jobs is answered outside FastAPI's routes
+        ("OPTIONS", "/jobs", "GET, POST"),
+        ("GET", "/jobs/batch", "POST"),  # not taken for a job id
+        ("PUT", "/jobs/5", "GET"),
+        ("GET", "/jobs/5/cancel", "POST"),
+        ("GET", "/queues/default", "DELETE, PATCH"),  # two routes of one router
+        ("POST", "/openapi.json", "GET, HEAD"),
+        ("POST", "/docs", "GET"),
+        ("POST", "/docs/swagger-ui.css", "GET, HEAD"),
+    ],
+)
+async def test_a_wrong_method_is_told_every_allowed_one(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path)
+    assert_problem(response, 405, method, *allowed.split(", "))
+    assert response.headers["allow"] == allowed
+
+
 async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     operation_ids = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
@@ -234,3 +291,21 @@ async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ({"expires_in": 0.5}, "expires_in"),  # ends before it could be used
+        ({"rate_limit": "5"}, "rate_limit"),
+        ({"rate_limit": True}, "rate_limit"),
+        ({"expires_in": 60, "expires_at": "2031-01-01T00:00:00Z"}, "not both"),
+    ],
+)
+async def test_a_new_key_is_asked_for_in_json_types(
+    client: httpx.AsyncClient, spec: dict[str, object], fragment: str
+) -> None:
+    body = {"name": "ci", "scopes": ["jobs:read"], **spec}
+    assert_problem(await client.post("/keys", json=body), 422, fragment)
+    ok = await client.post("/keys", json={"name": "ci", "scopes": ["jobs:read"], "expires_in": 60})
+    assert ok.status_code == 201, ok.text

@@ -1,4 +1,4 @@
-"""The built-in `http` task against a real HTTP server on loopback."""
+"""The built-in `http` task against a real HTTP server on loopback (allowed by its policy)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from jqs.tasks.http import HttpTaskError, http_task
+from jqs.netguard import DestinationPolicy
+from jqs.tasks.control import FailNow
+from jqs.tasks.http import HttpPayloadError, HttpTaskError, http_task
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -53,7 +55,9 @@ def server_url() -> Iterator[str]:
 
 @pytest.fixture
 def http() -> Any:
-    return http_task(default_timeout=5, max_body=1000).fn
+    # Loopback is refused by default (tests/integration/test_http_ssrf.py); opened here.
+    policy = DestinationPolicy.parse("127.0.0.1/32")
+    return http_task(default_timeout=5, max_body=1000, policy=policy).fn
 
 
 async def test_get_with_headers(http: Any, server_url: str) -> None:
@@ -96,15 +100,26 @@ async def test_error_status_is_kept_unless_raise_for_status(http: Any, server_ur
         ({"task": "http", "url": "ftp://x"}, "url"),
         ({"task": "http", "url": "http://x", "method": "BREW"}, "method"),
         ({"task": "http", "url": "http://x", "timeout": -1}, "timeout"),
+        ({"task": "http", "url": "http://x", "headers": {"a": 1}}, "headers.a"),
     ],
 )
-async def test_invalid_payloads_fail_clearly(
+async def test_invalid_payloads_fail_at_once(
     http: Any, payload: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(HttpTaskError, match=message):
+    with pytest.raises(HttpPayloadError, match=message) as failed:
         await http(payload)
+    assert isinstance(failed.value, FailNow)  # a retry could not fix it
 
 
-async def test_connection_refused_fails(http: Any) -> None:
-    with pytest.raises(HttpTaskError, match="ConnectError"):
+@pytest.mark.parametrize("headers", [{"X-Bad": "a\r\nInjected: yes"}, {"X-Name": "caf\u00e9"}])
+async def test_headers_that_cannot_be_sent_fail_at_once(
+    http: Any, server_url: str, headers: dict[str, str]
+) -> None:
+    with pytest.raises(HttpPayloadError, match="cannot be sent"):
+        await http({"task": "http", "url": server_url, "headers": headers})
+
+
+async def test_connection_refused_by_an_allowed_peer_is_retried(http: Any) -> None:
+    with pytest.raises(HttpTaskError, match="ConnectError") as failed:
         await http({"task": "http", "url": "http://127.0.0.1:9/"})
+    assert not isinstance(failed.value, FailNow)

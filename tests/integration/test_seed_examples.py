@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from jqs.store import PostgresStore
-from jqs.tasks.loader import build_registry
+from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.worker import PoolSettings, WorkerPool
 from tests.support.http import api_client
 from tests.support.waiting import eventually
@@ -32,7 +32,9 @@ SEED_EXAMPLES: list[dict[str, Any]] = [
 
 
 async def test_all_seed_examples_complete(store: PostgresStore) -> None:
-    registry = build_registry([], demo=True, demo_delay=0.05, http_timeout=5, http_max_body=1024)
+    registry = build_registry(
+        [], demo=True, demo_delay=0.05, http=HttpTaskSettings(timeout=5, max_body=1024)
+    )
     pool = WorkerPool(store, registry, PoolSettings(concurrency=5, poll_interval=0.05))
     await pool.start()
     try:

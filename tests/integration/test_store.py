@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 
 import asyncpg
+import orjson
 
 from jqs.models import JobFilter, JobStatus
 from jqs.store import Database, PostgresStore
@@ -126,3 +129,17 @@ async def test_a_claim_commits_without_waiting_for_the_flush_and_only_itself(
         assert [r["id"] for r in rows] == [job.id]
         assert await conn.fetchval("SHOW synchronous_commit") == "off"
     assert await conn.fetchval("SHOW synchronous_commit") == before == "on"
+
+
+async def test_a_listing_leaves_out_a_job_deleted_while_it_is_read(
+    store: PostgresStore, conn: asyncpg.Connection
+) -> None:
+    noise = base64.b64encode(os.urandom(30_000)).decode()  # read after the first statement
+    big = [(await add(store, {"task": "big", "blob": noise})).id for _ in range(2)]
+    small = (await add(store, {"task": "small"})).id
+    chunks = store.find_text(FindParams(limit=10))
+    assert [job.id for job in await anext(chunks)] == [small]
+    await conn.execute("DELETE FROM jobs WHERE id = $1", big[1])
+    rest = [job async for chunk in chunks for job in chunk]
+    assert [job.id for job in rest] == [big[0]]
+    assert orjson.loads(rest[0].payload)["blob"] == noise

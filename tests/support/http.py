@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 
 from jqs.api.app import create_app
+from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
 from jqs.api.state import ApiState, ApiStore, Limits
 
@@ -19,8 +20,15 @@ async def api_client(
     limits: Limits | None = None,
     on_enqueue: Callable[[str], None] = lambda queue: None,
     served: ServedQueues | None = None,
+    bounds: QueueBounds | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    state = ApiState(store=store, limits=limits or Limits(), on_enqueue=on_enqueue, served=served)
+    state = ApiState(
+        store=store,
+        limits=limits or Limits(),
+        on_enqueue=on_enqueue,
+        served=served,
+        bounds=bounds,
+    )
     transport = httpx.ASGITransport(app=create_app(state))
     async with httpx.AsyncClient(transport=transport, base_url="http://jqs.test") as client:
         yield client

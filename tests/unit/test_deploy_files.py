@@ -60,6 +60,7 @@ def test_compose_agrees_with_settings() -> None:
     assert "@db:5432/" in env["DATABASE_URL"], "points at the compose database service"
     assert "db" in compose["services"]
     assert f"{env['PORT']}:{env['PORT']}" in jqs["ports"]
+    assert env["JQS_ADMIN_KEY"].startswith("${JQS_ADMIN_KEY:?"), "read from .env, required"
     Settings(**{"database_url": env["DATABASE_URL"], "port": int(env["PORT"])})
 
 
@@ -74,6 +75,9 @@ def test_render_blueprint_agrees_with_settings() -> None:
     database_names = {db["name"] for db in render["databases"]}
     assert env["DATABASE_URL"]["fromDatabase"]["name"] in database_names
     assert env["JQS_HOST"]["value"] == "0.0.0.0"
+    assert env["JQS_ADMIN_KEY"] == {"key": "JQS_ADMIN_KEY", "generateValue": True}, (
+        "a public address needs a key: Render generates one"
+    )
     assert 1 <= int(env["PORT"]["value"]) <= 65535
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from jqs.jsonutil import InvalidJSON, check_storable, loads
+from jqs.jsonutil import InvalidJSON, check_numbers, check_storable, loads
 
 
 def _nest(depth: int) -> object:
@@ -49,3 +49,32 @@ def test_raw_text_decides_depth_only_when_it_holds_few_brackets() -> None:
 def test_loads_refuses_what_jsonb_cannot_hold(text: bytes) -> None:
     with pytest.raises(InvalidJSON):
         loads(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a": 1e-16384}',
+        b'{"a": 0.5e-16383}',
+        b'{"a": [{"b": 1E-0020000}]}',
+        b'{"a": 0.' + b"0" * 20_000 + b"1}",
+    ],
+)
+def test_numbers_finer_than_numeric_holds_are_refused(text: bytes) -> None:
+    # orjson reads them as 0.0; PostgreSQL's numeric refuses more than 16383 decimals.
+    assert loads(text) is not None
+    with pytest.raises(InvalidJSON, match="16383 digits after the decimal point"):
+        check_numbers(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a": 1e-16383}',
+        b'{"a": 1.' + b"1" * 2000 + b"}",
+        b'{"a": "1e-20000"}',  # only looks like one
+        b'{"re-send": "e-mail", "n": -5e-3}',
+    ],
+)
+def test_numbers_numeric_holds_pass(text: bytes) -> None:
+    check_numbers(text)

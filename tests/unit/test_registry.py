@@ -9,7 +9,7 @@ import pytest
 from jqs import task
 from jqs.errors import ConfigError, DuplicateTask
 from jqs.tasks.demo import SEED_EXAMPLE_TASKS
-from jqs.tasks.loader import build_registry
+from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry, TaskSpec, marked_tasks
 
 
@@ -52,10 +52,20 @@ def test_two_handlers_for_one_name_are_refused() -> None:
 
 
 def test_builtins_and_demo_tasks_are_registered() -> None:
-    registry = build_registry([], demo=True, demo_delay=0, http_timeout=5, http_max_body=10)
+    registry = build_registry(
+        [], demo=True, demo_delay=0, http=HttpTaskSettings(timeout=5, max_body=10)
+    )
     assert set(registry.names()) == {"http", *SEED_EXAMPLE_TASKS}
-    without = build_registry([], demo=False, demo_delay=0, http_timeout=5, http_max_body=10)
+    without = build_registry(
+        [], demo=False, demo_delay=0, http=HttpTaskSettings(timeout=5, max_body=10)
+    )
     assert without.names() == ["http"]
+
+
+def test_the_http_task_can_be_left_out() -> None:
+    registry = build_registry([], demo=False, demo_delay=0, http=None)
+    assert registry.names() == []
+    assert registry.get("http") is None
 
 
 def test_user_module_can_replace_a_demo_task(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,7 +75,7 @@ def test_user_module_can_replace_a_demo_task(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setitem(sys.modules, "user_tasks_x", _module("user_tasks_x", f=real_send_email))
     registry = build_registry(
-        ["user_tasks_x"], demo=True, demo_delay=0, http_timeout=5, http_max_body=10
+        ["user_tasks_x"], demo=True, demo_delay=0, http=HttpTaskSettings(timeout=5, max_body=10)
     )
     spec = registry.get("send_email")
     assert isinstance(spec, TaskSpec)
@@ -75,7 +85,10 @@ def test_user_module_can_replace_a_demo_task(monkeypatch: pytest.MonkeyPatch) ->
 def test_unimportable_module_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="JQS_TASKS: cannot import 'no_such_module_jqs'"):
         build_registry(
-            ["no_such_module_jqs"], demo=False, demo_delay=0, http_timeout=5, http_max_body=10
+            ["no_such_module_jqs"],
+            demo=False,
+            demo_delay=0,
+            http=HttpTaskSettings(timeout=5, max_body=10),
         )
 
 
@@ -85,7 +98,11 @@ def test_user_task_may_not_take_the_http_name(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setitem(sys.modules, "user_tasks_y", _module("user_tasks_y", f=mine))
     with pytest.raises(ConfigError, match="built-in"):
-        build_registry(["user_tasks_y"], demo=False, demo_delay=0, http_timeout=5, http_max_body=1)
+        build_registry(
+            ["user_tasks_y"], demo=False, demo_delay=0, http=HttpTaskSettings(timeout=5, max_body=1)
+        )
+    with pytest.raises(ConfigError, match="built-in"):  # reserved even with the built-in off
+        build_registry(["user_tasks_y"], demo=False, demo_delay=0, http=None)
 
 
 def test_task_default_queue() -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
+from jqs.api.auth import SubmitKey, creator, require_queue, require_task, scope_doc
 from jqs.api.body import read_json_object
-from jqs.api.options import JobOptions, describe, task_of
+from jqs.api.jobs import TOO_MANY
+from jqs.api.openapi import PAYLOAD_SCHEMA, problem_responses
+from jqs.api.options import JobOptions, describe, task_of, unknown_parameters
 from jqs.api.problems import ProblemError
-from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_alike, inserted_jobs
-from jqs.api.state import ApiState, api_state
+from jqs.api.render import JSONResponse, inserted_alike, inserted_jobs
+from jqs.api.state import ApiState, Limits, api_state
+from jqs.auth.scopes import Scope
 from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, dumps, may_hold_nul
 from jqs.logging import get_logger
 from jqs.models import EnqueueOptions, Job, NewJob, shared_options
@@ -39,6 +45,20 @@ class Batch(BaseModel):
 # (jqs.api.app), where its references point.
 BATCH_SCHEMA = Batch.model_json_schema(ref_template="#/components/schemas/{model}")
 BATCH_COMPONENTS: dict[str, Any] = BATCH_SCHEMA.pop("$defs", {})
+# What a payload may hold, in the document's own words (jqs.api.openapi).
+BATCH_COMPONENTS["BatchItem"]["properties"]["payload"] = PAYLOAD_SCHEMA
+
+
+def document_limits(document: dict[str, Any], limits: Limits) -> None:
+    """Write this server's limits into the batch operation in `document`."""
+    body = document["paths"]["/jobs/batch"]["post"]["requestBody"]
+    body["description"] = (
+        f"At most {limits.batch_max_bytes} bytes (413 beyond); each payload at most "
+        f"{limits.max_json_depth} levels deep; no string in them may hold NUL (\\u0000)."
+    )
+    schema = copy.deepcopy(body["content"]["application/json"]["schema"])
+    schema["properties"]["jobs"]["maxItems"] = limits.batch_max_jobs
+    body["content"]["application/json"]["schema"] = schema
 
 
 @router.post(
@@ -47,19 +67,22 @@ BATCH_COMPONENTS: dict[str, Any] = BATCH_SCHEMA.pop("$defs", {})
     operation_id="submit_jobs",
     summary="Submit many jobs at once (all or nothing)",
     response_model=list[Job],
-    responses={
-        code: {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}}}
-        for code in (400, 413, 415, 422, 503)
-    },
+    responses={**problem_responses(400, 413, 415, 422, 503), 429: TOO_MANY},
     openapi_extra={
+        **scope_doc(Scope.JOBS_SUBMIT),
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": BATCH_SCHEMA}},
-        }
+        },
     },
 )
-async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_state)]) -> Response:
+async def submit_jobs(
+    request: Request, state: Annotated[ApiState, Depends(api_state)], principal: SubmitKey
+) -> Response:
     """Create every job in one transaction, in order; 422 names each failing item."""
+    if request.query_params:
+        # Options go in each item; a parameter here would be ignored without a word.
+        raise unknown_parameters(request.query_params, (), "POST /jobs/batch")
     limits = state.limits
     # Each payload is checked on its own below, so a problem names its item.
     raw_body, body = await read_json_object(
@@ -79,7 +102,9 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
     scan_strings = may_hold_nul(raw_body)
     payloads: list[RawJSON] = []
     options_of: list[EnqueueOptions] = []
+    tasks: set[str | None] = set()
     errors: list[dict[str, str]] = []
+    oversized = 0  # of the errors, how many are payloads over the size limit
     plain_options: dict[str | None, EnqueueOptions] = {}  # per task: items share the result
     for index, item in enumerate(items):
         # Most items are just {"payload": {...}}: no need for a model per item then.
@@ -89,12 +114,24 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
             options = _PLAIN
         else:
             try:
-                parsed = BatchItem.model_validate(item)
+                # Strictly, as JSON: `true` is no number and "5" no integer, as the
+                # document's schema says; a time is still an RFC 3339 string.
+                parsed = BatchItem.model_validate_json(dumps(item), strict=True)
             except ValidationError as exc:
                 errors += describe(exc, f"jobs[{index}]")
                 continue
             payload, options = parsed.payload, parsed
         text = RawJSON(dumps(payload))
+        if len(text) > limits.max_body_bytes:
+            oversized += 1
+            errors.append(
+                {
+                    "loc": f"jobs[{index}].payload",
+                    "msg": f"the payload is {len(text)} bytes as compact JSON; a job's "
+                    f"payload may be at most {limits.max_body_bytes} bytes, as for POST /jobs",
+                }
+            )
+            continue
         try:
             check_storable(
                 payload, max_depth=limits.max_json_depth, raw=text, scan_strings=scan_strings
@@ -102,7 +139,11 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
         except InvalidJSON as exc:
             errors.append({"loc": f"jobs[{index}].payload", "msg": str(exc)})
             continue
-        task = task_of(payload)
+        try:
+            task = task_of(payload)
+        except ValueError as exc:
+            errors.append({"loc": f"jobs[{index}].payload.task", "msg": str(exc)})
+            continue
         if options is _PLAIN:
             resolved = plain_options.get(task)
             if resolved is None:
@@ -111,22 +152,25 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
             resolved = options.resolve(task, state.defaults)
         payloads.append(text)
         options_of.append(resolved)
+        tasks.add(task)
     if errors:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:10])
-        raise ProblemError(422, detail, errors=errors)
-    shared = shared_options(options_of)
-    if shared is not None:
-        # The usual batch: one statement, one row back, one template for the answer.
-        alike = await state.store.insert_alike(payloads, shared)
-        answer = inserted_alike(alike, payloads, shared, state.waits)
-    else:
-        created = await state.store.insert(
-            [
-                NewJob(payload, options)
-                for payload, options in zip(payloads, options_of, strict=True)
-            ]
-        )
-        answer = inserted_jobs(created, payloads, options_of, state.waits)
+        # Only payloads too large: a 413, as for one job too large; else a 422 names all.
+        raise ProblemError(413 if oversized == len(errors) else 422, detail, errors=errors)
+    if principal.restricted:
+        for queue in {resolved.queue for resolved in options_of}:
+            require_queue(principal, queue)
+        for task in tasks:
+            require_task(principal, task)
+    by = creator(principal)
+    per_queue = Counter(options.queue for options in options_of)
+    bounds = state.bounds  # 429 when a queue is full; a bounded one counts the jobs until settled
+    settle = bounds.settle_all if bounds is not None and bounds.admit_all(per_queue) else None
+    try:
+        answer = await _insert(state, payloads, options_of, by)
+    finally:
+        if settle is not None:
+            settle(per_queue)
     for queue in {options.queue for options in options_of}:
         state.on_enqueue(queue)
     log.info("jobs_enqueued", count=len(answer), first_id=answer[0]["id"], last_id=answer[-1]["id"])
@@ -134,6 +178,23 @@ async def submit_jobs(request: Request, state: Annotated[ApiState, Depends(api_s
 
 
 _PLAIN = JobOptions()
+
+
+async def _insert(
+    state: ApiState, payloads: list[RawJSON], options_of: list[EnqueueOptions], by: str | None
+) -> list[dict[str, Any]]:
+    shared = shared_options(options_of)
+    if shared is not None:
+        # The usual batch: one statement, one row back, one template for the answer.
+        alike = await state.store.insert_alike(payloads, shared, by)
+        return inserted_alike(alike, payloads, shared, state.waits, by)
+    created = await state.store.insert(
+        [
+            NewJob(payload, options, by)
+            for payload, options in zip(payloads, options_of, strict=True)
+        ]
+    )
+    return inserted_jobs(created, payloads, options_of, state.waits, by)
 
 
 def _validate(body: object) -> None:

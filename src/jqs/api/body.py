@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Request
 
 from jqs.api.problems import ProblemError
-from jqs.jsonutil import InvalidJSON, RawJSON, check_storable, loads
+from jqs.jsonutil import InvalidJSON, RawJSON, check_numbers, check_storable, loads
 
 
 def _is_json_media_type(content_type: str) -> bool:
@@ -60,6 +60,10 @@ async def read_json_object(
             "bool": "boolean",
         }.get(kind, kind)
         raise ProblemError(422, f"the payload must be a JSON object, not {kind}")
+    try:
+        check_numbers(raw)
+    except InvalidJSON as exc:
+        raise ProblemError(422, str(exc)) from None
     if max_depth is None:
         return RawJSON(raw), value
     try:

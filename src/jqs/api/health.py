@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel
 from starlette.responses import PlainTextResponse, Response
 
+from jqs.api.openapi import problem_response
 from jqs.api.render import JSONResponse, problem
 from jqs.api.state import ApiState, api_state
 from jqs.errors import StoreError
 
 router = APIRouter(tags=["health"])
 _READY_TIMEOUT = 2.0
+
+
+class Readiness(BaseModel):
+    """What /ready found."""
+
+    status: Literal["ready"]
+    database: Literal["ok"]
 
 
 @router.get(
@@ -32,7 +41,8 @@ async def health() -> PlainTextResponse:
     "/ready",
     operation_id="ready",
     summary="Readiness: the database answers and we are not shutting down",
-    responses={503: {"description": "not ready"}},
+    response_model=Readiness,
+    responses={503: problem_response(503, "Not ready: shutting down, or no database")},
 )
 async def ready(state: Annotated[ApiState, Depends(api_state)]) -> Response:
     """200 when new work can be accepted; 503 otherwise."""

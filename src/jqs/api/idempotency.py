@@ -11,6 +11,8 @@ from jqs.api.problems import ProblemError
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+# What validate_key accepts, less what HTTP itself strips: spaces at either end.
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 
 
 def validate_key(key: str | None) -> str | None:
@@ -28,3 +30,9 @@ def request_digest(payload: dict[str, Any], options: dict[str, Any]) -> str:
     """A digest of what was asked: the payload (key order ignored) and the job options."""
     canonical = orjson.dumps([payload, options], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
+
+
+def scoped(key: str, key_id: str | None) -> str:
+    """The key as stored: under the API key that sent it, so that one API key cannot learn
+    whether another used the same Idempotency-Key."""
+    return key if key_id is None else f"{key_id}/{key}"

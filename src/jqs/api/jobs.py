@@ -6,14 +6,29 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
-from starlette.responses import Response
+from starlette.convertors import StringConvertor, register_url_convertor
+from starlette.responses import Response, StreamingResponse
 
 from jqs.api import idempotency
+from jqs.api.auth import (
+    ManageKey,
+    ReadKey,
+    creator,
+    principal_of,
+    require,
+    require_queue,
+    require_task,
+    scope_doc,
+)
 from jqs.api.body import read_json_object
-from jqs.api.options import OPENAPI_PARAMETERS, options_from_query, task_of
+from jqs.api.openapi import PAYLOAD_SCHEMA, problem_response, problem_responses
+from jqs.api.options import MAX_TASK_LENGTH, OPENAPI_PARAMETERS, options_from_query, task_of
 from jqs.api.problems import ProblemError
-from jqs.api.render import PROBLEM_CONTENT_TYPE, JSONResponse, inserted_jobs
-from jqs.api.state import ApiState, api_state
+from jqs.api.render import JSONResponse, inserted_jobs, job_array, job_array_whole
+from jqs.api.state import ApiState, Limits, api_state
+from jqs.auth.principal import Principal
+from jqs.auth.scopes import Scope
+from jqs.errors import JobNotFound
 from jqs.logging import get_logger
 from jqs.models import IdempotencyKey, InsertOutcome, Job, JobFilter, JobStatus, NewJob
 from jqs.outcome import cancelled_result
@@ -24,54 +39,100 @@ router = APIRouter(tags=["jobs"])
 State = Annotated[ApiState, Depends(api_state)]
 JobId = Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="job id")]
 
-PROBLEM: dict[str, Any] = {
-    "description": "Problem details (RFC 9457)",
-    "content": {PROBLEM_CONTENT_TYPE: {"schema": {"type": "object"}}},
+
+class _JobIdSegment(StringConvertor):
+    """A path segment taken for a job id: any but `batch`, so that another method on
+    /jobs/batch is a 405 while a malformed id such as /jobs/abc still gets a 422 that says
+    what is wrong with it."""
+
+    regex = r"(?!batch(?:/|$))[^/]+"
+
+
+register_url_convertor("job_id", _JobIdSegment())
+JOB_PATH = "/jobs/{job_id:job_id}"
+JOB_REF = "#/components/schemas/Job"
+_LOCATION = {"description": "the job's URL", "schema": {"type": "string"}}
+
+# Submitting answers 429 for either of two reasons.
+TOO_MANY: dict[str, Any] = {
+    **problem_response(
+        429,
+        "The queue holds its max_queued queued jobs, or the API key is past its rate limit; "
+        "retry after Retry-After seconds",
+    ),
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
 }
-_PAYLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "description": "Any JSON object: the job payload. `task` names the handler.",
-        "content": {
-            "application/json": {
-                "schema": {"type": "object", "additionalProperties": True},
-                "example": {"task": "send_email", "to": "user@example.com", "subject": "Hello"},
-            }
+
+
+def submit_job_operation(limits: Limits) -> dict[str, Any]:
+    """POST /jobs's OpenAPI operation, with the limits this server runs with.
+
+    POST /jobs is answered by jqs.api.app before FastAPI's routing (see there why); this is
+    added to the document FastAPI generates for the other routes.
+    """
+    return {
+        "tags": ["jobs"],
+        "summary": "Submit a job",
+        "description": "Queue a job; answered only once the job is committed.",
+        "operationId": "submit_job",
+        "parameters": [
+            *OPENAPI_PARAMETERS,
+            {
+                "name": idempotency.HEADER,
+                "in": "header",
+                "required": False,
+                "description": "same key and request: the original job (200); another "
+                "request: 422. Printable ASCII.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": idempotency.MAX_KEY_LENGTH,
+                    "pattern": idempotency.KEY_PATTERN,
+                },
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "description": "Any JSON object: the job payload. `task` names the handler. "
+            f"At most {limits.max_body_bytes} bytes (413 beyond) and "
+            f"{limits.max_json_depth} levels deep; no string in it may hold NUL (\\u0000).",
+            "content": {
+                "application/json": {
+                    "schema": PAYLOAD_SCHEMA,
+                    "example": {"task": "send_email", "to": "user@example.com", "subject": "Hello"},
+                }
+            },
         },
+        "responses": {
+            "201": {
+                "description": "The job, queued and committed",
+                "headers": {"Location": _LOCATION},
+                "content": {"application/json": {"schema": {"$ref": JOB_REF}}},
+            },
+            "200": {
+                "description": "Idempotency-Key replay: the job this key created",
+                "headers": {
+                    "Location": _LOCATION,
+                    "Idempotent-Replayed": {
+                        "description": "the job was created by an earlier request",
+                        "schema": {"type": "string", "enum": ["true"]},
+                    },
+                },
+                "content": {"application/json": {"schema": {"$ref": JOB_REF}}},
+            },
+            **{str(code): problem_response(code) for code in (400, 413, 415, 422, 503)},
+            "429": TOO_MANY,
+        },
+        **scope_doc(Scope.JOBS_SUBMIT),
     }
-}
 
 
-# POST /jobs is answered by jqs.api.app before FastAPI's routing (see there why); this is
-# its OpenAPI operation, added to the document FastAPI generates for the other routes.
-SUBMIT_JOB_OPERATION: dict[str, Any] = {
-    "tags": ["jobs"],
-    "summary": "Submit a job",
-    "description": "Queue a job; answered only once the job is committed.",
-    "operationId": "submit_job",
-    "parameters": [
-        *OPENAPI_PARAMETERS,
-        {
-            "name": idempotency.HEADER,
-            "in": "header",
-            "required": False,
-            "description": "same key and request: the original job (200); another request: 422",
-            "schema": {"type": "string", "maxLength": idempotency.MAX_KEY_LENGTH},
-        },
-    ],
-    **_PAYLOAD_BODY,
-    "responses": {
-        "201": {
-            "description": "The job, queued and committed",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
-        },
-        "200": {
-            "description": "Idempotency-Key replay: the job this key created",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}},
-        },
-        **{str(code): PROBLEM for code in (400, 413, 415, 422, 503)},
-    },
-}
+def document_limits(document: dict[str, Any], limits: Limits) -> None:
+    """Write this server's limits into the routes' operations in `document`."""
+    for parameter in document["paths"]["/jobs"]["get"]["parameters"]:
+        if parameter["name"] == "limit":
+            most = limits.page_size_max
+            parameter["description"] = f"page size; values above {most} are taken as {most}"
 
 
 async def submit_job(request: Request, state: ApiState) -> Response:
@@ -80,20 +141,41 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     The body and the options are read by hand: the payload is stored as the client sent it,
     and most requests carry no options at all.
     """
+    principal = require(principal_of(request), Scope.JOBS_SUBMIT)
     key = idempotency.validate_key(request.headers.get(idempotency.HEADER))
     options = options_from_query(request.query_params)
     raw, payload = await read_json_object(
         request, max_bytes=state.limits.max_body_bytes, max_depth=state.limits.max_json_depth
     )
-    job = NewJob(raw, options.resolve(task_of(payload), state.defaults))
+    try:
+        handler = task_of(payload)
+    except ValueError as exc:
+        raise ProblemError(422, f"payload.task {exc}") from None
+    job = NewJob(raw, options.resolve(handler, state.defaults), creator(principal))
+    if principal.restricted:
+        require_queue(principal, job.options.queue)
+        require_task(principal, handler)
+    queue, bounds = job.options.queue, state.bounds
+    # 429 when the queue is full. A bounded queue counts the job until it is settled.
+    settle = bounds.settle if bounds is not None and bounds.admit(queue) else None
     if key is None:
         # Shares one INSERT with concurrent requests (jqs.batching); wakes local workers.
-        inserted = await state.inserts.submit(job)
-        body: Any = inserted_jobs([inserted], [raw], [job.options], state.waits)[0]
+        try:
+            inserted = await state.inserts.submit(job)
+        finally:
+            if settle is not None:
+                settle(queue)
+        body: Any = inserted_jobs([inserted], [raw], [job.options], state.waits, job.created_by)[0]
         job_id, task = inserted.id, inserted.task
     else:
         digest = idempotency.request_digest(payload, options.given())
-        stored, outcome = await state.store.insert_once(job, IdempotencyKey(key, digest))
+        try:
+            stored, outcome = await state.store.insert_once(
+                job, IdempotencyKey(idempotency.scoped(key, job.created_by), digest)
+            )
+        finally:
+            if settle is not None:
+                settle(queue)
         if outcome is InsertOutcome.CONFLICT:
             raise ProblemError(
                 422,
@@ -108,24 +190,40 @@ async def submit_job(request: Request, state: ApiState) -> Response:
                 headers={"Location": f"/jobs/{stored.id}", "Idempotent-Replayed": "true"},
             )
         body, job_id, task = state.shown(stored), stored.id, stored.task
-        state.on_enqueue(job.options.queue)
+        state.on_enqueue(queue)
     # The enqueue is logged on the request's access line (one line per job, not two).
     structlog.contextvars.bind_contextvars(
-        job_id=job_id, task=task, queue=job.options.queue, status=JobStatus.QUEUED.value
+        job_id=job_id, task=task, queue=queue, status=JobStatus.QUEUED.value
     )
     return JSONResponse(body, status_code=201, headers={"Location": f"/jobs/{job_id}"})
 
 
+async def reachable(state: ApiState, principal: Principal, job_id: int) -> Job | None:
+    """The job, for a key limited to some queues or tasks; 404 if outside them.
+
+    A job out of a key's reach is not found, not forbidden: the key learns nothing of it.
+    None for an unrestricted key, which needs no look before the action.
+    """
+    if not principal.restricted:
+        return None
+    job = await state.store.get(job_id)
+    if not principal.may_touch(job.queue, job.task):
+        raise JobNotFound(job_id)
+    return job
+
+
 @router.get(
-    "/jobs/{job_id}",
+    JOB_PATH,
     operation_id="get_job",
     summary="Get a job's status and result",
     response_model=Job,
-    responses={404: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    responses=problem_responses(404, 422, 503),
+    openapi_extra=scope_doc(Scope.JOBS_READ),
 )
-async def get_job(state: State, job_id: JobId) -> Response:
+async def get_job(state: State, principal: ReadKey, job_id: JobId) -> Response:
     """One job with its current status and result."""
-    return JSONResponse(state.shown(await state.store.get(job_id)))
+    job = await reachable(state, principal, job_id) or await state.store.get(job_id)
+    return JSONResponse(state.shown(job))
 
 
 @router.get(
@@ -133,43 +231,77 @@ async def get_job(state: State, job_id: JobId) -> Response:
     operation_id="list_jobs",
     summary="List jobs, newest first",
     response_model=list[Job],
-    responses={422: PROBLEM, 503: PROBLEM},
+    responses=problem_responses(422, 503),
+    openapi_extra=scope_doc(Scope.JOBS_READ),
 )
 async def list_jobs(
     state: State,
-    page: Annotated[int, Query(ge=1, le=2**31 - 1, description="1-based page number")] = 1,
+    principal: ReadKey,
+    page: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=2**31 - 1,
+            description="1-based page number; with `before_id`, pages of the jobs below it",
+        ),
+    ] = 1,
     limit: Annotated[
-        int, Query(ge=1, description="page size; values above the maximum (100) are capped")
+        int, Query(ge=1, description="page size; values above the maximum are taken as the maximum")
     ] = 10,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     task: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="only this payload.task")
+        str | None,
+        Query(min_length=1, max_length=MAX_TASK_LENGTH, description="only this payload.task"),
+    ] = None,
+    before_id: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_JOB_ID,
+            description="only jobs whose id is lower (a cursor: pass the last id of a page "
+            "to get the next one, however many jobs come and go meanwhile)",
+        ),
     ] = None,
 ) -> Response:
-    """A JSON array of jobs, newest (highest id) first."""
+    """A JSON array of jobs, newest (highest id) first, sent as it is read."""
+    if task is not None and "\x00" in task:
+        # PostgreSQL text cannot hold NUL: no job's task can contain one.
+        raise ProblemError(
+            422, "query.task: may not contain NUL (%00); give the task's name as it was sent"
+        )
     limit = min(limit, state.limits.page_size_max)
-    jobs = await state.store.find(
-        FindParams(JobFilter(status=status, task=task), limit=limit, offset=(page - 1) * limit)
+    if task is not None:
+        require_task(principal, task)
+    within = JobFilter(status=status, task=task, queues=principal.queues, tasks=principal.tasks)
+    params = FindParams(within, limit=limit, offset=(page - 1) * limit, before_id=before_id)
+    chunks = state.store.find_text(params)
+    # Read before the answer starts, so that a store error is still a problem answer. A page
+    # that comes in one chunk (most do: small jobs) is answered whole; the others stream.
+    first = await anext(chunks, None)
+    second = None if first is None else await anext(chunks, None)
+    if second is None:
+        return JSONResponse(job_array_whole(first or [], state.waits))
+    assert first is not None
+    return StreamingResponse(
+        job_array([first, second], chunks, state.waits), media_type="application/json"
     )
-    return JSONResponse([state.shown(job) for job in jobs])
 
 
 @router.post(
-    "/jobs/{job_id}/cancel",
+    f"{JOB_PATH}/cancel",
     operation_id="cancel_job",
     summary="Cancel a job",
     response_model=Job,
     responses={
         202: {"description": "running: its worker will stop it shortly", "model": Job},
-        404: PROBLEM,
-        409: PROBLEM,
-        422: PROBLEM,
-        503: PROBLEM,
+        **problem_responses(404, 409, 422, 503),
     },
+    openapi_extra=scope_doc(Scope.JOBS_MANAGE),
 )
-async def cancel_job(state: State, job_id: JobId) -> Response:
+async def cancel_job(state: State, principal: ManageKey, job_id: JobId) -> Response:
     """A queued job ends `cancelled` at once (200); a running one is interrupted by its
     worker within about a second (202, then `cancelled`); a finished one is a 409."""
+    await reachable(state, principal, job_id)
     change = await state.store.cancel(job_id, cancelled_result(attempt=0))
     job = change.job
     if not change.changed:
@@ -182,14 +314,16 @@ async def cancel_job(state: State, job_id: JobId) -> Response:
 
 
 @router.post(
-    "/jobs/{job_id}/retry",
+    f"{JOB_PATH}/retry",
     operation_id="retry_job",
     summary="Run a failed or cancelled job again",
     response_model=Job,
-    responses={404: PROBLEM, 409: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    responses=problem_responses(404, 409, 422, 503),
+    openapi_extra=scope_doc(Scope.JOBS_MANAGE),
 )
-async def retry_job(state: State, job_id: JobId) -> Response:
+async def retry_job(state: State, principal: ManageKey, job_id: JobId) -> Response:
     """Put a failed or cancelled job back to `queued` with a fresh set of attempts."""
+    await reachable(state, principal, job_id)
     change = await state.store.retry(job_id)
     job = change.job
     if not change.changed:

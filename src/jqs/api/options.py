@@ -2,32 +2,99 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import difflib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.config import JsonDict
 
 from jqs.api.problems import ProblemError
+from jqs.jsonutil import dumps
 from jqs.models import EnqueueOptions
 from jqs.tasks.defaults import JobDefaults
-from jqs.tasks.names import QUEUE_NAME
+from jqs.tasks.names import QUEUE_NAME, error_message
 
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 366 * 24 * 3600.0
 PRIORITY_MIN, PRIORITY_MAX = -32768, 32767
+MAX_TASK_LENGTH = 200  # as GET /jobs?task= takes
+MAX_ATTEMPTS = 1000
+RUN_AT_FORMAT = "an RFC 3339 time with an offset, such as 2030-01-01T09:00:00Z"
+
+
+def _integral(value: object) -> object:
+    """A number without a fraction is an integer, as JSON Schema counts: 3.0 is 3 (a body's
+    options are validated strictly, which would refuse it)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# After the bounds: a validator before them would hide them from the JSON schema.
+_INTEGRAL = BeforeValidator(_integral)
+_NOT_NULL: JsonDict = {"not": {"type": "null"}}
+_BOTH_START_TIMES: JsonDict = {
+    "required": ["run_at", "delay"],
+    "properties": {"run_at": _NOT_NULL, "delay": _NOT_NULL},
+}
 
 
 class JobOptions(BaseModel):
     """What a client may say about how a job runs. Priority: higher runs first."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        # run_at and delay both say when to start: not both (see _one_start_time).
+        json_schema_extra={"not": _BOTH_START_TIMES},
+    )
 
     queue: str | None = Field(default=None, pattern=QUEUE_NAME.pattern)
-    priority: int = Field(default=0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    priority: Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX), _INTEGRAL] = 0
     run_at: AwareDatetime | None = None
     delay: float | None = Field(default=None, ge=0, le=MAX_DELAY)
-    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS), _INTEGRAL] | None = None
     timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT)
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _run_at_is_text(cls, value: object) -> object:
+        # pydantic would read a number, or a string of one (?run_at=0.5), as Unix seconds or
+        # milliseconds, by its size. Parsed here, a string also passes a strict validation.
+        if value is None or isinstance(value, datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.upper())
+            except ValueError:
+                pass
+        raise ValueError(f"must be {RUN_AT_FORMAT}, given as a string")
+
+    @field_validator("run_at")
+    @classmethod
+    def _run_at_in_utc(cls, value: datetime | None) -> datetime | None:
+        # Stored and answered in UTC; an offset may push a time past year 1 or 9999, which
+        # neither Python nor the driver can hold.
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                "must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z "
+                "once its offset is applied"
+            ) from None
 
     @model_validator(mode="after")
     def _one_start_time(self) -> JobOptions:
@@ -61,7 +128,7 @@ def describe(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
         loc = prefix
         for part in err["loc"]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = error_message(err).removeprefix("Value error, ")
         found.append({"loc": loc or "body", "msg": msg})
     return found
 
@@ -79,6 +146,8 @@ def options_from_query(query: Mapping[str, str]) -> JobOptions:
     if not query:
         return _NO_OPTIONS
     given = {name: query[name] for name in _OPTION_NAMES if name in query}
+    if len(given) != len(query):
+        raise unknown_parameters(query, _OPTION_NAMES, "POST /jobs")
     if not given:
         return _NO_OPTIONS
     try:
@@ -89,10 +158,34 @@ def options_from_query(query: Mapping[str, str]) -> JobOptions:
         raise ProblemError(422, detail, errors=errors) from None
 
 
+def unknown_parameters(query: Mapping[str, str], known: Sequence[str], route: str) -> ProblemError:
+    """The 422 for query parameters `route` does not take, so that a typo is not ignored."""
+    unknown = [name for name in query if name not in known]
+    errors = []
+    for name in unknown[:10]:  # enough to correct; the answer stays small
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        errors.append({"loc": f"query.{name}", "msg": f"unknown query parameter{hint}"})
+    takes = f"it takes {', '.join(known)}" if known else "it takes none"
+    detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
+    return ProblemError(422, f"{detail} ({route}: {takes})", errors=errors)
+
+
 def task_of(payload: dict[str, Any]) -> str | None:
-    """payload.task when it is a string."""
+    """payload.task when it is a string; ValueError when it is too long to be a task name.
+
+    The database indexes each finished job by its task (the text of payload.task, whatever
+    its JSON type), and an index entry has a size limit: a longer task would be accepted,
+    then fail every write that ends the job, for ever.
+    """
     task = payload.get("task")
-    return task if isinstance(task, str) else None
+    if type(task) is str:
+        if len(task) > MAX_TASK_LENGTH:
+            raise ValueError(f"is {len(task)} characters long; at most {MAX_TASK_LENGTH}")
+        return task
+    if task is not None and len(dumps(task)) > MAX_TASK_LENGTH:
+        raise ValueError(f"as JSON text is longer than {MAX_TASK_LENGTH} characters")
+    return None
 
 
 def _openapi_parameters() -> list[dict[str, Any]]:
@@ -111,10 +204,19 @@ def _openapi_parameters() -> list[dict[str, Any]]:
             "in": "query",
             "required": False,
             "description": descriptions[name],
-            "schema": schema["properties"][name],
+            "schema": _not_null(schema["properties"][name]),
         }
         for name in _OPTION_NAMES
     ]
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional option's schema without its `null`: a query parameter is left out, not
+    sent as null."""
+    branches = [branch for branch in schema.get("anyOf", ()) if branch != {"type": "null"}]
+    if len(branches) == 1:
+        return {**branches[0], **{k: v for k, v in schema.items() if k not in ("anyOf", "default")}}
+    return schema
 
 
 OPENAPI_PARAMETERS = _openapi_parameters()

@@ -8,15 +8,17 @@ from typing import Protocol
 
 from fastapi import Request
 
+from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
+from jqs.auth.keyring import KeyRing
 from jqs.batching import Batcher
 from jqs.models import Inserted, Job, JobStatus, NewJob
-from jqs.store.port import Jobs, Queues
+from jqs.store.port import Jobs, Keys, Queues
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 
 
-class ApiStore(Jobs, Queues, Protocol):
+class ApiStore(Jobs, Queues, Keys, Protocol):
     """The parts of the store the API uses."""
 
 
@@ -44,6 +46,10 @@ class ApiState:
     defaults: JobDefaults = field(default_factory=lambda: JobDefaults(TaskRegistry()))
     on_enqueue: Callable[[str], None] = lambda queue: None
     served: ServedQueues | None = None  # which queues live workers serve
+    bounds: QueueBounds | None = None  # the queues' max_queued, as last counted
+    keyring: KeyRing | None = None  # None: authentication is off
+    open_when_empty: bool = False  # anonymous while no key exists (a loopback address)
+    cors_origins: tuple[str, ...] = ()  # other origins whose pages may call the API
     shutting_down: bool = False
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
     inserts: Batcher[NewJob, Inserted] = field(init=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from jqs.clock import Clock, SystemClock
 from jqs.errors import JobNotFound, StoreError
 from jqs.jsonutil import RawJSON
 from jqs.models import (
+    ApiKey,
     ClaimedJob,
     ClaimResult,
     EnqueueOptions,
@@ -31,10 +32,13 @@ from jqs.models import (
     InsertOutcome,
     Job,
     JobStatus,
+    JobText,
     Lease,
     LeaseCheck,
     NewJob,
+    QueueDepth,
     QueueInfo,
+    QueueRemoval,
     QueueSettings,
     RescuedJob,
     WorkerInfo,
@@ -44,11 +48,13 @@ from jqs.store.limits import LimitedQueue, plan_claim, spend_tokens
 from jqs.store.port import (
     MAX_JOB_ID,
     WORKER_SILENCE_SECONDS,
+    ActiveKey,
     Change,
     ClaimParams,
     FindParams,
     Finish,
     LeaseCheckParams,
+    NewKey,
     PruneParams,
     QueuePatch,
     RescueParams,
@@ -101,6 +107,7 @@ class _Row:
     cancel_requested_at: datetime | None = None
     idempotency_key: str | None = None
     request_digest: str | None = None
+    created_by: str | None = None
     updated_at: datetime = field(init=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +135,7 @@ class _Row:
             finished_at=self.finished_at,
             timeout=self.timeout,
             cancel_requested=self.cancel_requested_at is not None,
+            created_by=self.created_by,
             errors=list(self.errors),
         )
 
@@ -159,6 +167,7 @@ class MemoryStore:
         self._queues: dict[str, _Queue] = {}
         self._schedules: dict[str, tuple[str, datetime | None]] = {}
         self._workers: dict[str, WorkerInfo] = {}
+        self._keys: dict[str, tuple[str, ApiKey]] = {}
 
     def _now(self) -> datetime:
         return self.clock.now()
@@ -178,6 +187,7 @@ class MemoryStore:
             max_attempts=o.max_attempts,
             timeout=o.timeout,
             created_at=now,
+            created_by=job.created_by,
             **columns,
         )
         self._jobs[row.id] = row
@@ -192,12 +202,12 @@ class MemoryStore:
         return [Inserted(row.id, row.task, row.created_at, row.run_at) for row in rows]
 
     async def insert_alike(
-        self, payloads: Sequence[RawJSON], options: EnqueueOptions
+        self, payloads: Sequence[RawJSON], options: EnqueueOptions, created_by: str | None = None
     ) -> InsertedAlike:
         """Insert jobs that share their options (all or none)."""
         if not payloads:
             raise ValueError("no jobs to insert")
-        inserted = await self.insert([NewJob(payload, options) for payload in payloads])
+        inserted = await self.insert([NewJob(payload, options, created_by) for payload in payloads])
         return InsertedAlike(
             ids=[new.id for new in inserted],
             tasks=[new.task for new in inserted],
@@ -234,8 +244,16 @@ class MemoryStore:
             for row in sorted(self._jobs.values(), key=lambda row: -row.id)
             if (wanted.status is None or row.status is wanted.status)
             and (wanted.task is None or row.task == wanted.task)
+            and (params.before_id is None or row.id < params.before_id)
+            and (wanted.queues is None or row.queue in wanted.queues)
+            and (wanted.tasks is None or (row.task or "") in wanted.tasks)
         ]
         return [row.job() for row in rows[params.offset : params.offset + params.limit]]
+
+    async def find_text(self, params: FindParams) -> AsyncIterator[list[JobText]]:
+        """`find`'s page, one job per chunk (the smallest chunks a store may give)."""
+        for job in await self.find(params):
+            yield [JobText.of(job)]
 
     async def cancel(self, job_id: int, result: RawJSON) -> Change:
         """Cancel a queued job now, or ask the worker of a running one to stop it."""
@@ -521,10 +539,32 @@ class MemoryStore:
             else old.concurrency_limit,
             rate_limit=patch.rate_limit if given("rate_limit") else old.rate_limit,
             paused=patch.paused if given("paused") else old.paused,
+            max_queued=patch.max_queued if given("max_queued") else old.max_queued,
         )
         if given("rate_limit"):
             queue.tokens, queue.refilled_at = 0.0, self._now()
         return queue.settings
+
+    async def queue_delete(self, name: str) -> QueueRemoval:
+        """Remove a queue's settings, unless it has queued or running jobs."""
+        unfinished = sum(
+            1
+            for row in self._jobs.values()
+            if row.queue == name and row.status in (JobStatus.QUEUED, JobStatus.PROCESSING)
+        )
+        found = name in self._queues
+        if found and unfinished == 0:
+            del self._queues[name]
+        return QueueRemoval(name, found=found, unfinished=unfinished)
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """The queues with a `max_queued`, each with its queued jobs counted up to it."""
+        queued = Counter(row.queue for row in self._jobs.values() if row.status is JobStatus.QUEUED)
+        return [
+            QueueDepth(name, bound, min(queued[name], bound))
+            for name, queue in sorted(self._queues.items())
+            if (bound := queue.settings.max_queued) is not None
+        ]
 
     async def queue_infos(self) -> list[QueueInfo]:
         """Every queue that has jobs, settings or live workers, by name."""
@@ -560,3 +600,47 @@ class MemoryStore:
         return sorted(
             (w for w in self._workers.values() if w.last_seen_at >= cutoff), key=lambda w: w.id
         )
+
+    # Keys
+
+    async def key_create(self, key: NewKey) -> ApiKey:
+        """Store a new key."""
+        if key.id in self._keys or any(h == key.secret_hash for h, _ in self._keys.values()):
+            raise StoreError("an API key with this id or secret exists already")
+        stored = ApiKey(
+            id=key.id,
+            name=key.name,
+            scopes=list(key.scopes),
+            queues=None if key.queues is None else list(key.queues),
+            tasks=None if key.tasks is None else list(key.tasks),
+            rate_limit=key.rate_limit,
+            created_at=self._now(),
+            created_by=key.created_by,
+            expires_at=key.expires_at,
+            revoked_at=None,
+        )
+        self._keys[key.id] = (key.secret_hash, stored)
+        return stored
+
+    async def key_list(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        return sorted((key for _, key in self._keys.values()), key=lambda k: (k.created_at, k.id))
+
+    async def key_revoke(self, key_id: str) -> ApiKey | None:
+        """Revoke a key; None when there is none with that id."""
+        if key_id not in self._keys:
+            return None
+        digest, key = self._keys[key_id]
+        if key.revoked_at is None:
+            key = replace(key, revoked_at=self._now())
+            self._keys[key_id] = (digest, key)
+        return key
+
+    async def key_list_active(self) -> list[ActiveKey]:
+        """The keys usable now, with their hashes."""
+        now = self._now()
+        return [
+            ActiveKey(digest, key)
+            for digest, key in self._keys.values()
+            if key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
+        ]

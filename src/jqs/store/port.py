@@ -13,13 +13,14 @@ them, as the composition root builds it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from jqs.jsonutil import RawJSON
 from jqs.models import (
+    ApiKey,
     ClaimResult,
     EnqueueOptions,
     IdempotencyKey,
@@ -28,10 +29,13 @@ from jqs.models import (
     InsertOutcome,
     Job,
     JobFilter,
+    JobText,
     Lease,
     LeaseCheck,
     NewJob,
+    QueueDepth,
     QueueInfo,
+    QueueRemoval,
     QueueSettings,
     RescuedJob,
     WorkerInfo,
@@ -72,11 +76,13 @@ class Finish(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class FindParams:
-    """A page of jobs, newest first."""
+    """A page of jobs, newest first: `offset` jobs skipped, then up to `limit`; only jobs
+    whose id is below `before_id` when it is given (a keyset cursor)."""
 
     filter: JobFilter = field(default_factory=JobFilter)
     limit: int = 10
     offset: int = 0
+    before_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,7 @@ class QueuePatch:
     concurrency_limit: int | None = None
     rate_limit: float | None = None
     paused: bool = False
+    max_queued: int | None = None
     given: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -135,6 +142,28 @@ class WorkerBeat:
     running: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """An API key to store: its public fields and the hash of its secret."""
+
+    id: str
+    name: str
+    secret_hash: str
+    scopes: Sequence[str]
+    queues: Sequence[str] | None = None
+    tasks: Sequence[str] | None = None
+    rate_limit: float | None = None
+    expires_at: datetime | None = None
+    created_by: str | None = None
+
+
+class ActiveKey(NamedTuple):
+    """A key that may be used (not revoked, not expired), and the hash of its secret."""
+
+    secret_hash: str
+    key: ApiKey
+
+
 class Jobs(Protocol):
     """Submitting, reading and steering jobs (the API's side)."""
 
@@ -143,7 +172,7 @@ class Jobs(Protocol):
         ...
 
     async def insert_alike(
-        self, payloads: Sequence[RawJSON], options: EnqueueOptions
+        self, payloads: Sequence[RawJSON], options: EnqueueOptions, created_by: str | None = None
     ) -> InsertedAlike:
         """Insert jobs that share their options in one transaction (all or none)."""
         ...
@@ -158,6 +187,13 @@ class Jobs(Protocol):
 
     async def find(self, params: FindParams) -> list[Job]:
         """A page of jobs, newest (highest id) first."""
+        ...
+
+    def find_text(self, params: FindParams) -> AsyncIterator[Sequence[JobText]]:
+        """`find`'s page in chunks, newest first, each job's JSON as text. Each chunk is read
+        when the previous one has been taken, and holds a bounded number of bytes (one job
+        at least), so a page of big jobs is never held whole; no connection is held between
+        chunks. A job deleted meanwhile is left out; each job is as it was when read."""
         ...
 
     async def cancel(self, job_id: int, result: RawJSON) -> Change:
@@ -232,6 +268,14 @@ class Queues(Protocol):
         """Change what the patch gives; the rest stays as it was."""
         ...
 
+    async def queue_delete(self, name: str) -> QueueRemoval:
+        """Remove a queue's settings, unless it has queued or running jobs."""
+        ...
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """The queues with a `max_queued`, each with its queued jobs counted up to it."""
+        ...
+
     async def queue_infos(self) -> list[QueueInfo]:
         """Every queue that has jobs, settings or workers, by name."""
         ...
@@ -241,5 +285,25 @@ class Queues(Protocol):
         ...
 
 
-class Store(Jobs, JobQueue, Maintenance, Queues, Protocol):
+class Keys(Protocol):
+    """API keys: created, listed, revoked; the usable ones read by every API process."""
+
+    async def key_create(self, key: NewKey) -> ApiKey:
+        """Store a new key."""
+        ...
+
+    async def key_list(self) -> list[ApiKey]:
+        """Every key, revoked and expired ones too, oldest first."""
+        ...
+
+    async def key_revoke(self, key_id: str) -> ApiKey | None:
+        """Revoke a key (again is fine); None when no key has that id."""
+        ...
+
+    async def key_list_active(self) -> list[ActiveKey]:
+        """The keys that may be used now, with their hashes."""
+        ...
+
+
+class Store(Jobs, JobQueue, Maintenance, Queues, Keys, Protocol):
     """Everything at once, as the composition root builds it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,7 @@ import orjson
 from jqs.errors import JobNotFound
 from jqs.jsonutil import RawJSON
 from jqs.models import (
+    ApiKey,
     ClaimedJob,
     ClaimResult,
     EnqueueOptions,
@@ -25,10 +26,13 @@ from jqs.models import (
     InsertOutcome,
     Job,
     JobStatus,
+    JobText,
     Lease,
     LeaseCheck,
     NewJob,
+    QueueDepth,
     QueueInfo,
+    QueueRemoval,
     QueueSettings,
     RescuedJob,
     WorkerInfo,
@@ -37,14 +41,17 @@ from jqs.models import (
 from jqs.outcome import Completed, Failed, Final, Retry
 from jqs.store.db import Db
 from jqs.store.limits import LimitedQueue, plan_claim, spend_tokens
+from jqs.store.listing import INLINE_BYTES, Sized, steps
 from jqs.store.port import (
     MAX_JOB_ID,
     WORKER_SILENCE_SECONDS,
+    ActiveKey,
     Change,
     ClaimParams,
     FindParams,
     Finish,
     LeaseCheckParams,
+    NewKey,
     PruneParams,
     QueuePatch,
     RescueParams,
@@ -77,6 +84,34 @@ def job_from_row(row: asyncpg.Record) -> Job:
     )
 
 
+def _text_from_row(row: asyncpg.Record) -> JobText:
+    """A row of job_list (JSON as text) or job_get_many (JSON as UTF-8 bytes)."""
+    payload, result, errors = row["payload"], row["result"], row["errors"]
+    if type(payload) is str:
+        payload, errors = payload.encode(), errors.encode()
+        result = None if result is None else result.encode()
+    return JobText(
+        id=row["id"],
+        payload=payload,
+        status=JobStatus(row["status"]),
+        result=b"null" if result is None else result,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        task=row["task"],
+        queue=row["queue"],
+        priority=row["priority"],
+        run_at=row["run_at"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        timeout=row["timeout"],
+        cancel_requested=row["cancel_requested_at"] is not None,
+        created_by=row["created_by"],
+        errors=errors,
+    )
+
+
 def _claimed(row: asyncpg.Record, token: uuid.UUID) -> ClaimedJob:
     # Positional (a tuple is built fastest so), each value read by its column's name.
     return ClaimedJob(
@@ -97,10 +132,11 @@ def _option_values(o: EnqueueOptions) -> tuple[object, ...]:
 
 
 def _ends(finishes: Sequence[Finish]) -> RawJSON:
-    """job_finish_many's :ends, one JSON object keyed by job id."""
-    ends: dict[str, dict[str, Any]] = {}
+    """job_finish_many's :ends, one JSON array with an object per job."""
+    ends: list[dict[str, Any]] = []
     for finish in finishes:
-        end: dict[str, Any] = {"token": finish.lease.token}  # orjson writes UUIDs
+        # orjson writes UUIDs
+        end: dict[str, Any] = {"id": finish.lease.job_id, "token": finish.lease.token}
         outcome: Final = finish.outcome
         if isinstance(outcome, Completed):
             end["status"] = JobStatus.COMPLETED
@@ -115,7 +151,7 @@ def _ends(finishes: Sequence[Finish]) -> RawJSON:
         else:
             end["status"] = JobStatus.CANCELLED
             end["result"] = orjson.Fragment(bytes(outcome.result))
-        ends[str(finish.lease.job_id)] = end
+        ends.append(end)
     return RawJSON(orjson.dumps(ends))
 
 
@@ -137,25 +173,33 @@ class PostgresStore:
         if not jobs:
             return []
         options = shared_options([job.options for job in jobs])
-        if options is not None:
-            alike = await self.insert_alike([job.payload for job in jobs], options)
+        if options is not None and all(job.created_by == jobs[0].created_by for job in jobs):
+            alike = await self.insert_alike(
+                [job.payload for job in jobs], options, jobs[0].created_by
+            )
             return [
                 Inserted(job_id, task, alike.created_at, alike.run_at)
                 for job_id, task in zip(alike.ids, alike.tasks, strict=True)
             ]
         # orjson wants bytes exactly, not a subclass
-        rows = [(orjson.Fragment(bytes(j.payload)), *_option_values(j.options)) for j in jobs]
+        rows = [
+            (orjson.Fragment(bytes(j.payload)), *_option_values(j.options), j.created_by)
+            for j in jobs
+        ]
         inserted = await self._db.fetch("job_insert_many", rows=RawJSON(orjson.dumps(rows)))
         return sorted((Inserted(**row) for row in inserted), key=lambda new: new.id)
 
     async def insert_alike(
-        self, payloads: Sequence[RawJSON], options: EnqueueOptions
+        self, payloads: Sequence[RawJSON], options: EnqueueOptions, created_by: str | None = None
     ) -> InsertedAlike:
         """Insert jobs that share their options in one statement (all or none)."""
         if not payloads:
             raise ValueError("no jobs to insert")
         row = await self._db.fetchrow(
-            "job_insert_many_alike", options, payloads=RawJSON(b"[" + b",".join(payloads) + b"]")
+            "job_insert_many_alike",
+            options,
+            payloads=RawJSON(b"[" + b",".join(payloads) + b"]"),
+            created_by=created_by,
         )
         assert row is not None  # an aggregate always gives one row
         return InsertedAlike(**row)
@@ -170,6 +214,7 @@ class PostgresStore:
                 payload=job.payload,
                 key=key.key,
                 digest=key.request_digest,
+                created_by=job.created_by,
             )
             if row is not None:
                 return job_from_row(row), InsertOutcome.CREATED
@@ -192,12 +237,39 @@ class PostgresStore:
 
     async def find(self, params: FindParams) -> list[Job]:
         """A page of jobs, newest first."""
-        status, task = params.filter.status, params.filter.task
+        return [job.job() async for chunk in self.find_text(params) for job in chunk]
+
+    async def find_text(self, params: FindParams) -> AsyncIterator[list[JobText]]:
+        """A page of jobs in chunks of bounded size, their JSON as text (jqs.store.listing)."""
+        wanted = params.filter
+        status, task = wanted.status, wanted.task
+        queues = None if wanted.queues is None else sorted(wanted.queues)
         if task is not None and status is None:
-            rows = await self._db.fetch("job_list_by_task", params, task=task)
+            rows = await self._db.fetch(
+                "job_list_by_task", params, task=task, queues=queues, inline_bytes=INLINE_BYTES
+            )
         else:
-            rows = await self._db.fetch("job_list", params, status=status, task=task)
-        return [job_from_row(row) for row in rows]
+            tasks = None if wanted.tasks is None else sorted(wanted.tasks)
+            rows = await self._db.fetch(
+                "job_list",
+                params,
+                status=status,
+                task=task,
+                queues=queues,
+                tasks=tasks,
+                inline_bytes=INLINE_BYTES,
+            )
+        page = [Sized(row["inline"], row["size"], row["packed"]) for row in rows]
+        for step in steps(page):
+            if not step.read:
+                yield [_text_from_row(rows[position]) for position in step.positions]
+                continue
+            read = await self._db.fetch(
+                "job_get_many", ids=[rows[position]["id"] for position in step.positions]
+            )
+            if read:
+                yield [_text_from_row(row) for row in read]
+            del read  # not held while the next chunk is read
 
     async def cancel(self, job_id: int, result: RawJSON) -> Change:
         """Cancel a queued job now, or ask the worker of a running one to stop it."""
@@ -399,10 +471,22 @@ class PostgresStore:
             set_limit="concurrency_limit" in patch.given,
             set_rate="rate_limit" in patch.given,
             set_paused="paused" in patch.given,
+            set_max_queued="max_queued" in patch.given,
         )
         assert row is not None
         self._limited = (float("-inf"), frozenset())  # this process sees the change at once
         return QueueSettings(**row)
+
+    async def queue_delete(self, name: str) -> QueueRemoval:
+        """Remove a queue's settings, unless it has queued or running jobs."""
+        row = await self._db.fetchrow("queue_delete", name=name)
+        assert row is not None
+        self._limited = (float("-inf"), frozenset())  # its limits end here at once
+        return QueueRemoval(name, found=row["found"], unfinished=row["unfinished"])
+
+    async def queue_depths(self) -> list[QueueDepth]:
+        """The queues with a `max_queued`, each with its queued jobs counted up to it."""
+        return [QueueDepth(**row) for row in await self._db.fetch("queue_depths")]
 
     async def queue_infos(self) -> list[QueueInfo]:
         """Every queue that has jobs, settings or live workers, by name."""
@@ -435,3 +519,36 @@ class PostgresStore:
         """The live workers, by id."""
         rows = await self._db.fetch("worker_list", silent_for=WORKER_SILENCE_SECONDS)
         return [WorkerInfo(**row) for row in rows]
+
+    # Keys
+
+    async def key_create(self, key: NewKey) -> ApiKey:
+        """Store a new key."""
+        row = await self._db.fetchrow(
+            "key_create",
+            key,
+            scopes=list(key.scopes),
+            queues=None if key.queues is None else list(key.queues),
+            tasks=None if key.tasks is None else list(key.tasks),
+        )
+        assert row is not None
+        return ApiKey(**row)
+
+    async def key_list(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        return [ApiKey(**row) for row in await self._db.fetch("key_list")]
+
+    async def key_revoke(self, key_id: str) -> ApiKey | None:
+        """Revoke a key; None when there is none with that id."""
+        row = await self._db.fetchrow("key_revoke", id=key_id)
+        return None if row is None else ApiKey(**row)
+
+    async def key_list_active(self) -> list[ActiveKey]:
+        """The keys usable now, with their hashes."""
+        rows = await self._db.fetch("key_list_active")
+        return [
+            ActiveKey(
+                row["secret_hash"], ApiKey(**{k: v for k, v in row.items() if k != "secret_hash"})
+            )
+            for row in rows
+        ]

@@ -58,10 +58,10 @@ SELECT EXISTS (
 -- One job under an idempotency key; when the key exists already, nothing is inserted and no
 -- row returns. run_at: :run_at if given, else now() + :delay seconds.
 INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout,
-                  idempotency_key, request_digest)
+                  idempotency_key, request_digest, created_by)
 VALUES (:payload::jsonb, :queue, :priority,
         coalesce(:run_at::timestamptz, now() + make_interval(secs => :delay::float8)),
-        :max_attempts, :timeout, :key, :digest)
+        :max_attempts, :timeout, :key, :digest, :created_by)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -71,13 +71,13 @@ SELECT * FROM jobs WHERE idempotency_key = :key;
 -- name: job_insert_many
 -- One statement for a whole batch: all rows or none. Ids follow the input order. Only what
 -- the caller does not know already comes back. The rows travel as one JSON array of
--- [payload, queue, priority, run_at, delay, max_attempts, timeout]: serialized in C by
--- orjson and parsed once by the server, where seven typed arrays cost the driver a
+-- [payload, queue, priority, run_at, delay, max_attempts, timeout, created_by]: serialized
+-- in C by orjson and parsed once by the server, where eight typed arrays cost the driver a
 -- Python-level type check per element.
-INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout)
+INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by)
 SELECT r -> 0, r ->> 1, (r ->> 2)::smallint,
        coalesce((r ->> 3)::timestamptz, now() + make_interval(secs => (r ->> 4)::float8)),
-       (r ->> 5)::integer, (r ->> 6)::float8
+       (r ->> 5)::integer, (r ->> 6)::float8, r ->> 7
 FROM jsonb_array_elements(:rows::jsonb) WITH ORDINALITY AS x(r, n)
 ORDER BY n
 RETURNING id, task, created_at, run_at;
@@ -88,10 +88,10 @@ RETURNING id, task, created_at, run_at;
 -- input order, their tasks, and the timestamps every job of the statement shares (now() is
 -- the transaction's time, which is what created_at defaults to).
 WITH inserted AS (
-    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout)
+    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by)
     SELECT p, :queue, :priority,
            coalesce(:run_at::timestamptz, now() + make_interval(secs => :delay::float8)),
-           :max_attempts, :timeout
+           :max_attempts, :timeout, :created_by::text
     FROM jsonb_array_elements(:payloads::jsonb) WITH ORDINALITY AS x(p, n)
     ORDER BY n
     RETURNING id, task
@@ -106,34 +106,96 @@ SELECT * FROM jobs WHERE id = :id;
 
 -- name: job_list
 -- plan: per-value
--- Newest first. NULL filters match every row. With the status known, the planner reads the
--- partial index holding only that status (migration 0005), or the primary key backwards
--- when there is none.
-SELECT * FROM jobs
-WHERE (:status::text IS NULL OR status = :status::text)
-  AND (:task::text IS NULL OR task = :task::text)
-ORDER BY id DESC
-LIMIT :limit OFFSET :offset;
+-- Newest first, below :before_id when given. NULL filters match every row (:queues and
+-- :tasks: those an API key is limited to). With the status
+-- known, the planner reads the partial index holding only that status (migration 0005), or
+-- the primary key backwards when there is none.
+-- The JSON columns come as text, for a listing to pass on unparsed, and only for rows whose
+-- JSON is small (:inline_bytes as stored) and uncompressed, so that its size as text is
+-- known; the others come without it (inline false), with their stored size and whether any
+-- of it is compressed, and are read afterwards a few at a time (job_get_many). The size is
+-- read from the stored values' headers, not their contents; the text is made only for the
+-- page's rows (above the LIMIT). One level of subquery and no LATERAL: each run is planned
+-- afresh, and each level costs planning time.
+SELECT j.id, j.status, j.created_at, j.updated_at, j.task, j.queue, j.priority, j.run_at,
+       j.attempts, j.max_attempts, j.started_at, j.finished_at, j.timeout,
+       j.cancel_requested_at, j.created_by, j.size, j.packed,
+       NOT j.packed AND j.size <= :inline_bytes AS inline,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.payload::text END AS payload,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.result::text END AS result,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.errors::text END AS errors
+FROM (
+    SELECT *,
+           pg_column_size(payload) + coalesce(pg_column_size(result), 0)
+               + pg_column_size(errors) AS size,
+           coalesce(pg_column_compression(payload), pg_column_compression(result),
+                    pg_column_compression(errors)) IS NOT NULL AS packed
+    FROM jobs
+    WHERE (:status::text IS NULL OR status = :status::text)
+      AND (:task::text IS NULL OR task = :task::text)
+      AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+      AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+      AND (:tasks::text[] IS NULL OR coalesce(task, '') = ANY(:tasks::text[]))
+    ORDER BY id DESC
+    LIMIT :limit OFFSET :offset
+) AS j;
 
 -- name: job_list_by_task
 -- plan: per-value
--- Newest first among one task's jobs, whatever their status. Finished, queued and running
--- jobs are each indexed apart (migration 0005), so the three parts are read separately,
--- each only as far as the page reaches (:limit + :offset rows), and merged.
-SELECT * FROM (
-    (SELECT * FROM jobs
-     WHERE task = :task AND status IN ('completed', 'failed', 'cancelled')
-     ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
-    UNION ALL
-    (SELECT * FROM jobs
-     WHERE task = :task AND status = 'queued'
-     ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
-    UNION ALL
-    (SELECT * FROM jobs
-     WHERE task = :task AND status = 'processing'
-     ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
-) AS j
-ORDER BY id DESC LIMIT :limit OFFSET :offset;
+-- Newest first among one task's jobs, whatever their status, below :before_id when given.
+-- Finished, queued and running jobs are each indexed apart (migration 0005), so the three
+-- parts are read separately, each only as far as the page reaches (:limit + :offset rows),
+-- and merged. A key limited to some queues (:queues) reads only theirs. The columns are
+-- job_list's.
+SELECT j.id, j.status, j.created_at, j.updated_at, j.task, j.queue, j.priority, j.run_at,
+       j.attempts, j.max_attempts, j.started_at, j.finished_at, j.timeout,
+       j.cancel_requested_at, j.created_by, j.size, j.packed,
+       NOT j.packed AND j.size <= :inline_bytes AS inline,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.payload::text END AS payload,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.result::text END AS result,
+       CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.errors::text END AS errors
+FROM (
+    SELECT *,
+           pg_column_size(payload) + coalesce(pg_column_size(result), 0)
+               + pg_column_size(errors) AS size,
+           coalesce(pg_column_compression(payload), pg_column_compression(result),
+                    pg_column_compression(errors)) IS NOT NULL AS packed
+    FROM (
+        (SELECT * FROM jobs
+         WHERE task = :task AND status IN ('completed', 'failed', 'cancelled')
+           AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+           AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+         ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
+        UNION ALL
+        (SELECT * FROM jobs
+         WHERE task = :task AND status = 'queued'
+           AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+           AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+         ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
+        UNION ALL
+        (SELECT * FROM jobs
+         WHERE task = :task AND status = 'processing'
+           AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+           AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+         ORDER BY id DESC LIMIT :limit::bigint + :offset::bigint)
+    ) AS parts
+    ORDER BY id DESC LIMIT :limit OFFSET :offset
+) AS j;
+
+-- name: job_get_many
+-- Jobs a listing left out of job_list for their size, newest first, in job_list's columns
+-- with the JSON always there, as UTF-8 bytes (bytea): these values are large, and bytes
+-- pass to the client as they are, where text would be decoded and encoded again. A job
+-- deleted meanwhile is simply missing.
+SELECT id, status, created_at, updated_at, task, queue, priority, run_at, attempts,
+       max_attempts, started_at, finished_at, timeout, cancel_requested_at, created_by,
+       0 AS size, false AS packed, true AS inline,
+       convert_to(payload::text, 'UTF8') AS payload,
+       convert_to(result::text, 'UTF8') AS result,
+       convert_to(errors::text, 'UTF8') AS errors
+FROM jobs
+WHERE id = ANY(:ids::bigint[])
+ORDER BY id DESC;
 
 -- name: job_claim
 -- Claims across the served queues (:queues), each capped (:caps: free slots, rate tokens)
@@ -172,10 +234,10 @@ allowance AS (
     FROM served
 ),
 candidates AS (
-    SELECT c.id, c.priority, c.run_at
+    SELECT c.ctid, c.id, c.priority, c.run_at
     FROM allowance AS a
     CROSS JOIN LATERAL (
-        SELECT id, priority, run_at FROM jobs
+        SELECT ctid, id, priority, run_at FROM jobs
         WHERE status = 'queued' AND queue = a.name
           AND run_at <= coalesce(:now::timestamptz, now())
         ORDER BY priority DESC, run_at, id
@@ -184,7 +246,7 @@ candidates AS (
     ) AS c
 ),
 picked AS (
-    SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT :limit
+    SELECT ctid FROM candidates ORDER BY priority DESC, run_at, id LIMIT :limit
 ),
 claimed AS (
     UPDATE jobs AS j
@@ -195,9 +257,13 @@ claimed AS (
         worker_id = :worker_id,
         started_at = now(),
         updated_at = now()
-    -- An array of ids, not a join: the rows are found through the primary key whatever
-    -- the estimates say (a join may be planned as a hash join over the whole table).
-    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+    -- The row versions just locked, by their physical address (ctid): no walk down the
+    -- primary key, whose entries for a job pile up with each of its updates until vacuum.
+    -- An array, not a join: a join may be planned as a hash join over the whole table. A
+    -- version that another transaction replaced after this statement's snapshot was taken
+    -- (the lock follows it to the newest one) is not visible to the UPDATE, which then
+    -- leaves that job queued for the next claim.
+    WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
     RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout,
               j.priority, j.run_at
 )
@@ -211,27 +277,27 @@ ORDER BY priority DESC, run_at, id;
 -- retry, failed or cancelled. Each is written only where its lease token still holds: a
 -- worker that lost its lease changes nothing. A lease token is set only while its job is
 -- processing (every way out clears it), so the token is the whole fence.
--- :ends is one JSON object keyed by job id: {"<id>": {"token", "status", "result"?,
--- "error"?, "retry_in"?}}. The rows are found by the array of ids (:ids) through the primary
--- key, and each row's part is looked up in :ends by its id, not joined: a join's generic
--- plan could be a nested loop that reads the arrays again for every row.
--- `result` replaces the job's result (absent: kept); `error` joins the history.
+-- :ends is one JSON array of {"id", "token", "status", "result"?, "error"?, "retry_in"?},
+-- one job once, read into typed columns in one pass. The rows are found by the array of
+-- their ids (:ids) through the primary key: joined by id alone, a generic plan made while
+-- the table was small could walk the whole primary key (a merge join). A retry (status queued) keeps the job's result and runs again in retry_in
+-- seconds; every other end replaces the result (absent: JSON null). `error` joins the
+-- history.
 UPDATE jobs AS j
-SET status = :ends::jsonb -> j.id::text ->> 'status',
-    result = coalesce(:ends::jsonb -> j.id::text -> 'result', j.result),
-    errors = CASE WHEN :ends::jsonb -> j.id::text ? 'error'
-                  THEN j.errors || jsonb_build_array(:ends::jsonb -> j.id::text -> 'error')
-                  ELSE j.errors END,
-    run_at = CASE WHEN :ends::jsonb -> j.id::text ? 'retry_in'
-                  THEN now() + make_interval(
-                           secs => (:ends::jsonb -> j.id::text ->> 'retry_in')::float8)
+SET status = e.status,
+    result = CASE WHEN e.status = 'queued' THEN j.result
+                  ELSE coalesce(e.result, 'null'::jsonb) END,
+    errors = CASE WHEN e.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(e.error) END,
+    run_at = CASE WHEN e.status = 'queued' THEN now() + make_interval(secs => e.retry_in)
                   ELSE j.run_at END,
-    finished_at = CASE WHEN :ends::jsonb -> j.id::text ? 'retry_in' THEN NULL ELSE now() END,
+    finished_at = CASE WHEN e.status = 'queued' THEN NULL ELSE now() END,
     lease_token = NULL,
     lease_expires_at = NULL,
     updated_at = now()
-WHERE j.id = ANY (:ids::bigint[])
-  AND j.lease_token = (:ends::jsonb -> j.id::text ->> 'token')::uuid
+FROM jsonb_to_recordset(:ends::jsonb)
+     AS e(id bigint, token uuid, status text, result jsonb, error jsonb, retry_in float8)
+WHERE j.id = ANY (:ids::bigint[]) AND j.id = e.id AND j.lease_token = e.token
 RETURNING j.id;
 
 -- name: job_leases_extend
@@ -372,9 +438,10 @@ FROM unnest(:names::text[], :tokens::float8[], :ats::timestamptz[]) AS x(name, t
 WHERE q.name = x.name;
 
 -- name: queue_upsert
--- PATCH semantics: :set_limit, :set_rate and :set_paused say whether each was given at all.
-INSERT INTO queues (name, concurrency_limit, rate_limit, paused)
-VALUES (:name, :concurrency_limit, :rate_limit, coalesce(:paused, false))
+-- PATCH semantics: :set_limit, :set_rate, :set_paused and :set_max_queued say whether each
+-- was given at all.
+INSERT INTO queues (name, concurrency_limit, rate_limit, paused, max_queued)
+VALUES (:name, :concurrency_limit, :rate_limit, coalesce(:paused, false), :max_queued)
 ON CONFLICT (name) DO UPDATE
 SET concurrency_limit = CASE WHEN :set_limit THEN EXCLUDED.concurrency_limit
                              ELSE queues.concurrency_limit END,
@@ -382,14 +449,44 @@ SET concurrency_limit = CASE WHEN :set_limit THEN EXCLUDED.concurrency_limit
     tokens = CASE WHEN :set_rate THEN 0 ELSE queues.tokens END,
     refilled_at = CASE WHEN :set_rate THEN now() ELSE queues.refilled_at END,
     paused = CASE WHEN :set_paused THEN EXCLUDED.paused ELSE queues.paused END,
+    max_queued = CASE WHEN :set_max_queued THEN EXCLUDED.max_queued
+                      ELSE queues.max_queued END,
     updated_at = now()
-RETURNING name, concurrency_limit, rate_limit, paused;
+RETURNING name, concurrency_limit, rate_limit, paused, max_queued;
+
+-- name: queue_delete
+-- A queue's settings go only while none of its jobs is queued or running (a queue needs no
+-- row to be used: a job submitted meanwhile runs without the removed limits). Its running
+-- jobs are counted by their index (migration 0006), its queued ones by theirs (0001).
+WITH unfinished AS (
+    SELECT (SELECT count(*) FROM jobs WHERE queue = :name AND status = 'queued')
+         + (SELECT count(*) FROM jobs WHERE queue = :name AND status = 'processing') AS n
+), removed AS (
+    DELETE FROM queues
+    WHERE name = :name AND (SELECT n FROM unfinished) = 0
+    RETURNING name
+)
+SELECT EXISTS (SELECT 1 FROM queues WHERE name = :name) AS found,
+       (SELECT n FROM unfinished) AS unfinished;
+
+-- name: queue_depths
+-- The bounded queues' queued jobs, each counted no further than its bound: the cost of a
+-- count is capped by the bound, whatever the backlog.
+SELECT q.name, q.max_queued,
+       (SELECT count(*) FROM (
+            SELECT 1 FROM jobs j
+            WHERE j.queue = q.name AND j.status = 'queued'
+            LIMIT q.max_queued
+        ) AS upto) AS queued
+FROM queues AS q
+WHERE q.max_queued IS NOT NULL
+ORDER BY q.name;
 
 -- name: queue_limited_names
 SELECT name FROM queues WHERE paused OR concurrency_limit IS NOT NULL OR rate_limit IS NOT NULL;
 
 -- name: queue_settings
-SELECT name, concurrency_limit, rate_limit, paused FROM queues;
+SELECT name, concurrency_limit, rate_limit, paused, max_queued FROM queues;
 
 -- name: queue_counts
 -- plan: per-value
@@ -448,3 +545,32 @@ WITH forgotten AS (
     RETURNING 1
 )
 SELECT count(*) FROM forgotten;
+
+-- name: key_create
+INSERT INTO api_keys (id, name, secret_hash, scopes, queues, tasks, rate_limit, expires_at,
+                      created_by)
+VALUES (:id, :name, :secret_hash, :scopes, :queues, :tasks, :rate_limit, :expires_at,
+        :created_by)
+RETURNING id, name, scopes, queues, tasks, rate_limit, created_at, created_by, expires_at,
+          revoked_at;
+
+-- name: key_list
+SELECT id, name, scopes, queues, tasks, rate_limit, created_at, created_by, expires_at,
+       revoked_at
+FROM api_keys
+ORDER BY created_at, id;
+
+-- name: key_revoke
+-- A key revoked already keeps the time it was first revoked.
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+WHERE id = :id
+RETURNING id, name, scopes, queues, tasks, rate_limit, created_at, created_by, expires_at,
+          revoked_at;
+
+-- name: key_list_active
+-- Every API process reads this every few seconds: the keys are few, and a revocation must
+-- reach every process without anyone telling it.
+SELECT secret_hash, id, name, scopes, queues, tasks, rate_limit, created_at, created_by,
+       expires_at, revoked_at
+FROM api_keys
+WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now());

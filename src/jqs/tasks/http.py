@@ -2,9 +2,13 @@
 
 Payload: {"task": "http", "url": "https://...", "method": "POST", "headers": {...},
 "json": {...} | "body": "text", "timeout": 10, "raise_for_status": false}. The result keeps
-the status code, the response headers and at most `max_body` bytes of the body. Transport
-errors (refused, timed out, bad URL) fail the job; so does a 4xx/5xx answer when
-`raise_for_status` is true.
+the status code, the response headers and at most `max_body` bytes of the body.
+
+Requests go through jqs.netguard: a destination the policy refuses (by default anything not
+publicly routable) fails the job at once with one message that is the same whatever lies
+behind the address. A payload that can never succeed (bad URL, scheme, method, field or
+header) fails at once too, saying what is wrong. Transport errors to allowed destinations,
+and a 4xx/5xx answer when `raise_for_status` is true, fail the attempt and are retried.
 """
 
 from __future__ import annotations
@@ -15,13 +19,23 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
+from jqs.netguard import REFUSED_MESSAGE, DestinationPolicy, DestinationRefused, guarded_client
+from jqs.tasks.control import FailNow
 from jqs.tasks.registry import Handler, TaskSpec
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 class HttpTaskError(Exception):
-    """The request could not be made or was answered with an error status."""
+    """The request failed in transit or was answered with an error status (retried)."""
+
+
+class HttpPayloadError(FailNow):
+    """The payload can never make a request: retrying it would fail the same way."""
+
+
+# httpx errors that come from the request itself, not from the network or the peer.
+_HOPELESS = (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
 
 class HttpRequestSpec(BaseModel):
@@ -49,11 +63,15 @@ def _parse(payload: dict[str, Any]) -> HttpRequestSpec:
             f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise HttpTaskError(f"invalid http payload: {problems}") from None
+        raise HttpPayloadError(f"invalid http payload: {problems}") from None
 
 
-def http_task(*, default_timeout: float, max_body: int) -> TaskSpec:
-    """The `http` handler, with a per-request timeout cap and a body size bound."""
+def http_task(
+    *, default_timeout: float, max_body: int, policy: DestinationPolicy | None = None
+) -> TaskSpec:
+    """The `http` handler, with a per-request timeout cap, a body size bound and the
+    destination policy (by default: public addresses only)."""
+    destinations = policy if policy is not None else DestinationPolicy()
 
     async def http(payload: dict[str, Any]) -> dict[str, Any]:
         spec = _parse(payload)
@@ -62,7 +80,7 @@ def http_task(*, default_timeout: float, max_body: int) -> TaskSpec:
         started = time.perf_counter()
         try:
             async with (
-                httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client,
+                guarded_client(destinations, timeout=timeout) as client,
                 client.stream(
                     spec.method,
                     str(spec.url),
@@ -72,6 +90,10 @@ def http_task(*, default_timeout: float, max_body: int) -> TaskSpec:
                 ) as response,
             ):
                 body, truncated = await _read_bounded(response, max_body)
+        except DestinationRefused:
+            raise FailNow(REFUSED_MESSAGE) from None
+        except (*_HOPELESS, UnicodeEncodeError) as exc:
+            raise HttpPayloadError(f"{spec.method} {spec.url} cannot be sent: {exc}") from exc
         except httpx.HTTPError as exc:
             raise HttpTaskError(
                 f"{spec.method} {spec.url} failed: {type(exc).__name__}: {exc}"

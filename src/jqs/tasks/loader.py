@@ -5,12 +5,24 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jqs.errors import ConfigError
+from jqs.netguard import DestinationPolicy
 from jqs.tasks.demo import demo_tasks
 from jqs.tasks.http import http_task
 from jqs.tasks.registry import TaskRegistry, marked_tasks
+
+
+@dataclass(frozen=True)
+class HttpTaskSettings:
+    """How the built-in `http` task behaves: longest request, largest body kept, and where
+    it may send requests."""
+
+    timeout: float = 30.0
+    max_body: int = 65_536
+    policy: DestinationPolicy = field(default_factory=DestinationPolicy)
 
 
 def build_registry(
@@ -18,15 +30,20 @@ def build_registry(
     *,
     demo: bool,
     demo_delay: float,
-    http_timeout: float,
-    http_max_body: int,
+    http: HttpTaskSettings | None,
 ) -> TaskRegistry:
     """Import each module and register its @task handlers after the built-ins.
 
-    A user module may take over a demo task's name (that is the point of the demos being
-    replaceable); two user handlers for one name are an error.
+    `http=None` leaves the built-in `http` task out. A user module may take over a demo
+    task's name (that is the point of the demos being replaceable); two user handlers for
+    one name are an error. The name `http` stays reserved even when the built-in is off, so
+    that a payload written for it never runs some other handler.
     """
-    registry = TaskRegistry([http_task(default_timeout=http_timeout, max_body=http_max_body)])
+    registry = TaskRegistry()
+    if http is not None:
+        registry.add(
+            http_task(default_timeout=http.timeout, max_body=http.max_body, policy=http.policy)
+        )
     user = TaskRegistry()
     here = str(Path.cwd())
     if modules and here not in sys.path:

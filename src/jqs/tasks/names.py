@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from croniter import croniter
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+QUEUE_NAME_RULE = (
+    "a queue name is 1-100 characters, letters, digits and _ . : - (starting with a letter "
+    "or digit)"
+)
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message, saying what a queue name may be rather than its regex."""
+    context = error.get("ctx") or {}
+    if error.get("type") == "string_pattern_mismatch" and context.get("pattern") == (
+        QUEUE_NAME.pattern
+    ):
+        return QUEUE_NAME_RULE
+    return str(error["msg"])
 
 
 def check_queue_name(name: str) -> str:
     """The name, or ValueError saying what a queue name may contain."""
     if not QUEUE_NAME.match(name):
         raise ValueError(
-            f"invalid queue name {name!r}: 1-100 characters, letters, digits and _ . : - "
-            "(starting with a letter or digit)"
+            f"invalid queue name {name!r}: {QUEUE_NAME_RULE.removeprefix('a queue name is ')}"
         )
     return name
 

@@ -1,0 +1,78 @@
+"""KeyRing: the API keys every request is checked against, held in memory.
+
+Checking a key is a hash and a dict lookup, never a query: a request with an unknown key
+costs the database nothing. The ring re-reads the usable keys every `interval` seconds, so a
+key revoked or created in any process (or with `jqs keys` on the database directly) takes
+effect everywhere within that time; a key revoked through this process's API leaves at once.
+When the database cannot be read, the ring keeps the keys it last read.
+"""
+
+from __future__ import annotations
+
+from jqs.auth.principal import Principal, admin_from_env
+from jqs.auth.secrets import secret_hash
+from jqs.clock import Clock, SystemClock
+from jqs.errors import StoreError
+from jqs.logging import get_logger
+from jqs.service import LoopService
+from jqs.store.port import Keys
+
+log = get_logger(__name__)
+
+# A revocation reaches every process within this; the API promises 5 seconds.
+REFRESH_SECONDS = 2.0
+
+
+class KeyRing(LoopService):
+    """The usable keys by the hash of their secret, and the bootstrap admin key."""
+
+    name = "keyring"
+
+    def __init__(
+        self,
+        store: Keys,
+        *,
+        admin_key: str | None = None,
+        interval: float = REFRESH_SECONDS,
+        clock: Clock | None = None,
+    ) -> None:
+        self._store = store
+        self._interval = interval
+        self._clock = clock or SystemClock()
+        self._admin = {secret_hash(admin_key): admin_from_env()} if admin_key else {}
+        self._keys: dict[str, Principal] = dict(self._admin)
+
+    @property
+    def empty(self) -> bool:
+        """Whether no key at all could be used (none stored, no JQS_ADMIN_KEY)."""
+        return not self._keys
+
+    def authenticate(self, secret: str) -> Principal | None:
+        """The key this secret belongs to, unless unknown, revoked or expired."""
+        principal = self._keys.get(secret_hash(secret))
+        if principal is None or principal.expired(self._clock.now()):
+            return None
+        return principal
+
+    def add(self, digest: str, principal: Principal) -> None:
+        """A key just created by this process: usable here at once."""
+        self._keys[digest] = principal
+
+    def remove(self, key_id: str) -> None:
+        """A key just revoked by this process: refused here at once."""
+        self._keys = {h: p for h, p in self._keys.items() if p.id != key_id}
+
+    async def refresh(self) -> None:
+        """Read the usable keys now."""
+        keys = dict(self._admin)
+        for active in await self._store.key_list_active():
+            keys[active.secret_hash] = Principal.of(active.key)
+        self._keys = keys
+
+    async def _loop(self) -> None:
+        while True:
+            await self._clock.sleep(self._interval)
+            try:
+                await self.refresh()
+            except StoreError as exc:  # keep the keys last read; the next round tries again
+                log.warning("api_keys_unread", error=str(exc))
