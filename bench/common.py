@@ -217,6 +217,13 @@ def machine() -> dict[str, str]:
     }
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) that process `pid` has used so far, all its threads."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_jiffies() -> tuple[int, int]:
     """(stolen, total) CPU time of the whole machine so far, from /proc/stat.
 

@@ -53,7 +53,9 @@ def _ratio_met(row: scenarios.Row) -> bool | None:
 def _fmt(value: float, unit: str) -> str:
     if math.isnan(value):
         return "n/a"
-    return f"{value:,.2f}" if unit == "ms" else f"{value:,.0f}"
+    if unit == "ms":
+        return f"{value:,.2f}"
+    return f"{value:,.1f}" if unit == "us" else f"{value:,.0f}"
 
 
 def write_report(

@@ -21,6 +21,10 @@ from jqs.testing import ManualClock, MemoryStore
 ADMIN = "a" * 32
 
 
+def _bearer(secret: str) -> bytes:
+    return f"Bearer {secret}".encode()
+
+
 def _key(**fields: object) -> ApiKey:
     values: dict[str, object] = {
         "id": "key_0123456789ab",
@@ -74,7 +78,7 @@ async def test_the_ring_knows_usable_keys_and_forgets_revoked_ones() -> None:
     store = MemoryStore(clock)
     ring = KeyRing(store, admin_key=ADMIN, interval=2.0, clock=clock)
     assert not ring.empty
-    admin = ring.authenticate(ADMIN)
+    admin = ring.authenticate(_bearer(ADMIN))
     assert admin is not None
     assert admin.scopes == ALL_SCOPES
     issued = await issue_key(
@@ -86,18 +90,20 @@ async def test_the_ring_knows_usable_keys_and_forgets_revoked_ones() -> None:
         ),
         created_by=None,
     )
-    assert ring.authenticate(issued.secret) is None, "not read yet"
+    assert ring.authenticate(_bearer(issued.secret)) is None, "not read yet"
     await ring.start()
     await clock.advance(2.0)
-    found = ring.authenticate(issued.secret)
+    found = ring.authenticate(_bearer(issued.secret))
     assert found is not None
     assert found.id == issued.key.id
-    assert ring.authenticate(issued.secret + "x") is None
+    assert ring.authenticate(_bearer(issued.secret + "x")) is None
+    assert ring.authenticate(f"bearer  {issued.secret}".encode()) is not None
+    assert ring.authenticate(f"Basic {issued.secret}".encode()) is None
     await clock.advance(10.0)
-    assert ring.authenticate(issued.secret) is None, "expired between two reads"
+    assert ring.authenticate(_bearer(issued.secret)) is None, "expired between two reads"
     await store.key_revoke(issued.key.id)
     await clock.advance(2.0)
-    assert ring.authenticate(issued.secret) is None
+    assert ring.authenticate(_bearer(issued.secret)) is None
     await ring.stop()
     assert KeyRing(store).empty
 

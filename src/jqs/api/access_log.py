@@ -2,7 +2,7 @@
 
 A route may bind fields to the request's line with structlog.contextvars.bind_contextvars:
 POST /jobs adds the job it created (job_id, task, queue, status), which makes the line its
-enqueue event.
+enqueue event. The id of the request's API key comes from the ASGI scope (KEY_ID).
 
 This replaces uvicorn's access log: that one goes through stdlib logging, several times the
 cost per line, and POST /jobs is the service's hottest path.
@@ -18,6 +18,8 @@ from jqs.logging import get_logger
 
 log = get_logger("jqs.access")
 PROBE_PATHS = frozenset({"/health", "/ready"})
+# Where the app puts the id of the request's API key, for this line (never the secret).
+KEY_ID = "jqs.key_id"
 
 
 class AccessLog:
@@ -44,6 +46,7 @@ class AccessLog:
         finally:
             query = scope.get("query_string", b"")
             client = scope.get("client")
+            key_id = scope.get(KEY_ID)
             log.info(
                 "http_request",
                 method=scope["method"],
@@ -51,4 +54,5 @@ class AccessLog:
                 status_code=status,
                 duration_ms=round((time.perf_counter() - began) * 1000, 3),
                 client=f"{client[0]}:{client[1]}" if client else None,
+                **({"key_id": key_id} if key_id is not None else {}),
             )

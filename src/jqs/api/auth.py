@@ -3,7 +3,7 @@
 `Guard` runs before every route. It refuses a cross-site request that would change state
 (403), finds the request's key (`Authorization: Bearer <secret>`; 401 when missing or not
 usable), and holds the key to its rate limit (429). The key's identity goes into the
-request's scope and its id into every log line of the request. Each route then asks for the
+request's scope, and its id into the request's access log line. Each route then asks for the
 scope it needs (`ReadKey` and its kin) and checks queue and task limits with the key it gets (403).
 
 Authentication is off when the process was told so (JQS_AUTH=off), or while no key exists
@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Any
 
-import structlog
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from jqs.api.access_log import KEY_ID
 from jqs.api.origin import SAFE_METHODS, OriginCheck
 from jqs.api.problems import ProblemError
 from jqs.api.render import problem
@@ -34,7 +34,6 @@ PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/redoc
 # The docs pages' own files (jqs.api.docs): ReDoc's sit under /redoc/.
 PUBLIC_PREFIXES = ("/docs/", "/redoc/")
 SECURITY_SCHEME = "apiKey"
-_BEARER = b"bearer "
 
 
 class Guard:
@@ -77,7 +76,7 @@ class Guard:
         if principal.rate_limit is not None:
             wait = self.limits.wait(principal.id, principal.rate_limit)
             if wait > 0:
-                structlog.contextvars.bind_contextvars(key_id=principal.id)
+                scope[KEY_ID] = principal.id
                 await problem(
                     429,
                     "Too Many Requests",
@@ -88,7 +87,7 @@ class Guard:
                 return
         scope[PRINCIPAL] = principal
         if principal is not ANONYMOUS:
-            structlog.contextvars.bind_contextvars(key_id=principal.id)
+            scope[KEY_ID] = principal.id
         await self.app(scope, receive, send)
 
     def _principal(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal | None:
@@ -97,9 +96,7 @@ class Guard:
             return ANONYMOUS
         for name, value in headers:
             if name == b"authorization":
-                if value[:7].lower() != _BEARER:
-                    return None
-                return keys.authenticate(value[7:].strip().decode("latin-1"))
+                return keys.authenticate(value)
         return None
 
     def _unauthorized(self, headers: Iterable[tuple[bytes, bytes]]) -> Any:

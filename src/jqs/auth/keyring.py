@@ -21,6 +21,9 @@ log = get_logger(__name__)
 
 # A revocation reaches every process within this; the API promises 5 seconds.
 REFRESH_SECONDS = 2.0
+# Authorization values remembered between two reads at most (one key can be spelled many
+# ways: "Bearer", "bearer", extra spaces).
+MAX_REMEMBERED = 10_000
 
 
 class KeyRing(LoopService):
@@ -41,16 +44,32 @@ class KeyRing(LoopService):
         self._clock = clock or SystemClock()
         self._admin = {secret_hash(admin_key): admin_from_env()} if admin_key else {}
         self._keys: dict[str, Principal] = dict(self._admin)
+        self._seen: dict[bytes, Principal] = {}  # Authorization values known to be good
 
     @property
     def empty(self) -> bool:
         """Whether no key at all could be used (none stored, no JQS_ADMIN_KEY)."""
         return not self._keys
 
-    def authenticate(self, secret: str) -> Principal | None:
-        """The key this secret belongs to, unless unknown, revoked or expired."""
-        principal = self._keys.get(secret_hash(secret))
-        if principal is None or principal.expired(self._clock.now()):
+    def authenticate(self, authorization: bytes) -> Principal | None:
+        """The key an `Authorization: Bearer <secret>` value names, unless it is unknown,
+        revoked or expired (or the value is not a bearer token at all).
+
+        Values seen to name a usable key are remembered until the keys are next read, so a
+        client's every request after its first costs a dict lookup, not a hash; values that
+        name no key are never remembered (a flood of made-up keys cannot grow anything).
+        """
+        principal = self._seen.get(authorization)
+        if principal is None:
+            if authorization[:7].lower() != b"bearer ":
+                return None
+            secret = authorization[7:].strip().decode("latin-1")
+            principal = self._keys.get(secret_hash(secret))
+            if principal is None:
+                return None
+            if len(self._seen) < MAX_REMEMBERED:
+                self._seen[authorization] = principal
+        if principal.expires_at is not None and principal.expired(self._clock.now()):
             return None
         return principal
 
@@ -61,6 +80,7 @@ class KeyRing(LoopService):
     def remove(self, key_id: str) -> None:
         """A key just revoked by this process: refused here at once."""
         self._keys = {h: p for h, p in self._keys.items() if p.id != key_id}
+        self._seen = {}
 
     async def refresh(self) -> None:
         """Read the usable keys now."""
@@ -68,6 +88,7 @@ class KeyRing(LoopService):
         for active in await self._store.key_list_active():
             keys[active.secret_hash] = Principal.of(active.key)
         self._keys = keys
+        self._seen = {}
 
     async def _loop(self) -> None:
         while True:
