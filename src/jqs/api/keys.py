@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from jqs.api.auth import AdminKey, scope_doc
 from jqs.api.body import read_json_object
-from jqs.api.openapi import problem_response, problem_responses
+from jqs.api.openapi import json_body, problem_response, problem_responses
 from jqs.api.options import describe
 from jqs.api.problems import ProblemError
 from jqs.api.render import JSONResponse
@@ -110,11 +110,7 @@ class CreatedKey(ApiKey):
     responses=problem_responses(400, 413, 415, 422, 503),
     openapi_extra={
         **scope_doc(Scope.ADMIN),
-        "requestBody": {
-            "required": True,
-            "description": f"At most {MAX_BODY_BYTES} bytes (413 beyond).",
-            "content": {"application/json": {"schema": NEW_KEY_SCHEMA}},
-        },
+        "requestBody": json_body(NEW_KEY_SCHEMA, MAX_BODY_BYTES),
     },
 )
 async def create_key(request: Request, state: State, principal: AdminKey) -> Response:

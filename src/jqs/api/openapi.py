@@ -90,3 +90,12 @@ def problem_response(code: int, description: str | None = None) -> dict[str, Any
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The problem+json responses for these status codes."""
     return {code: problem_response(code) for code in codes}
+
+
+def json_body(schema: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """An operation's required JSON request body, with the size the server takes."""
+    return {
+        "required": True,
+        "description": f"At most {max_bytes} bytes (413 beyond).",
+        "content": {"application/json": {"schema": schema}},
+    }

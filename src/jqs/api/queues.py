@@ -11,7 +11,7 @@ from starlette.responses import Response
 from jqs.api.auth import QueuesAdminKey, ReadKey, require_queue, scope_doc
 from jqs.api.body import read_json_object
 from jqs.api.bounds import DEFAULT_INTERVAL
-from jqs.api.openapi import problem_response, problem_responses
+from jqs.api.openapi import json_body, problem_response, problem_responses
 from jqs.api.options import describe
 from jqs.api.problems import ProblemError
 from jqs.api.render import JSONResponse
@@ -140,11 +140,7 @@ async def list_queues(
     responses=problem_responses(400, 413, 415, 422, 503),
     openapi_extra={
         **scope_doc(Scope.QUEUES_ADMIN),
-        "requestBody": {
-            "required": True,
-            "description": f"At most {MAX_PATCH_BYTES} bytes (413 beyond).",
-            "content": {"application/json": {"schema": QueuePatch.model_json_schema()}},
-        },
+        "requestBody": json_body(QueuePatch.model_json_schema(), MAX_PATCH_BYTES),
     },
 )
 async def update_queue(
