@@ -80,6 +80,16 @@ class Job:
     errors: Annotated[
         list[Any], Field(description="the error of each failed attempt, oldest first")
     ] = field(default_factory=list)
+    progress: Annotated[
+        JSONObject | None,
+        Field(
+            description="the running attempt's latest progress report: "
+            "{progress, message, data, at}; null when none",
+            examples=[
+                {"progress": 0.4, "message": "resized 4 of 10", "at": "2026-01-01T00:00:00Z"}
+            ],
+        ),
+    ] = None
     # Not a column: the API sets it from the live workers when it answers.
     waiting_for_worker: Annotated[
         bool,
@@ -91,7 +101,7 @@ class Job:
 
 
 # The fields of a job that hold JSON of any size.
-JSON_FIELDS = ("payload", "result", "errors")
+JSON_FIELDS = ("payload", "result", "errors", "progress")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +128,7 @@ class JobText:
     cancel_requested: bool
     created_by: str | None
     errors: bytes
+    progress: bytes  # b"null" when there is none
 
     def job(self) -> Job:
         """The same job with its JSON parsed."""
@@ -353,3 +364,94 @@ class ApiKey:
     created_by: str | None
     expires_at: datetime | None
     revoked_at: datetime | None
+
+
+class EventType(enum.StrEnum):
+    """What happened to a job: the names of its events, as every stream and webhook uses."""
+
+    ENQUEUED = "job.enqueued"
+    STARTED = "job.started"
+    PROGRESS = "job.progress"
+    RETRY_SCHEDULED = "job.retry_scheduled"
+    COMPLETED = "job.completed"
+    FAILED = "job.failed"
+    CANCEL_REQUESTED = "job.cancel_requested"
+    CANCELLED = "job.cancelled"
+    RESCUED = "job.rescued"
+    RELEASED = "job.released"
+
+    @property
+    def final(self) -> bool:
+        """True for the events that end a job (completed, failed, cancelled)."""
+        return self in _FINAL_EVENTS
+
+
+_FINAL_EVENTS = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+
+
+class EventCursor(NamedTuple):
+    """A position in the log of every job's events: after the event (xid, id) in the order
+    the log is read, by the writing transaction's id, then the event's."""
+
+    xid: int
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.xid}-{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> EventCursor:
+        """The cursor written by str(); ValueError for anything else."""
+        xid, _, event_id = text.strip().partition("-")
+        cursor = cls(int(xid), int(event_id))
+        if cursor.xid < 0 or cursor.id < 0:
+            raise ValueError(f"not an event position: {text!r}")
+        return cursor
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One change of one job, as the log keeps it. `queue` and `task` are the job's (None
+    once the job is gone); `xid` places it in the log of every job (see EventCursor)."""
+
+    id: int
+    job_id: int
+    type: EventType
+    at: datetime
+    data: JSONObject | None = None
+    queue: str | None = None
+    task: str | None = None
+    xid: int = 0
+
+    @property
+    def cursor(self) -> EventCursor:
+        """The position just after this event."""
+        return EventCursor(self.xid, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """Events read from the log, and where it stands: every event below `horizon` (an xid)
+    has been read or is in `events`; `pending`: events at or above it exist already."""
+
+    events: list[JobEvent]
+    horizon: int
+    pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A handler's report of how far its attempt has got."""
+
+    progress: float  # 0 to 1
+    message: str | None = None
+    data: JSONObject | None = None
+
+    def json(self) -> JSONObject:
+        """As the job's `progress` field holds it (the store adds `at`)."""
+        out: JSONObject = {"progress": self.progress}
+        if self.message is not None:
+            out["message"] = self.message
+        if self.data is not None:
+            out["data"] = self.data
+        return out

@@ -166,6 +166,8 @@ def listed_job(job: JobText, waiting: bool) -> list[bytes]:
         job.result,
         b"," + between[1:-1] + b',"errors":',
         job.errors,
+        b',"progress":',
+        job.progress,
         b',"waiting_for_worker":true}' if waiting else b',"waiting_for_worker":false}',
     ]
 

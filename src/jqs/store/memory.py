@@ -26,16 +26,21 @@ from jqs.models import (
     ClaimedJob,
     ClaimResult,
     EnqueueOptions,
+    EventCursor,
+    EventPage,
+    EventType,
     IdempotencyKey,
     Inserted,
     InsertedAlike,
     InsertOutcome,
     Job,
+    JobEvent,
     JobStatus,
     JobText,
     Lease,
     LeaseCheck,
     NewJob,
+    Progress,
     QueueDepth,
     QueueInfo,
     QueueRemoval,
@@ -51,8 +56,10 @@ from jqs.store.port import (
     ActiveKey,
     Change,
     ClaimParams,
+    EventRead,
     FindParams,
     Finish,
+    JobEventsRead,
     LeaseCheckParams,
     NewKey,
     PruneParams,
@@ -108,6 +115,7 @@ class _Row:
     idempotency_key: str | None = None
     request_digest: str | None = None
     created_by: str | None = None
+    progress: dict[str, Any] | None = None
     updated_at: datetime = field(init=False)
 
     def __post_init__(self) -> None:
@@ -137,10 +145,12 @@ class _Row:
             cancel_requested=self.cancel_requested_at is not None,
             created_by=self.created_by,
             errors=list(self.errors),
+            progress=self.progress,
         )
 
     def end_lease(self, status: JobStatus, now: datetime) -> None:
         self.status = status
+        self.progress = None
         self.lease_token = None
         self.lease_expires_at = None
         self.updated_at = now
@@ -160,8 +170,14 @@ def _start_order(row: _Row) -> tuple[int, datetime, int]:
 class MemoryStore:
     """Every operation of the storage port (jqs.store.port.Store), in memory."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(
+        self, clock: Clock | None = None, on_events: Callable[[], None] = lambda: None
+    ) -> None:
         self.clock = clock or SystemClock()
+        self.on_events = on_events
+        # One transaction at a time: an event's xid is its id, and the log has no horizon.
+        self._events: list[JobEvent] = []
+        self._last_event = 0
         self._jobs: dict[int, _Row] = {}
         self._last_id = 0
         self._queues: dict[str, _Queue] = {}
@@ -171,6 +187,13 @@ class MemoryStore:
 
     def _now(self) -> datetime:
         return self.clock.now()
+
+    def _emit(
+        self, row: _Row, kind: EventType, now: datetime, data: dict[str, Any] | None = None
+    ) -> None:
+        self._last_event += 1
+        number = self._last_event
+        self._events.append(JobEvent(number, row.id, kind, now, data, xid=number))
 
     # Jobs
 
@@ -199,6 +222,10 @@ class MemoryStore:
         for job in jobs:  # all or none: check every payload before adding any
             _payload(job)
         rows = [self._add(job, now) for job in jobs]
+        for row in rows:
+            self._emit(row, EventType.ENQUEUED, now)
+        if rows:
+            self.on_events()
         return [Inserted(row.id, row.task, row.created_at, row.run_at) for row in rows]
 
     async def insert_alike(
@@ -224,6 +251,8 @@ class MemoryStore:
         row = self._add(
             job, self._now(), idempotency_key=key.key, request_digest=key.request_digest
         )
+        self._emit(row, EventType.ENQUEUED, row.created_at)
+        self.on_events()
         return row.job(), InsertOutcome.CREATED
 
     def _row(self, job_id: int) -> _Row:
@@ -265,8 +294,12 @@ class MemoryStore:
             row.status = JobStatus.CANCELLED
             row.result = _load(result)
             row.finished_at = now
+            self._emit(row, EventType.CANCELLED, now)
+        elif row.cancel_requested_at is None:
+            self._emit(row, EventType.CANCEL_REQUESTED, now)
         row.cancel_requested_at = row.cancel_requested_at or now
         row.updated_at = now
+        self.on_events()
         return Change(row.job(), changed=True)
 
     async def retry(self, job_id: int) -> Change:
@@ -280,6 +313,8 @@ class MemoryStore:
         row.run_at = now
         row.result = row.cancel_requested_at = row.worker_id = None
         row.started_at = row.finished_at = None
+        self._emit(row, EventType.ENQUEUED, now, {"retry": True})
+        self.on_events()
         return Change(row.job(), changed=True)
 
     async def ping(self) -> None:
@@ -319,6 +354,11 @@ class MemoryStore:
             row.lease_expires_at = now + timedelta(seconds=params.lease_seconds)
             row.worker_id = params.worker_id
             row.started_at = row.updated_at = now
+            self._emit(
+                row, EventType.STARTED, now, {"attempt": row.attempts, "worker": params.worker_id}
+            )
+        if picked:
+            self.on_events()
         spent = spend_tokens(limited, Counter(row.queue for row in picked), plan, now)
         for bucket in spent:
             self._queues[bucket.name].tokens = bucket.tokens
@@ -388,23 +428,34 @@ class MemoryStore:
             if row is None:
                 continue
             outcome = finish.outcome
+            attempt: dict[str, Any] = {"attempt": row.attempts}
             if isinstance(outcome, Retry):
                 row.end_lease(JobStatus.QUEUED, now)
-                row.errors.append(_load(outcome.error.json))
+                error = _load(outcome.error.json)
+                row.errors.append(error)
                 row.run_at = now + timedelta(seconds=outcome.delay)
                 row.finished_at = None
+                brief = {k: v for k, v in error.items() if k != "traceback"}
+                later = attempt | {"at": row.run_at, "error": brief}
+                self._emit(row, EventType.RETRY_SCHEDULED, now, later)
                 continue
             if isinstance(outcome, Completed):
                 row.end_lease(JobStatus.COMPLETED, now)
                 row.result = _load(outcome.result)
+                self._emit(row, EventType.COMPLETED, now, attempt)
             elif isinstance(outcome, Failed):
                 row.end_lease(JobStatus.FAILED, now)
                 row.result = _load(outcome.error.json)
                 row.errors.append(row.result)
+                brief = {k: v for k, v in row.result.items() if k != "traceback"}
+                self._emit(row, EventType.FAILED, now, attempt | {"error": brief})
             elif isinstance(outcome, Cancelled):
                 row.end_lease(JobStatus.CANCELLED, now)
                 row.result = _load(outcome.result)
+                self._emit(row, EventType.CANCELLED, now, attempt)
             row.finished_at = now
+        if any(written):
+            self.on_events()
         return written
 
     async def release(self, leases: Sequence[Lease]) -> int:
@@ -417,8 +468,23 @@ class MemoryStore:
             row.finished_at = now if cancelled else None
             row.attempts = max(row.attempts - 1, 0)
             row.worker_id = row.started_at = None
+            self._emit(row, EventType.CANCELLED if cancelled else EventType.RELEASED, now)
             released += 1
+        if released:
+            self.on_events()
         return released
+
+    async def progress(self, lease: Lease, report: Progress) -> bool:
+        """Record the running attempt's progress (and its event) if its lease holds."""
+        row = next(iter(self._held([lease])), None)
+        if row is None or row.status is not JobStatus.PROCESSING:
+            return False
+        now = self._now()
+        row.progress = report.json() | {"at": now}
+        row.updated_at = now
+        self._emit(row, EventType.PROGRESS, now, report.json())
+        self.on_events()
+        return True
 
     async def worker_beat(self, beat: WorkerBeat) -> None:
         """Record that a worker is alive."""
@@ -481,6 +547,18 @@ class MemoryStore:
             rescued.append(
                 RescuedJob(row.id, row.task, row.queue, row.attempts, status, row.worker_id)
             )
+            self._emit(
+                row,
+                EventType.RESCUED,
+                now,
+                {"attempt": row.attempts, "worker": row.worker_id, "status": status},
+            )
+            if status is JobStatus.FAILED:
+                self._emit(row, EventType.FAILED, now, {"attempt": row.attempts, "error": error})
+            elif status is JobStatus.CANCELLED:
+                self._emit(row, EventType.CANCELLED, now, {"attempt": row.attempts})
+        if rescued:
+            self.on_events()
         return rescued
 
     async def prune(self, params: PruneParams) -> int:
@@ -496,6 +574,8 @@ class MemoryStore:
         )[: params.limit]
         for row in doomed:
             del self._jobs[row.id]
+        gone = {row.id for row in doomed}
+        self._events = [event for event in self._events if event.job_id not in gone]
         return len(doomed)
 
     async def schedule_register(self, name: str, expression: str, start_after: datetime) -> None:
@@ -515,7 +595,10 @@ class MemoryStore:
             return None
         # Like any job, enqueued now: the scheduled time is when it became due.
         job = NewJob(params.job.payload, replace(params.job.options, run_at=None, delay=0.0))
-        return self._add(job, self._now(), idempotency_key=key).id
+        row = self._add(job, self._now(), idempotency_key=key)
+        self._emit(row, EventType.ENQUEUED, row.created_at, {"schedule": params.name})
+        self.on_events()
+        return row.id
 
     async def workers_forget(self, silent_for: float) -> int:
         """Forget workers not heard from for `silent_for` seconds."""
@@ -644,3 +727,32 @@ class MemoryStore:
             for digest, key in self._keys.values()
             if key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
         ]
+
+    # Events
+
+    def _with_job(self, event: JobEvent) -> JobEvent:
+        row = self._jobs.get(event.job_id)
+        if row is None:
+            return event
+        return replace(event, queue=row.queue, task=row.task)
+
+    async def events_of_job(self, params: JobEventsRead) -> list[JobEvent]:
+        """One job's events, oldest first."""
+        found = [
+            event
+            for event in self._events
+            if event.job_id == params.job_id and event.id > params.after_id
+        ]
+        return [self._with_job(event) for event in found[: params.limit]]
+
+    async def events_read(self, params: EventRead) -> EventPage:
+        """Every job's events after a position (all of them are below the horizon)."""
+        after = [event for event in self._events if event.cursor > params.after]
+        horizon = self._last_event + 1
+        return EventPage(
+            [self._with_job(event) for event in after[: params.limit]], horizon, pending=False
+        )
+
+    async def events_now(self) -> EventCursor:
+        """A position before every event yet to be written."""
+        return EventCursor(self._last_event + 1, 0)

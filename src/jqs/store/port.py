@@ -23,16 +23,20 @@ from jqs.models import (
     ApiKey,
     ClaimResult,
     EnqueueOptions,
+    EventCursor,
+    EventPage,
     IdempotencyKey,
     Inserted,
     InsertedAlike,
     InsertOutcome,
     Job,
+    JobEvent,
     JobFilter,
     JobText,
     Lease,
     LeaseCheck,
     NewJob,
+    Progress,
     QueueDepth,
     QueueInfo,
     QueueRemoval,
@@ -72,6 +76,23 @@ class Finish(NamedTuple):
 
     lease: Lease
     outcome: Final
+
+
+@dataclass(frozen=True, slots=True)
+class EventRead:
+    """Events of every job after `after`, in the log's order, `limit` at most."""
+
+    after: EventCursor
+    limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class JobEventsRead:
+    """One job's events after the event `after_id` (0: from its first), `limit` at most."""
+
+    job_id: int
+    after_id: int = 0
+    limit: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +249,10 @@ class JobQueue(Protocol):
         """Hand running jobs back to the queue, the attempt not counted."""
         ...
 
+    async def progress(self, lease: Lease, report: Progress) -> bool:
+        """Record the running attempt's progress (and its event) if its lease holds."""
+        ...
+
     async def worker_beat(self, beat: WorkerBeat) -> None:
         """Record that a worker is alive."""
         ...
@@ -305,5 +330,23 @@ class Keys(Protocol):
         ...
 
 
-class Store(Jobs, JobQueue, Maintenance, Queues, Keys, Protocol):
+class Events(Protocol):
+    """The log of every job's events: each written with the change it tells of."""
+
+    async def events_of_job(self, params: JobEventsRead) -> list[JobEvent]:
+        """One job's events, oldest first (an unknown job has none)."""
+        ...
+
+    async def events_read(self, params: EventRead) -> EventPage:
+        """Every job's events after a position, as far as none can still appear before
+        them: a reader that goes on from the last event's cursor misses none."""
+        ...
+
+    async def events_now(self) -> EventCursor:
+        """A position before every event yet to be written (some written already may
+        follow it too)."""
+        ...
+
+
+class Store(Jobs, JobQueue, Maintenance, Queues, Keys, Events, Protocol):
     """Everything at once, as the composition root builds it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
@@ -20,16 +20,21 @@ from jqs.models import (
     ClaimedJob,
     ClaimResult,
     EnqueueOptions,
+    EventCursor,
+    EventPage,
+    EventType,
     IdempotencyKey,
     Inserted,
     InsertedAlike,
     InsertOutcome,
     Job,
+    JobEvent,
     JobStatus,
     JobText,
     Lease,
     LeaseCheck,
     NewJob,
+    Progress,
     QueueDepth,
     QueueInfo,
     QueueRemoval,
@@ -48,8 +53,10 @@ from jqs.store.port import (
     ActiveKey,
     Change,
     ClaimParams,
+    EventRead,
     FindParams,
     Finish,
+    JobEventsRead,
     LeaseCheckParams,
     NewKey,
     PruneParams,
@@ -87,9 +94,12 @@ def job_from_row(row: asyncpg.Record) -> Job:
 def _text_from_row(row: asyncpg.Record) -> JobText:
     """A row of job_list (JSON as text) or job_get_many (JSON as UTF-8 bytes)."""
     payload, result, errors = row["payload"], row["result"], row["errors"]
+    progress = row["progress"]
     if type(payload) is str:
         payload, errors = payload.encode(), errors.encode()
         result = None if result is None else result.encode()
+    if type(progress) is str:
+        progress = progress.encode()
     return JobText(
         id=row["id"],
         payload=payload,
@@ -109,6 +119,7 @@ def _text_from_row(row: asyncpg.Record) -> JobText:
         cancel_requested=row["cancel_requested_at"] is not None,
         created_by=row["created_by"],
         errors=errors,
+        progress=b"null" if progress is None else progress,
     )
 
 
@@ -159,12 +170,35 @@ def _lease_arrays(leases: Sequence[Lease]) -> dict[str, list[Any]]:
     return {"ids": [lease.job_id for lease in leases], "tokens": [lease.token for lease in leases]}
 
 
-class PostgresStore:
-    """Every operation of the storage port (jqs.store.port.Store) on PostgreSQL."""
+def _event(row: asyncpg.Record) -> JobEvent:
+    return JobEvent(
+        id=row["id"],
+        job_id=row["job_id"],
+        type=EventType(row["type"]),
+        at=row["at"],
+        data=row["data"],
+        queue=row.get("queue"),
+        task=row.get("task"),
+        xid=row["xid"],
+    )
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+
+def _no_one() -> None:
+    pass
+
+
+class PostgresStore:
+    """Every operation of the storage port (jqs.store.port.Store) on PostgreSQL.
+
+    `on_events` is called after each statement that may have added events to the log, once
+    it has committed (the composition root wakes this process's readers with it, and tells
+    other processes); it must be quick and must not raise.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, on_events: Callable[[], None] = _no_one) -> None:
         self._db = Db(pool)
         self._limited: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+        self.on_events = on_events
 
     # Jobs
 
@@ -187,6 +221,7 @@ class PostgresStore:
             for j in jobs
         ]
         inserted = await self._db.fetch("job_insert_many", rows=RawJSON(orjson.dumps(rows)))
+        self.on_events()
         return sorted((Inserted(**row) for row in inserted), key=lambda new: new.id)
 
     async def insert_alike(
@@ -202,6 +237,7 @@ class PostgresStore:
             created_by=created_by,
         )
         assert row is not None  # an aggregate always gives one row
+        self.on_events()
         return InsertedAlike(**row)
 
     async def insert_once(self, job: NewJob, key: IdempotencyKey) -> tuple[Job, InsertOutcome]:
@@ -217,6 +253,7 @@ class PostgresStore:
                 created_by=job.created_by,
             )
             if row is not None:
+                self.on_events()
                 return job_from_row(row), InsertOutcome.CREATED
             existing = await self._db.fetchrow("job_get_by_idempotency_key", key=key.key)
             if existing is not None:
@@ -285,6 +322,7 @@ class PostgresStore:
         row = await self._db.fetchrow(query, id=job_id, **values)
         if row is None:
             return Change(await self.get(job_id), changed=False)
+        self.on_events()
         return Change(job_from_row(row), changed=True)
 
     async def ping(self) -> None:
@@ -320,6 +358,8 @@ class PostgresStore:
             )
             jobs = [_claimed(row, token) for row in rows]
             result = ClaimResult(result.jobs + jobs, result.rate_wait)
+        if result.jobs:
+            self.on_events()
         return ClaimResult(result.jobs, result.rate_wait, limited=bool(guarded))
 
     async def _limited_queues(self) -> frozenset[str]:
@@ -399,6 +439,8 @@ class PostgresStore:
             done = {row["id"] for row in rows}
             for i in indexes:
                 written[i] = finishes[i].lease.job_id in done
+        if any(written):
+            self.on_events()
         return written
 
     async def release(self, leases: Sequence[Lease]) -> int:
@@ -406,7 +448,18 @@ class PostgresStore:
         if not leases:
             return 0
         released: int = await self._db.fetchval("job_release", **_lease_arrays(leases))
+        if released:
+            self.on_events()
         return released
+
+    async def progress(self, lease: Lease, report: Progress) -> bool:
+        """Record the running attempt's progress (and its event) if its lease holds."""
+        written: int = await self._db.fetchval(
+            "job_progress", id=lease.job_id, token=lease.token, progress=report.json()
+        )
+        if written:
+            self.on_events()
+        return bool(written)
 
     async def worker_beat(self, beat: WorkerBeat) -> None:
         """Record that a worker is alive."""
@@ -421,6 +474,8 @@ class PostgresStore:
     async def rescue(self, params: RescueParams) -> list[RescuedJob]:
         """Expired leases back to the queue (or ended); one process at a time."""
         rows = await self._db.fetch("job_rescue_expired", params, lock=RESCUER_LOCK_KEY)
+        if rows:
+            self.on_events()
         return [
             RescuedJob(
                 id=row["id"],
@@ -454,6 +509,8 @@ class PostgresStore:
             payload=params.job.payload,
             key=f"cron:{params.name}:{params.at.isoformat()}",
         )
+        if job_id is not None:
+            self.on_events()
         return job_id
 
     async def workers_forget(self, silent_for: float) -> int:
@@ -552,3 +609,28 @@ class PostgresStore:
             )
             for row in rows
         ]
+
+    # Events
+
+    async def events_of_job(self, params: JobEventsRead) -> list[JobEvent]:
+        """One job's events, oldest first."""
+        if not 0 < params.job_id <= MAX_JOB_ID:
+            return []
+        rows = await self._db.fetch("event_list_for_job", params)
+        return [_event(row) for row in rows]
+
+    async def events_read(self, params: EventRead) -> EventPage:
+        """Every job's events after a position, below the log's horizon."""
+        rows = await self._db.fetch(
+            "event_read_log", xid=str(params.after.xid), id=params.after.id, limit=params.limit
+        )
+        return EventPage(
+            events=[_event(row) for row in rows if row["id"] is not None],
+            horizon=rows[0]["horizon"],
+            pending=rows[0]["pending"],
+        )
+
+    async def events_now(self) -> EventCursor:
+        """A position before every event yet to be written."""
+        horizon: int = await self._db.fetchval("event_horizon")
+        return EventCursor(horizon, 0)

@@ -57,13 +57,21 @@ SELECT EXISTS (
 -- name: job_insert_once
 -- One job under an idempotency key; when the key exists already, nothing is inserted and no
 -- row returns. run_at: :run_at if given, else now() + :delay seconds.
-INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout,
-                  idempotency_key, request_digest, created_by)
-VALUES (:payload::jsonb, :queue, :priority,
-        coalesce(:run_at::timestamptz, now() + make_interval(secs => :delay::float8)),
-        :max_attempts, :timeout, :key, :digest, :created_by)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING *;
+-- Every statement that changes a job's state appends its events (job_events) in a CTE of
+-- the same statement: no round trip more, and never a change without its event.
+WITH inserted AS (
+    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout,
+                      idempotency_key, request_digest, created_by)
+    VALUES (:payload::jsonb, :queue, :priority,
+            coalesce(:run_at::timestamptz, now() + make_interval(secs => :delay::float8)),
+            :max_attempts, :timeout, :key, :digest, :created_by)
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+),
+events AS (
+    INSERT INTO job_events (job_id, type) SELECT id, 'job.enqueued' FROM inserted
+)
+SELECT * FROM inserted;
 
 -- name: job_get_by_idempotency_key
 SELECT * FROM jobs WHERE idempotency_key = :key;
@@ -74,13 +82,19 @@ SELECT * FROM jobs WHERE idempotency_key = :key;
 -- [payload, queue, priority, run_at, delay, max_attempts, timeout, created_by]: serialized
 -- in C by orjson and parsed once by the server, where eight typed arrays cost the driver a
 -- Python-level type check per element.
-INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by)
-SELECT r -> 0, r ->> 1, (r ->> 2)::smallint,
-       coalesce((r ->> 3)::timestamptz, now() + make_interval(secs => (r ->> 4)::float8)),
-       (r ->> 5)::integer, (r ->> 6)::float8, r ->> 7
-FROM jsonb_array_elements(:rows::jsonb) WITH ORDINALITY AS x(r, n)
-ORDER BY n
-RETURNING id, task, created_at, run_at;
+WITH inserted AS (
+    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by)
+    SELECT r -> 0, r ->> 1, (r ->> 2)::smallint,
+           coalesce((r ->> 3)::timestamptz, now() + make_interval(secs => (r ->> 4)::float8)),
+           (r ->> 5)::integer, (r ->> 6)::float8, r ->> 7
+    FROM jsonb_array_elements(:rows::jsonb) WITH ORDINALITY AS x(r, n)
+    ORDER BY n
+    RETURNING id, task, created_at, run_at
+),
+events AS (
+    INSERT INTO job_events (job_id, type) SELECT id, 'job.enqueued' FROM inserted ORDER BY id
+)
+SELECT * FROM inserted;
 
 -- name: job_insert_many_alike
 -- job_insert_many for jobs that share their options, the usual batch: the payloads travel
@@ -95,6 +109,9 @@ WITH inserted AS (
     FROM jsonb_array_elements(:payloads::jsonb) WITH ORDINALITY AS x(p, n)
     ORDER BY n
     RETURNING id, task
+),
+events AS (
+    INSERT INTO job_events (job_id, type) SELECT id, 'job.enqueued' FROM inserted ORDER BY id
 )
 SELECT array_agg(id ORDER BY id) AS ids, array_agg(task ORDER BY id) AS tasks,
        now() AS created_at,
@@ -119,7 +136,7 @@ SELECT * FROM jobs WHERE id = :id;
 -- afresh, and each level costs planning time.
 SELECT j.id, j.status, j.created_at, j.updated_at, j.task, j.queue, j.priority, j.run_at,
        j.attempts, j.max_attempts, j.started_at, j.finished_at, j.timeout,
-       j.cancel_requested_at, j.created_by, j.size, j.packed,
+       j.cancel_requested_at, j.created_by, j.size, j.packed, j.progress::text AS progress,
        NOT j.packed AND j.size <= :inline_bytes AS inline,
        CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.payload::text END AS payload,
        CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.result::text END AS result,
@@ -149,7 +166,7 @@ FROM (
 -- job_list's.
 SELECT j.id, j.status, j.created_at, j.updated_at, j.task, j.queue, j.priority, j.run_at,
        j.attempts, j.max_attempts, j.started_at, j.finished_at, j.timeout,
-       j.cancel_requested_at, j.created_by, j.size, j.packed,
+       j.cancel_requested_at, j.created_by, j.size, j.packed, j.progress::text AS progress,
        NOT j.packed AND j.size <= :inline_bytes AS inline,
        CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.payload::text END AS payload,
        CASE WHEN NOT j.packed AND j.size <= :inline_bytes THEN j.result::text END AS result,
@@ -192,7 +209,8 @@ SELECT id, status, created_at, updated_at, task, queue, priority, run_at, attemp
        0 AS size, false AS packed, true AS inline,
        convert_to(payload::text, 'UTF8') AS payload,
        convert_to(result::text, 'UTF8') AS result,
-       convert_to(errors::text, 'UTF8') AS errors
+       convert_to(errors::text, 'UTF8') AS errors,
+       convert_to(progress::text, 'UTF8') AS progress
 FROM jobs
 WHERE id = ANY(:ids::bigint[])
 ORDER BY id DESC;
@@ -266,6 +284,11 @@ claimed AS (
     WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
     RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout,
               j.priority, j.run_at
+),
+events AS (
+    INSERT INTO job_events (job_id, type, data)
+    SELECT id, 'job.started', jsonb_build_object('attempt', attempts, 'worker', :worker_id::text)
+    FROM claimed
 )
 -- RETURNING has no order of its own: hand the jobs over in the order they should start.
 SELECT id, payload, task, queue, attempts AS attempt, max_attempts, timeout
@@ -283,22 +306,40 @@ ORDER BY priority DESC, run_at, id;
 -- the table was small could walk the whole primary key (a merge join). A retry (status queued) keeps the job's result and runs again in retry_in
 -- seconds; every other end replaces the result (absent: JSON null). `error` joins the
 -- history.
-UPDATE jobs AS j
-SET status = e.status,
-    result = CASE WHEN e.status = 'queued' THEN j.result
-                  ELSE coalesce(e.result, 'null'::jsonb) END,
-    errors = CASE WHEN e.error IS NULL THEN j.errors
-                  ELSE j.errors || jsonb_build_array(e.error) END,
-    run_at = CASE WHEN e.status = 'queued' THEN now() + make_interval(secs => e.retry_in)
-                  ELSE j.run_at END,
-    finished_at = CASE WHEN e.status = 'queued' THEN NULL ELSE now() END,
-    lease_token = NULL,
-    lease_expires_at = NULL,
-    updated_at = now()
-FROM jsonb_to_recordset(:ends::jsonb)
-     AS e(id bigint, token uuid, status text, result jsonb, error jsonb, retry_in float8)
-WHERE j.id = ANY (:ids::bigint[]) AND j.id = e.id AND j.lease_token = e.token
-RETURNING j.id;
+-- Its event: job.completed, job.failed, job.cancelled ({attempt}), or job.retry_scheduled
+-- ({attempt, at, error}); an error without its traceback (the job keeps that).
+WITH ended AS (
+    UPDATE jobs AS j
+    SET status = e.status,
+        result = CASE WHEN e.status = 'queued' THEN j.result
+                      ELSE coalesce(e.result, 'null'::jsonb) END,
+        errors = CASE WHEN e.error IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(e.error) END,
+        run_at = CASE WHEN e.status = 'queued' THEN now() + make_interval(secs => e.retry_in)
+                      ELSE j.run_at END,
+        finished_at = CASE WHEN e.status = 'queued' THEN NULL ELSE now() END,
+        progress = NULL,
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        updated_at = now()
+    FROM jsonb_to_recordset(:ends::jsonb)
+         AS e(id bigint, token uuid, status text, result jsonb, error jsonb, retry_in float8)
+    WHERE j.id = ANY (:ids::bigint[]) AND j.id = e.id AND j.lease_token = e.token
+    RETURNING j.id, j.status, j.attempts, j.run_at, e.error
+),
+events AS (
+    INSERT INTO job_events (job_id, type, data)
+    SELECT id,
+           CASE WHEN status = 'queued' THEN 'job.retry_scheduled' ELSE 'job.' || status END,
+           CASE WHEN status = 'queued'
+                THEN jsonb_build_object('attempt', attempts, 'at', run_at,
+                                        'error', error - 'traceback')
+                WHEN status = 'failed'
+                THEN jsonb_build_object('attempt', attempts, 'error', error - 'traceback')
+                ELSE jsonb_build_object('attempt', attempts) END
+    FROM ended
+)
+SELECT id FROM ended;
 
 -- name: job_leases_extend
 -- Extend the leases still held; rows that do not come back were lost.
@@ -326,34 +367,58 @@ WITH released AS (
         worker_id = NULL, started_at = NULL, updated_at = now()
     FROM unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
     WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'processing'
-    RETURNING j.id
+    RETURNING j.id, j.status
+),
+events AS (
+    INSERT INTO job_events (job_id, type)
+    SELECT id, CASE WHEN status = 'cancelled' THEN 'job.cancelled' ELSE 'job.released' END
+    FROM released
 )
 SELECT count(*) FROM released;
 
 -- name: job_cancel
 -- A queued job is cancelled at once; a running one is marked, and its worker ends it.
 -- No row returns for a finished or unknown job.
+-- A second request for a running job changes nothing and adds no event.
 WITH target AS (
-    SELECT id, status FROM jobs WHERE id = :id FOR UPDATE
+    SELECT id, status, cancel_requested_at AS asked FROM jobs WHERE id = :id FOR UPDATE
+),
+changed AS (
+    UPDATE jobs AS j
+    SET status = CASE WHEN t.status = 'queued' THEN 'cancelled' ELSE j.status END,
+        result = CASE WHEN t.status = 'queued' THEN :result::jsonb ELSE j.result END,
+        finished_at = CASE WHEN t.status = 'queued' THEN now() ELSE j.finished_at END,
+        cancel_requested_at = coalesce(j.cancel_requested_at, now()),
+        updated_at = now()
+    FROM target AS t
+    WHERE j.id = t.id AND t.status IN ('queued', 'processing')
+    RETURNING j.*, t.status AS was, t.asked
+),
+events AS (
+    INSERT INTO job_events (job_id, type)
+    SELECT id, CASE WHEN was = 'queued' THEN 'job.cancelled' ELSE 'job.cancel_requested' END
+    FROM changed
+    WHERE was = 'queued' OR asked IS NULL
 )
-UPDATE jobs AS j
-SET status = CASE WHEN t.status = 'queued' THEN 'cancelled' ELSE j.status END,
-    result = CASE WHEN t.status = 'queued' THEN :result::jsonb ELSE j.result END,
-    finished_at = CASE WHEN t.status = 'queued' THEN now() ELSE j.finished_at END,
-    cancel_requested_at = coalesce(j.cancel_requested_at, now()),
-    updated_at = now()
-FROM target AS t
-WHERE j.id = t.id AND t.status IN ('queued', 'processing')
-RETURNING j.*;
+SELECT * FROM changed;
 
 -- name: job_retry
 -- A failed or cancelled job runs again with a fresh set of attempts; its error history stays.
-UPDATE jobs
-SET status = 'queued', attempts = 0, run_at = now(), result = NULL, cancel_requested_at = NULL,
-    lease_token = NULL, lease_expires_at = NULL, worker_id = NULL, started_at = NULL,
-    finished_at = NULL, updated_at = now()
-WHERE id = :id AND status IN ('failed', 'cancelled')
-RETURNING *;
+-- Its event is job.enqueued, {"retry": true}.
+WITH queued AS (
+    UPDATE jobs
+    SET status = 'queued', attempts = 0, run_at = now(), result = NULL,
+        cancel_requested_at = NULL, lease_token = NULL, lease_expires_at = NULL,
+        worker_id = NULL, started_at = NULL, finished_at = NULL, progress = NULL,
+        updated_at = now()
+    WHERE id = :id AND status IN ('failed', 'cancelled')
+    RETURNING *
+),
+events AS (
+    INSERT INTO job_events (job_id, type, data)
+    SELECT id, 'job.enqueued', '{"retry": true}'::jsonb FROM queued
+)
+SELECT * FROM queued;
 
 -- name: job_rescue_expired
 -- Jobs whose worker stopped heartbeating go back to the queue, or end failed when their
@@ -383,19 +448,40 @@ decided AS (
                'worker', j.worker_id
            ) AS error
     FROM jobs AS j JOIN expired USING (id)
+),
+rescued AS (
+    UPDATE jobs AS j
+    SET status = d.next_status,
+        run_at = CASE WHEN d.next_status = 'queued' THEN now() ELSE j.run_at END,
+        result = CASE WHEN d.next_status = 'queued' THEN j.result ELSE d.error END,
+        finished_at = CASE WHEN d.next_status = 'queued' THEN NULL ELSE now() END,
+        errors = j.errors || jsonb_build_array(d.error),
+        progress = NULL,
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        updated_at = now()
+    FROM decided AS d
+    WHERE j.id = d.id AND j.status = 'processing'
+    RETURNING j.id, j.task, j.queue, j.attempts AS attempt, j.status, d.error
+),
+-- job.rescued ({attempt, worker, status}: what became of the job), then its end when it
+-- ended (job.failed or job.cancelled), in that order.
+events AS (
+    INSERT INTO job_events (job_id, type, data)
+    SELECT r.id, x.type, x.data
+    FROM rescued AS r
+    CROSS JOIN LATERAL (VALUES
+        (1, 'job.rescued', jsonb_build_object('attempt', r.attempt, 'worker', r.error -> 'worker',
+                                              'status', r.status)),
+        (2, 'job.' || r.status, CASE WHEN r.status = 'failed'
+                                     THEN jsonb_build_object('attempt', r.attempt,
+                                                             'error', r.error)
+                                     ELSE jsonb_build_object('attempt', r.attempt) END)
+    ) AS x(n, type, data)
+    WHERE x.n = 1 OR r.status <> 'queued'
+    ORDER BY r.id, x.n
 )
-UPDATE jobs AS j
-SET status = d.next_status,
-    run_at = CASE WHEN d.next_status = 'queued' THEN now() ELSE j.run_at END,
-    result = CASE WHEN d.next_status = 'queued' THEN j.result ELSE d.error END,
-    finished_at = CASE WHEN d.next_status = 'queued' THEN NULL ELSE now() END,
-    errors = j.errors || jsonb_build_array(d.error),
-    lease_token = NULL,
-    lease_expires_at = NULL,
-    updated_at = now()
-FROM decided AS d
-WHERE j.id = d.id AND j.status = 'processing'
-RETURNING j.id, j.task, j.queue, j.attempts AS attempt, j.status, d.error ->> 'worker' AS worker;
+SELECT id, task, queue, attempt, status, error ->> 'worker' AS worker FROM rescued;
 
 -- name: job_prune
 -- Delete finished jobs older than :older_than seconds, :limit at most, one process at a
@@ -416,6 +502,10 @@ deleted AS (
     -- By primary key, whatever the estimates (as the claim's UPDATE).
     DELETE FROM jobs WHERE id = ANY (ARRAY(SELECT id FROM doomed))
     RETURNING 1
+),
+-- A job's events go with it.
+events AS (
+    DELETE FROM job_events WHERE job_id = ANY (ARRAY(SELECT id FROM doomed))
 )
 SELECT count(*) FROM deleted;
 
@@ -515,12 +605,19 @@ WITH advanced AS (
     SET last_fire = :at, updated_at = now()
     WHERE name = :name AND (last_fire IS NULL OR last_fire < :at)
     RETURNING name
+),
+inserted AS (
+    INSERT INTO jobs (payload, queue, priority, max_attempts, timeout, idempotency_key)
+    SELECT :payload::jsonb, :queue, :priority, :max_attempts, :timeout, :key
+    FROM advanced
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+),
+events AS (
+    INSERT INTO job_events (job_id, type, data)
+    SELECT id, 'job.enqueued', jsonb_build_object('schedule', :name::text) FROM inserted
 )
-INSERT INTO jobs (payload, queue, priority, max_attempts, timeout, idempotency_key)
-SELECT :payload::jsonb, :queue, :priority, :max_attempts, :timeout, :key
-FROM advanced
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id;
+SELECT id FROM inserted;
 
 -- name: worker_beat
 INSERT INTO workers (id, host, queues, version, concurrency, running)
@@ -574,3 +671,55 @@ SELECT secret_hash, id, name, scopes, queues, tasks, rate_limit, created_at, cre
        expires_at, revoked_at
 FROM api_keys
 WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now());
+
+-- name: job_progress
+-- The running attempt's latest progress, written only while its lease holds, with its
+-- job.progress event.
+WITH reported AS (
+    UPDATE jobs
+    SET progress = :progress::jsonb || jsonb_build_object('at', now()), updated_at = now()
+    WHERE id = :id AND lease_token = :token::uuid AND status = 'processing'
+    RETURNING id
+),
+events AS (
+    INSERT INTO job_events (job_id, type, data) SELECT id, 'job.progress', :progress::jsonb
+    FROM reported
+)
+SELECT count(*) FROM reported;
+
+-- name: event_list_for_job
+-- A job's events after :after_id, oldest first (its own order: see migration 0009).
+SELECT e.id, e.job_id, e.xid::text::bigint AS xid, e.type, e.at, e.data, j.queue, j.task
+FROM job_events AS e
+LEFT JOIN jobs AS j ON j.id = e.job_id
+WHERE e.job_id = :job_id AND e.id > :after_id
+ORDER BY e.id
+LIMIT :limit;
+
+-- name: event_read_log
+-- The log after the position (:xid, :id), in visibility order, and only below the horizon:
+-- the oldest transaction still running, at or above which an event may yet commit. Always
+-- one row at least: the horizon, and `pending`, whether events at or above it exist already
+-- (their transactions ended since the snapshot or are still running: read again shortly);
+-- then the events, if any (id NULL when none). Each comes with its job's queue and task
+-- (NULL once the job is gone).
+WITH horizon AS (
+    SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+)
+SELECT h.xmin::text::bigint AS horizon,
+       EXISTS (SELECT 1 FROM job_events AS p WHERE p.xid >= h.xmin) AS pending,
+       e.id, e.job_id, e.xid, e.type, e.at, e.data, e.queue, e.task
+FROM horizon AS h
+LEFT JOIN LATERAL (
+    SELECT l.id, l.job_id, l.xid::text::bigint AS xid, l.type, l.at, l.data, j.queue, j.task
+    FROM job_events AS l
+    LEFT JOIN jobs AS j ON j.id = l.job_id
+    WHERE (l.xid, l.id) > (:xid::text::xid8, :id::bigint) AND l.xid < h.xmin
+    ORDER BY l.xid, l.id
+    LIMIT :limit
+) AS e ON true
+ORDER BY e.xid, e.id;
+
+-- name: event_horizon
+-- Where the log stands now: every event below this xid has committed (or never will).
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
