@@ -32,7 +32,7 @@ import structlog
 from jqs import __version__
 from jqs.clock import Clock, SystemClock
 from jqs.errors import StoreError
-from jqs.logging import get_logger, job_event, job_events_at
+from jqs.logging import bind_job, get_logger, job_event, job_events_at
 from jqs.models import DEFAULT_QUEUE, JobStatus, Lease
 from jqs.outcome import HandedBack, LeaseLost, Outcome
 from jqs.store.port import ClaimParams, JobQueue, LeaseCheckParams, WorkerBeat
@@ -275,9 +275,7 @@ class WorkerPool:
 
     async def _attempt(self, attempt: Attempt) -> None:
         job = attempt.job
-        structlog.contextvars.bind_contextvars(
-            job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempt
-        )
+        bind_job({"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempt})
         began = self._clock.monotonic()
         outcome: Outcome | None = None
         try:
