@@ -413,6 +413,10 @@ class PostgresStore:
             rows = await self._db.fetch("job_leases_read", **arrays)
         else:
             rows = await self._db.fetch("job_leases_extend", seconds=params.extend_by, **arrays)
+            extended = {row["id"] for row in rows}
+            skipped = [lease for lease in params.leases if lease.job_id not in extended]
+            if skipped:  # locked by another statement just then, or lost: which?
+                rows += await self._db.fetch("job_leases_read", **_lease_arrays(skipped))
         held = {row["id"] for row in rows}
         return LeaseCheck(
             lost=frozenset(lease.job_id for lease in params.leases) - held,
@@ -621,12 +625,17 @@ class PostgresStore:
 
     async def events_read(self, params: EventRead) -> EventPage:
         """Every job's events after a position, below the log's horizon."""
+        horizon: int = await self._db.fetchval("event_horizon")
         rows = await self._db.fetch(
-            "event_read_log", xid=str(params.after.xid), id=params.after.id, limit=params.limit
+            "event_read_log",
+            xid=str(params.after.xid),
+            id=params.after.id,
+            horizon=str(horizon),
+            limit=params.limit,
         )
         return EventPage(
             events=[_event(row) for row in rows if row["id"] is not None],
-            horizon=rows[0]["horizon"],
+            horizon=horizon,
             pending=rows[0]["pending"],
         )
 

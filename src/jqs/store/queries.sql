@@ -342,11 +342,21 @@ events AS (
 SELECT id FROM ended;
 
 -- name: job_leases_extend
--- Extend the leases still held; rows that do not come back were lost.
+-- Extend the leases still held. A row locked by another statement meanwhile (the worker's
+-- own outcome being written, an operator's cancel) is skipped, not waited for: waiting on
+-- rows taken in another order is how two statements deadlock. Rows that do not come back
+-- were lost, or skipped: the caller reads those again without locking (job_leases_read).
+WITH held AS (
+    SELECT j.ctid
+    FROM jobs AS j
+    JOIN unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
+      ON j.id = r.id AND j.lease_token = r.token
+    WHERE j.status = 'processing'
+    FOR UPDATE OF j SKIP LOCKED
+)
 UPDATE jobs AS j
 SET lease_expires_at = now() + make_interval(secs => :seconds::float8)
-FROM unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
-WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'processing'
+WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM held))
 RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested;
 
 -- name: job_leases_read
@@ -696,30 +706,44 @@ WHERE e.job_id = :job_id AND e.id > :after_id
 ORDER BY e.id
 LIMIT :limit;
 
--- name: event_read_log
--- The log after the position (:xid, :id), in visibility order, and only below the horizon:
--- the oldest transaction still running, at or above which an event may yet commit. Always
--- one row at least: the horizon, and `pending`, whether events at or above it exist already
--- (their transactions ended since the snapshot or are still running: read again shortly);
--- then the events, if any (id NULL when none). Each comes with its job's queue and task
--- (NULL once the job is gone).
-WITH horizon AS (
-    SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+-- name: event_horizon
+-- Where the log stands: an xid below which no event may still commit. That is the oldest
+-- transaction running now in this database (pg_stat_activity.backend_xid, a top-level xid,
+-- set from the moment it is assigned until the transaction has ended), or else the next
+-- xid to be handed out; autovacuum never writes events and is left out. Transactions of
+-- other databases on the same server are left out too: pg_snapshot_xmin would count them,
+-- and a long one anywhere on the server would hold up this database's readers.
+-- The horizon must be read before, and in another statement than, the events below it:
+-- a transaction that ends between the two has ended before the second one's snapshot, so
+-- that snapshot sees its events.
+-- backend_xid is 32 bits; it is widened against the snapshot's xmax (xid8), from which a
+-- running xid is less than 2^31 away.
+WITH s AS (
+    SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax
 )
-SELECT h.xmin::text::bigint AS horizon,
-       EXISTS (SELECT 1 FROM job_events AS p WHERE p.xid >= h.xmin) AS pending,
+SELECT least(s.xmax, min(s.xmax - ((s.xmax % 4294967296) - a.backend_xid::text::bigint
+                                    + 4294967296) % 4294967296))
+FROM s
+LEFT JOIN pg_stat_activity AS a
+  ON a.datname = current_database() AND a.backend_xid IS NOT NULL
+ AND a.backend_type NOT LIKE 'autovacuum%'
+GROUP BY s.xmax;
+
+-- name: event_read_log
+-- The log after the position (:xid, :id), in visibility order, below :horizon (read by
+-- event_horizon in an earlier statement). Always one row at least: `pending`, whether
+-- events at or above the horizon exist already (read again shortly); then the events, if
+-- any (id NULL when none), each with its job's queue and task (NULL once the job is gone).
+SELECT EXISTS (SELECT 1 FROM job_events AS p WHERE p.xid >= :horizon::text::xid8) AS pending,
        e.id, e.job_id, e.xid, e.type, e.at, e.data, e.queue, e.task
-FROM horizon AS h
+FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
     SELECT l.id, l.job_id, l.xid::text::bigint AS xid, l.type, l.at, l.data, j.queue, j.task
     FROM job_events AS l
     LEFT JOIN jobs AS j ON j.id = l.job_id
-    WHERE (l.xid, l.id) > (:xid::text::xid8, :id::bigint) AND l.xid < h.xmin
+    WHERE (l.xid, l.id) > (:xid::text::xid8, :id::bigint) AND l.xid < :horizon::text::xid8
     ORDER BY l.xid, l.id
     LIMIT :limit
 ) AS e ON true
 ORDER BY e.xid, e.id;
 
--- name: event_horizon
--- Where the log stands now: every event below this xid has committed (or never will).
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint;

@@ -11,7 +11,8 @@ The pool hands an end over and forgets the attempt: nothing here calls back into
 reads `pending` (ends not yet written) to bound what it claims, `leases()` to keep those
 leases alive meanwhile, and waits for `idle()` before it stops.
 
-While the database is briefly unreachable, a batch is tried again with backoff for up to
+While the database is briefly unreachable (or cancels the batch's statement to break a
+deadlock), a batch is tried again with backoff for up to
 `persist_for` seconds; after that its attempts are left to their leases, which bring the
 jobs back to run again. Nothing is lost silently: each such end is logged.
 """
@@ -24,7 +25,7 @@ from typing import NamedTuple
 
 from jqs.batching import Batcher
 from jqs.clock import Clock
-from jqs.errors import DatabaseUnavailable, StoreError
+from jqs.errors import DatabaseUnavailable, StoreError, TransientError
 from jqs.logging import get_logger, job_event, job_events_at
 from jqs.models import ClaimedJob, JobStatus, Lease
 from jqs.outcome import Cancelled, Completed, Failed, Final, Retry
@@ -104,7 +105,7 @@ class OutcomeWriter:
         while True:
             try:
                 return await self._queue.finish(finishes)
-            except DatabaseUnavailable as exc:
+            except (DatabaseUnavailable, TransientError) as exc:
                 if self._clock.monotonic() + delay > deadline:
                     log.error("job_outcome_not_saved", error=str(exc), jobs=len(finishes))
                     return [None] * len(finishes)
