@@ -374,7 +374,7 @@ WITH released AS (
     SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'queued' END,
         finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN now() END,
         attempts = greatest(j.attempts - 1, 0), lease_token = NULL, lease_expires_at = NULL,
-        worker_id = NULL, started_at = NULL, updated_at = now()
+        worker_id = NULL, started_at = NULL, progress = NULL, updated_at = now()
     FROM unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
     WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'processing'
     RETURNING j.id, j.status
