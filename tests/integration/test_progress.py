@@ -7,6 +7,8 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
+
 from jqs import current_job
 from jqs.models import EventType, Job, JobEvent, JobStatus
 from jqs.store import PostgresStore
@@ -14,6 +16,7 @@ from jqs.store.port import JobEventsRead
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.progress import PROGRESS_INTERVAL
+from tests.support.http import api_client
 from tests.support.jobs import add
 from tests.support.waiting import eventually
 
@@ -53,6 +56,11 @@ async def test_reports_are_throttled_shown_while_running_and_logged(store: Postg
         assert running.progress["progress"] == 0.3
         assert running.progress["data"] == {"done": 3}
         assert "at" in running.progress
+        async with api_client(store) as client:  # as the API shows it, alone and listed
+            shown = (await client.get(f"/jobs/{added.id}")).json()["progress"]
+            listed = (await client.get("/jobs?status=processing")).json()
+        assert shown == orjson.loads(orjson.dumps(running.progress))
+        assert [job["progress"] for job in listed] == [shown]
         go_on.set()
         later = await eventually(lambda: showing(store, added.id, "resized 9 of 10"))
         assert later.progress is not None
