@@ -14,7 +14,7 @@ from jqs.errors import DatabaseUnavailable
 from jqs.models import ClaimedJob, EventType, JobStatus, Lease, Progress
 from jqs.outcome import Completed
 from jqs.store.port import Finish, JobEventsRead
-from jqs.tasks.context import JobContext, set_current_job
+from jqs.tasks.context import JobContext, _current, set_current_job
 from jqs.tasks.progress import MAX_DATA_BYTES, MAX_MESSAGE_CHARS, make_progress
 from jqs.tasks.registry import TaskRegistry
 from jqs.testing import ManualClock, MemoryStore
@@ -312,5 +312,10 @@ async def test_a_handler_reports_through_current_job_and_the_job_shows_it(rig: R
 async def test_current_job_outside_a_handler_says_so() -> None:
     with pytest.raises(RuntimeError, match="only available inside a task handler"):
         current_job()
-    set_current_job(JobContext(1, "t", "default", 1))
-    current_job().progress(0.5)
+    token = set_current_job(JobContext(1, "t", "default", 1))
+    try:
+        current_job().progress(0.5)  # a context without a worker's writer: checked, dropped
+    finally:
+        _current.reset(token)
+    with pytest.raises(RuntimeError):
+        current_job()

@@ -89,6 +89,9 @@ class ProgressWriter:
 class JobProgress:
     """One attempt's progress: the pending report, and the task that writes it."""
 
+    # One is made for every attempt, reporting or not.
+    __slots__ = ("_closed", "_job", "_loop", "_next_at", "_pending", "_task", "_writer", "_writing")
+
     def __init__(
         self, writer: ProgressWriter, job: ClaimedJob, loop: asyncio.AbstractEventLoop
     ) -> None:
