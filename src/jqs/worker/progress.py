@@ -7,7 +7,7 @@ pending one and returns. Per job, one small task writes the pending report as so
 per interval and the report written is always the latest. The first report of an attempt is
 written at once.
 
-When the attempt ends (`close`), a report still waiting for its turn is dropped, not
+When the attempt ends (`close`), a report whose write has not begun is dropped, not
 written: the job's end clears its progress in the same statement that writes the end, and
 its end event follows, so a last write would be a round trip that changes nothing one can
 see on the job. A write already under way is let finish; it is fenced by the lease like
