@@ -239,6 +239,7 @@ class ClaimedJob(NamedTuple):
     max_attempts: int
     timeout: float | None
     lease: Lease
+    waited: float = 0.0  # seconds from when the job was due to its claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +308,16 @@ class QueueInfo:
     counts: dict[JobStatus, int]
     oldest_queued_seconds: float | None
     workers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueActivity:
+    """A queue's unfinished jobs: queued, running, and the wait of the oldest due one."""
+
+    name: str
+    queued: int = 0
+    running: int = 0
+    oldest_wait_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

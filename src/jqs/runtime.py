@@ -32,6 +32,7 @@ from jqs.logging import flush_job_events, get_logger
 from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
 from jqs.maintenance.scheduler import Scheduler
+from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.service import Service
 from jqs.settings import Settings
 from jqs.store import Database
@@ -151,7 +152,8 @@ class Runner:
         defaults = JobDefaults(
             registry, max_attempts=settings.max_attempts, timeout=settings.job_timeout
         )
-        pool = self._worker_pool(db, registry) if self._worker else None
+        metrics = Metrics(registry.names) if settings.metrics else NoMetrics()
+        pool = self._worker_pool(db, registry, metrics) if self._worker else None
         origin = new_origin()
         assert db.dsn is not None
         # `enqueued` wakes this pool directly; the Listener is for other processes' jobs.
@@ -167,12 +169,18 @@ class Runner:
         # their jobs back. Try-locks in the statements keep the processes from competing.
         services: list[Service] = [
             notifier,
-            Rescuer(db.store, interval=settings.rescue_interval, on_requeue=enqueued),
+            Rescuer(
+                db.store,
+                interval=settings.rescue_interval,
+                on_requeue=enqueued,
+                metrics=metrics,
+            ),
             Scheduler(
                 db.store,
                 schedules_for(registry, settings.cron_entries),
                 defaults,
                 on_enqueue=enqueued,
+                metrics=metrics,
             ),
         ]
         if settings.retention > 0:
@@ -212,6 +220,8 @@ class Runner:
             keyring=keyring,
             open_when_empty=keyring is not None and is_loopback(settings.host),
             cors_origins=settings.cors_origin_list,
+            metrics=metrics,
+            exposition=Exposition(metrics, db.store) if settings.metrics else None,
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None
@@ -301,7 +311,7 @@ class Runner:
             )
         return keyring
 
-    def _worker_pool(self, db: Database, registry: TaskRegistry) -> WorkerPool:
+    def _worker_pool(self, db: Database, registry: TaskRegistry, metrics: Metrics) -> WorkerPool:
         settings = self.settings
         return WorkerPool(
             db.store,
@@ -316,4 +326,5 @@ class Runner:
                     backoff_max=settings.retry_backoff_max,
                 ),
             ),
+            metrics=metrics,
         )

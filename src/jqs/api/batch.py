@@ -171,6 +171,8 @@ async def submit_jobs(
     finally:
         if settle is not None:
             settle(per_queue)
+    for resolved, job in zip(options_of, answer, strict=True):
+        state.metrics.enqueued(resolved.queue, job["task"])
     for queue in {options.queue for options in options_of}:
         state.on_enqueue(queue)
     log.info("jobs_enqueued", count=len(answer), first_id=answer[0]["id"], last_id=answer[-1]["id"])

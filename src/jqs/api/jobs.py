@@ -190,6 +190,7 @@ async def submit_job(request: Request, state: ApiState) -> Response:
                 headers={"Location": f"/jobs/{stored.id}", "Idempotent-Replayed": "true"},
             )
         body, job_id, task = state.shown(stored), stored.id, stored.task
+        state.metrics.enqueued(queue, task)
         state.on_enqueue(queue)
     # The enqueue is logged on the request's access line (one line per job, not two).
     structlog.contextvars.bind_contextvars(

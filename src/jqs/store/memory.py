@@ -41,6 +41,7 @@ from jqs.models import (
     LeaseCheck,
     NewJob,
     Progress,
+    QueueActivity,
     QueueDepth,
     QueueInfo,
     QueueRemoval,
@@ -373,6 +374,7 @@ class MemoryStore:
                 max_attempts=row.max_attempts,
                 timeout=row.timeout,
                 lease=Lease(row.id, token),
+                waited=(now - row.run_at).total_seconds(),
             )
             for row in picked
         ]
@@ -647,6 +649,31 @@ class MemoryStore:
             QueueDepth(name, bound, min(queued[name], bound))
             for name, queue in sorted(self._queues.items())
             if (bound := queue.settings.max_queued) is not None
+        ]
+
+    async def queue_activity(self) -> list[QueueActivity]:
+        """The queues that have queued or running jobs, by name."""
+        now = self._now()
+        queued: Counter[str] = Counter()
+        running: Counter[str] = Counter()
+        oldest: dict[str, datetime] = {}
+        for row in self._jobs.values():
+            if row.status is JobStatus.QUEUED:
+                queued[row.queue] += 1
+                if row.run_at <= now and (
+                    row.queue not in oldest or row.run_at < oldest[row.queue]
+                ):
+                    oldest[row.queue] = row.run_at
+            elif row.status is JobStatus.PROCESSING:
+                running[row.queue] += 1
+        return [
+            QueueActivity(
+                name,
+                queued[name],
+                running[name],
+                (now - oldest[name]).total_seconds() if name in oldest else None,
+            )
+            for name in sorted(queued.keys() | running.keys())
         ]
 
     async def queue_infos(self) -> list[QueueInfo]:

@@ -37,6 +37,7 @@ from jqs.models import (
     LeaseCheck,
     NewJob,
     Progress,
+    QueueActivity,
     QueueDepth,
     QueueInfo,
     QueueRemoval,
@@ -299,6 +300,10 @@ class Queues(Protocol):
 
     async def queue_depths(self) -> list[QueueDepth]:
         """The queues with a `max_queued`, each with its queued jobs counted up to it."""
+        ...
+
+    async def queue_activity(self) -> list[QueueActivity]:
+        """The queues that have queued or running jobs, by name (the history unread)."""
         ...
 
     async def queue_infos(self) -> list[QueueInfo]:

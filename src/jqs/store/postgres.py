@@ -35,6 +35,7 @@ from jqs.models import (
     LeaseCheck,
     NewJob,
     Progress,
+    QueueActivity,
     QueueDepth,
     QueueInfo,
     QueueRemoval,
@@ -134,6 +135,7 @@ def _claimed(row: asyncpg.Record, token: uuid.UUID) -> ClaimedJob:
         row["max_attempts"],
         row["timeout"],
         Lease(row["id"], token),
+        row["waited"],
     )
 
 
@@ -548,6 +550,19 @@ class PostgresStore:
     async def queue_depths(self) -> list[QueueDepth]:
         """The queues with a `max_queued`, each with its queued jobs counted up to it."""
         return [QueueDepth(**row) for row in await self._db.fetch("queue_depths")]
+
+    async def queue_activity(self) -> list[QueueActivity]:
+        """The queues that have queued or running jobs, by name."""
+        found: dict[str, QueueActivity] = {}
+        for row in await self._db.fetch("queue_activity"):
+            known = found.get(row["queue"], QueueActivity(row["queue"]))
+            found[row["queue"]] = QueueActivity(
+                known.name,
+                known.queued + row["queued"],
+                known.running + row["running"],
+                known.oldest_wait_seconds if row["oldest_wait"] is None else row["oldest_wait"],
+            )
+        return [found[name] for name in sorted(found)]
 
     async def queue_infos(self) -> list[QueueInfo]:
         """Every queue that has jobs, settings or live workers, by name."""

@@ -291,7 +291,9 @@ events AS (
     FROM claimed
 )
 -- RETURNING has no order of its own: hand the jobs over in the order they should start.
-SELECT id, payload, task, queue, attempts AS attempt, max_attempts, timeout
+-- waited: seconds since the job became due (its queue wait, for metrics).
+SELECT id, payload, task, queue, attempts AS attempt, max_attempts, timeout,
+       extract(epoch FROM now() - run_at)::float8 AS waited
 FROM claimed
 ORDER BY priority DESC, run_at, id;
 
@@ -595,6 +597,18 @@ SELECT queue, status, count(*) AS n,
        extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())) AS oldest_wait
 FROM jobs
 GROUP BY queue, status;
+
+-- name: queue_activity
+-- Queued and running jobs per queue, and how long the oldest due queued job has waited:
+-- read from the partial indexes that hold only those rows (never the finished history).
+SELECT queue, count(*) AS queued, 0::bigint AS running,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8
+           AS oldest_wait
+FROM jobs WHERE status = 'queued'
+GROUP BY queue
+UNION ALL
+SELECT queue, 0, count(*), NULL FROM jobs WHERE status = 'processing'
+GROUP BY queue;
 
 -- name: cron_schedule_register
 -- A new schedule, or one whose expression changed, starts from :start_after (its latest

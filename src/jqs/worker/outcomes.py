@@ -27,6 +27,7 @@ from jqs.batching import Batcher
 from jqs.clock import Clock
 from jqs.errors import DatabaseUnavailable, StoreError, TransientError
 from jqs.logging import get_logger, job_event, job_events_at
+from jqs.metrics import Metrics, NoMetrics
 from jqs.models import ClaimedJob, JobStatus, Lease
 from jqs.outcome import Cancelled, Completed, Failed, Final, Retry
 from jqs.store.port import Finish, JobQueue
@@ -51,8 +52,10 @@ class OutcomeWriter:
         persist_for: float,
         worker_id: str,
         max_batch: int = 500,
+        metrics: Metrics | None = None,
     ) -> None:
         self._queue = queue
+        self._metrics = metrics or NoMetrics()
         self._clock = clock
         self._persist_for = persist_for
         self._worker_id = worker_id
@@ -92,6 +95,8 @@ class OutcomeWriter:
         for end, ok in zip(ends, written, strict=True):
             self._unwritten.discard(end.job.lease)
             if ok is not None:
+                if ok:
+                    self._count(end)
                 self._log(end, ok)
         if not self._unwritten:
             self._idle.set()
@@ -118,6 +123,18 @@ class OutcomeWriter:
             except Exception as exc:  # a bug must not leave the ends waiting forever
                 log.error("job_outcome_not_saved", error=repr(exc), jobs=len(finishes))
                 return [None] * len(finishes)
+
+    def _count(self, end: _End) -> None:
+        outcome = end.outcome
+        if isinstance(outcome, Completed):
+            status = JobStatus.COMPLETED
+        elif isinstance(outcome, Retry):
+            status = JobStatus.QUEUED
+        elif isinstance(outcome, Failed):
+            status = JobStatus.FAILED
+        else:
+            status = JobStatus.CANCELLED
+        self._metrics.finished(end.job.queue, end.job.task, status, end.duration_ms / 1000)
 
     def _log(self, end: _End, written: bool) -> None:
         job, outcome = end.job, end.outcome

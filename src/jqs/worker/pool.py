@@ -34,6 +34,7 @@ from jqs import __version__
 from jqs.clock import Clock, SystemClock
 from jqs.errors import StoreError
 from jqs.logging import bind_job, get_logger, job_event, job_events_at
+from jqs.metrics import Metrics, NoMetrics
 from jqs.models import DEFAULT_QUEUE, JobStatus, Lease
 from jqs.outcome import HandedBack, LeaseLost, Outcome
 from jqs.store.port import ClaimParams, JobQueue, LeaseCheckParams, WorkerBeat
@@ -91,8 +92,10 @@ class WorkerPool:
         worker_id: str | None = None,
         prefetch: Prefetch | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings = settings or PoolSettings()
+        self._metrics = metrics = metrics or NoMetrics()
         self.worker_id = worker_id or make_worker_id()
         self.queues = tuple(dict.fromkeys(settings.queues))
         self._queue = queue
@@ -108,6 +111,7 @@ class WorkerPool:
             clock=clock,
             persist_for=settings.persist_for or settings.lease_seconds,
             worker_id=self.worker_id,
+            metrics=metrics,
         )
         self._progress = ProgressWriter(queue, clock=clock, interval=settings.progress_interval)
         # Twice the concurrency at most: what is held ahead waits about two claim round
@@ -283,6 +287,7 @@ class WorkerPool:
     async def _attempt(self, attempt: Attempt) -> None:
         job = attempt.job
         bind_job({"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempt})
+        self._metrics.started(job.queue, job.task, job.waited)
         began = self._clock.monotonic()
         outcome: Outcome | None = None
         attempt.progress = self._progress.open(job)
