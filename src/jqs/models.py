@@ -168,6 +168,7 @@ class NewJob:
     payload: RawJSON
     options: EnqueueOptions = EnqueueOptions()
     created_by: str | None = None  # the id of the API key that submitted it
+    trace_context: str | None = None  # the submitting span's traceparent (tracing on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +241,7 @@ class ClaimedJob(NamedTuple):
     timeout: float | None
     lease: Lease
     waited: float = 0.0  # seconds from when the job was due to its claim
+    trace_context: str | None = None  # the submitting span's traceparent, if traced
 
 
 @dataclass(frozen=True, slots=True)

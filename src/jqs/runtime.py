@@ -41,6 +41,7 @@ from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
+from jqs.tracing import Tracing, tracing_from_env
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy
 
@@ -153,7 +154,10 @@ class Runner:
             registry, max_attempts=settings.max_attempts, timeout=settings.job_timeout
         )
         metrics = Metrics(registry.names) if settings.metrics else NoMetrics()
-        pool = self._worker_pool(db, registry, metrics) if self._worker else None
+        tracing = tracing_from_env()
+        if tracing.enabled:
+            log.info("tracing_on", detail="spans go where the OTEL_* variables say")
+        pool = self._worker_pool(db, registry, metrics, tracing) if self._worker else None
         origin = new_origin()
         assert db.dsn is not None
         # `enqueued` wakes this pool directly; the Listener is for other processes' jobs.
@@ -222,6 +226,7 @@ class Runner:
             cors_origins=settings.cors_origin_list,
             metrics=metrics,
             exposition=Exposition(metrics, db.store) if settings.metrics else None,
+            tracing=tracing,
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None
@@ -259,6 +264,7 @@ class Runner:
             await service.stop()
         for waiter in waiters:
             waiter.cancel()
+        await asyncio.to_thread(tracing.shutdown)  # the spans still buffered
 
     def _connection_limits(self) -> ConnectionLimits:
         """The HTTP server's limits, its connection cap sized to the descriptors it may have."""
@@ -311,7 +317,9 @@ class Runner:
             )
         return keyring
 
-    def _worker_pool(self, db: Database, registry: TaskRegistry, metrics: Metrics) -> WorkerPool:
+    def _worker_pool(
+        self, db: Database, registry: TaskRegistry, metrics: Metrics, tracing: Tracing
+    ) -> WorkerPool:
         settings = self.settings
         return WorkerPool(
             db.store,
@@ -327,4 +335,5 @@ class Runner:
                 ),
             ),
             metrics=metrics,
+            tracing=tracing,
         )

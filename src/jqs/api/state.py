@@ -17,6 +17,7 @@ from jqs.models import Inserted, Job, JobStatus, NewJob
 from jqs.store.port import Jobs, Keys, Queues
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
+from jqs.tracing import Tracing
 
 
 class ApiStore(Jobs, Queues, Keys, Protocol):
@@ -54,6 +55,7 @@ class ApiState:
     shutting_down: bool = False
     metrics: Metrics = field(default_factory=NoMetrics)  # what this process counts
     exposition: Exposition | None = None  # /metrics; None: JQS_METRICS=false
+    tracing: Tracing = field(default_factory=Tracing)
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
     inserts: Batcher[NewJob, Inserted] = field(init=False)
 

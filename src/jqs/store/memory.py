@@ -116,6 +116,7 @@ class _Row:
     idempotency_key: str | None = None
     request_digest: str | None = None
     created_by: str | None = None
+    trace_context: str | None = None
     progress: dict[str, Any] | None = None
     updated_at: datetime = field(init=False)
 
@@ -212,6 +213,7 @@ class MemoryStore:
             timeout=o.timeout,
             created_at=now,
             created_by=job.created_by,
+            trace_context=job.trace_context,
             **columns,
         )
         self._jobs[row.id] = row
@@ -230,12 +232,18 @@ class MemoryStore:
         return [Inserted(row.id, row.task, row.created_at, row.run_at) for row in rows]
 
     async def insert_alike(
-        self, payloads: Sequence[RawJSON], options: EnqueueOptions, created_by: str | None = None
+        self,
+        payloads: Sequence[RawJSON],
+        options: EnqueueOptions,
+        created_by: str | None = None,
+        trace_context: str | None = None,
     ) -> InsertedAlike:
         """Insert jobs that share their options (all or none)."""
         if not payloads:
             raise ValueError("no jobs to insert")
-        inserted = await self.insert([NewJob(payload, options, created_by) for payload in payloads])
+        inserted = await self.insert(
+            [NewJob(payload, options, created_by, trace_context) for payload in payloads]
+        )
         return InsertedAlike(
             ids=[new.id for new in inserted],
             tasks=[new.task for new in inserted],
@@ -375,6 +383,7 @@ class MemoryStore:
                 timeout=row.timeout,
                 lease=Lease(row.id, token),
                 waited=(now - row.run_at).total_seconds(),
+                trace_context=row.trace_context,
             )
             for row in picked
         ]

@@ -194,7 +194,11 @@ class Jobs(Protocol):
         ...
 
     async def insert_alike(
-        self, payloads: Sequence[RawJSON], options: EnqueueOptions, created_by: str | None = None
+        self,
+        payloads: Sequence[RawJSON],
+        options: EnqueueOptions,
+        created_by: str | None = None,
+        trace_context: str | None = None,
     ) -> InsertedAlike:
         """Insert jobs that share their options in one transaction (all or none)."""
         ...

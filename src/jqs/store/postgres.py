@@ -136,6 +136,7 @@ def _claimed(row: asyncpg.Record, token: uuid.UUID) -> ClaimedJob:
         row["timeout"],
         Lease(row["id"], token),
         row["waited"],
+        row["trace_context"],
     )
 
 
@@ -209,9 +210,13 @@ class PostgresStore:
         if not jobs:
             return []
         options = shared_options([job.options for job in jobs])
-        if options is not None and all(job.created_by == jobs[0].created_by for job in jobs):
+        first = jobs[0]
+        if options is not None and all(
+            job.created_by == first.created_by and job.trace_context == first.trace_context
+            for job in jobs
+        ):
             alike = await self.insert_alike(
-                [job.payload for job in jobs], options, jobs[0].created_by
+                [job.payload for job in jobs], options, first.created_by, first.trace_context
             )
             return [
                 Inserted(job_id, task, alike.created_at, alike.run_at)
@@ -219,7 +224,12 @@ class PostgresStore:
             ]
         # orjson wants bytes exactly, not a subclass
         rows = [
-            (orjson.Fragment(bytes(j.payload)), *_option_values(j.options), j.created_by)
+            (
+                orjson.Fragment(bytes(j.payload)),
+                *_option_values(j.options),
+                j.created_by,
+                j.trace_context,
+            )
             for j in jobs
         ]
         inserted = await self._db.fetch("job_insert_many", rows=RawJSON(orjson.dumps(rows)))
@@ -227,7 +237,11 @@ class PostgresStore:
         return sorted((Inserted(**row) for row in inserted), key=lambda new: new.id)
 
     async def insert_alike(
-        self, payloads: Sequence[RawJSON], options: EnqueueOptions, created_by: str | None = None
+        self,
+        payloads: Sequence[RawJSON],
+        options: EnqueueOptions,
+        created_by: str | None = None,
+        trace_context: str | None = None,
     ) -> InsertedAlike:
         """Insert jobs that share their options in one statement (all or none)."""
         if not payloads:
@@ -237,6 +251,7 @@ class PostgresStore:
             options,
             payloads=RawJSON(b"[" + b",".join(payloads) + b"]"),
             created_by=created_by,
+            trace_context=trace_context,
         )
         assert row is not None  # an aggregate always gives one row
         self.on_events()
@@ -253,6 +268,7 @@ class PostgresStore:
                 key=key.key,
                 digest=key.request_digest,
                 created_by=job.created_by,
+                trace_context=job.trace_context,
             )
             if row is not None:
                 self.on_events()

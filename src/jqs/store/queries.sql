@@ -61,10 +61,10 @@ SELECT EXISTS (
 -- the same statement: no round trip more, and never a change without its event.
 WITH inserted AS (
     INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout,
-                      idempotency_key, request_digest, created_by)
+                      idempotency_key, request_digest, created_by, trace_context)
     VALUES (:payload::jsonb, :queue, :priority,
             coalesce(:run_at::timestamptz, now() + make_interval(secs => :delay::float8)),
-            :max_attempts, :timeout, :key, :digest, :created_by)
+            :max_attempts, :timeout, :key, :digest, :created_by, :trace_context)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ),
@@ -79,14 +79,16 @@ SELECT * FROM jobs WHERE idempotency_key = :key;
 -- name: job_insert_many
 -- One statement for a whole batch: all rows or none. Ids follow the input order. Only what
 -- the caller does not know already comes back. The rows travel as one JSON array of
--- [payload, queue, priority, run_at, delay, max_attempts, timeout, created_by]: serialized
+-- [payload, queue, priority, run_at, delay, max_attempts, timeout, created_by,
+-- trace_context]: serialized
 -- in C by orjson and parsed once by the server, where eight typed arrays cost the driver a
 -- Python-level type check per element.
 WITH inserted AS (
-    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by)
+    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by,
+                      trace_context)
     SELECT r -> 0, r ->> 1, (r ->> 2)::smallint,
            coalesce((r ->> 3)::timestamptz, now() + make_interval(secs => (r ->> 4)::float8)),
-           (r ->> 5)::integer, (r ->> 6)::float8, r ->> 7
+           (r ->> 5)::integer, (r ->> 6)::float8, r ->> 7, r ->> 8
     FROM jsonb_array_elements(:rows::jsonb) WITH ORDINALITY AS x(r, n)
     ORDER BY n
     RETURNING id, task, created_at, run_at
@@ -102,10 +104,11 @@ SELECT * FROM inserted;
 -- input order, their tasks, and the timestamps every job of the statement shares (now() is
 -- the transaction's time, which is what created_at defaults to).
 WITH inserted AS (
-    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by)
+    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by,
+                      trace_context)
     SELECT p, :queue, :priority,
            coalesce(:run_at::timestamptz, now() + make_interval(secs => :delay::float8)),
-           :max_attempts, :timeout, :created_by::text
+           :max_attempts, :timeout, :created_by::text, :trace_context::text
     FROM jsonb_array_elements(:payloads::jsonb) WITH ORDINALITY AS x(p, n)
     ORDER BY n
     RETURNING id, task
@@ -283,7 +286,7 @@ claimed AS (
     -- leaves that job queued for the next claim.
     WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
     RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout,
-              j.priority, j.run_at
+              j.priority, j.run_at, j.trace_context
 ),
 events AS (
     INSERT INTO job_events (job_id, type, data)
@@ -293,7 +296,7 @@ events AS (
 -- RETURNING has no order of its own: hand the jobs over in the order they should start.
 -- waited: seconds since the job became due (its queue wait, for metrics).
 SELECT id, payload, task, queue, attempts AS attempt, max_attempts, timeout,
-       extract(epoch FROM now() - run_at)::float8 AS waited
+       extract(epoch FROM now() - run_at)::float8 AS waited, trace_context
 FROM claimed
 ORDER BY priority DESC, run_at, id;
 

@@ -39,6 +39,7 @@ from jqs.models import DEFAULT_QUEUE, JobStatus, Lease
 from jqs.outcome import HandedBack, LeaseLost, Outcome
 from jqs.store.port import ClaimParams, JobQueue, LeaseCheckParams, WorkerBeat
 from jqs.tasks.registry import TaskRegistry
+from jqs.tracing import Tracing
 from jqs.worker.attempt import Attempt, AttemptState, Interrupt
 from jqs.worker.executor import Executor, RetryPolicy
 from jqs.worker.outcomes import OutcomeWriter
@@ -93,9 +94,11 @@ class WorkerPool:
         prefetch: Prefetch | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings = settings or PoolSettings()
         self._metrics = metrics = metrics or NoMetrics()
+        self._tracing = tracing or Tracing()
         self.worker_id = worker_id or make_worker_id()
         self.queues = tuple(dict.fromkeys(settings.queues))
         self._queue = queue
@@ -284,6 +287,17 @@ class WorkerPool:
 
     # One attempt, from a free slot to its outcome
 
+    async def _traced(self, attempt: Attempt) -> Outcome:
+        """The attempt within its span (only when tracing is on: a span costs per job)."""
+        outcome: Outcome | None = None
+        with self._tracing.process(attempt.job) as span:
+            try:
+                outcome = await self._executor.run(attempt)
+            finally:
+                if span is not None:
+                    span.outcome(outcome)
+        return outcome
+
     async def _attempt(self, attempt: Attempt) -> None:
         job = attempt.job
         bind_job({"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempt})
@@ -306,7 +320,10 @@ class WorkerPool:
                         "logger_name": __name__,
                     },
                 )
-            outcome = await self._executor.run(attempt)
+            if self._tracing.enabled:
+                outcome = await self._traced(attempt)
+            else:
+                outcome = await self._executor.run(attempt)
         except Exception as exc:  # a bug here must not leave the slot or the pool in limbo
             log.error("job_runner_crashed", error=repr(exc))
         finally:
