@@ -43,12 +43,11 @@ SINGLE_ROUNDS = 3
 # Single POST with and without an API key: short runs in back-to-back pairs, each side going
 # first in turn, and the median of the pairs' ratios. A key costs far less than the machine's
 # other work moves a run within seconds; a pair's two runs share that drift, runs minutes
-# apart do not. Two servers a side, pairs taking turns between them: two processes of the
-# same code and the same load differ by more than a key costs, and that stays with them
-# for their life.
-KEY_PAIRS = 16
+# apart do not. Two processes of the same code under the same load also differ, for their
+# whole life, by more than a key costs: each block of pairs has fresh servers.
+KEY_BLOCKS = 6
+KEY_PAIRS = 3  # in each block
 KEY_SECONDS = 3
-KEY_SIDES = (("jqs", "jqs_key"), ("jqs_b", "jqs_key_b"))
 # Four servers side by side vary more run to run than two: more rounds for their medians.
 SERVERS_ROUNDS = 5
 BATCH_ROUNDS = 5
@@ -120,40 +119,34 @@ async def single_post(ctx: Context) -> None:
     """1. Single POST /jobs under wrk: JQS vs bare Starlette + asyncpg, one INSERT each; and
     JQS with an API key on every request vs the same JQS without authentication.
 
-    The servers stay up, each with a database of its own. JQS (logging every request), JQS
-    at warning and the baseline take turns for SINGLE_ROUNDS rounds, each going first in
-    turn; the medians are compared. One run of each, minutes apart, followed the machine's
-    drift: the ratio of the same code ranged from 1.5x to 2.8x between runs of `make bench`
-    on one day. Then JQS with and without a key run in KEY_PAIRS pairs (KEY_SIDES).
+    JQS (logging every request), JQS at warning and the baseline stay up, each with a
+    database of its own, and take turns for SINGLE_ROUNDS rounds, each going first in turn;
+    the medians are compared. One run of each, minutes apart, followed the machine's drift:
+    the ratio of the same code ranged from 1.5x to 2.8x between runs of `make bench` on one
+    day. Then JQS with and without a key run in pairs (`_key_pairs`).
     """
     seconds, connections = (5, 64) if ctx.quick else (10, 64)
     rounds = 1 if ctx.quick else SINGLE_ROUNDS
     body = json.dumps(PAYLOAD)
     urls: dict[str, str] = {}
     dsns: list[str] = []  # each server's own database, kept while the next is made
-    procs: dict[str, Proc] = {}
-    keyed = {key for _, key in KEY_SIDES}  # every request checked against an API key
-    headers = {name: {"Authorization": f"Bearer {BENCH_KEY}"} for name in keyed}
+    procs: list[Proc] = []
     try:
-        jqs_servers = [("jqs", "info"), ("jqs_quiet", "warning")]
-        jqs_servers += [(name, "info") for side in KEY_SIDES for name in side if name != "jqs"]
-        for name, level in jqs_servers:
+        for name, level in (("jqs", "info"), ("jqs_quiet", "warning")):
             dsn, port = await ctx.server.fresh(keep=dsns), free_port()
             dsns.append(dsn)
             env = {"DATABASE_URL": dsn, "PORT": str(port), "JQS_LOG_LEVEL": level}
-            if name in keyed:
-                env["JQS_ADMIN_KEY"] = BENCH_KEY
-            procs[name] = jqs(["serve", "--no-worker"], env, ctx.log(f"single_post_{name}"))
+            procs.append(jqs(["serve", "--no-worker"], env, ctx.log(f"single_post_{name}")))
             urls[name] = f"http://127.0.0.1:{port}/jobs"
             await wait_http(f"http://127.0.0.1:{port}/health")
         dsn, port = await ctx.server.fresh(schema="raw", keep=dsns), free_port()
-        procs["baseline"] = start_baseline(dsn, port, ctx.log("single_post_baseline"))
+        procs.append(start_baseline(dsn, port, ctx.log("single_post_baseline")))
         urls["baseline"] = f"http://127.0.0.1:{port}/jobs"
         await wait_http(urls["baseline"])
-        for name, url in urls.items():
-            wrk_post(url, body, seconds=2, connections=connections, headers=headers.get(name))
-        runs: dict[str, list[float]] = {name: [] for name in ("jqs", "jqs_quiet", "baseline")}
-        names = list(runs)
+        for url in urls.values():
+            wrk_post(url, body, seconds=2, connections=connections)
+        runs: dict[str, list[float]] = {name: [] for name in urls}
+        names = list(urls)
         for r in range(rounds):
             for name in _rotated(names, r):
                 rate = await asyncio.to_thread(
@@ -162,16 +155,18 @@ async def single_post(ctx: Context) -> None:
                     )
                 )
                 runs[name].append(rate)
-        pairs = await _key_pairs(
-            {name: (urls[name], procs[name].popen.pid, headers.get(name)) for name in urls},
-            body,
-            pairs=4 if ctx.quick else KEY_PAIRS,
-            seconds=2 if ctx.quick else KEY_SECONDS,
-            connections=connections,
-        )
     finally:
-        for proc in procs.values():
+        for proc in procs:
             proc.stop()
+    key_seconds = 2 if ctx.quick else KEY_SECONDS
+    pairs = await _key_pairs(
+        ctx,
+        body,
+        blocks=2 if ctx.quick else KEY_BLOCKS,
+        pairs=2 if ctx.quick else KEY_PAIRS,
+        seconds=key_seconds,
+        connections=connections,
+    )
     ctx.extra["single_runs"] = runs
     ctx.extra["key_pairs"] = [asdict(pair) for pair in pairs]
     baseline = statistics.median(runs["baseline"])
@@ -190,7 +185,7 @@ async def single_post(ctx: Context) -> None:
             note=note,
         )
     )
-    ctx.rows += _key_rows(pairs, seconds=2 if ctx.quick else KEY_SECONDS)
+    ctx.rows += _key_rows(pairs, seconds=key_seconds)
     ctx.rows.append(
         Row(
             "single POST /jobs, JQS_LOG_LEVEL=warning (requests/s)",
@@ -214,39 +209,56 @@ class KeyPair:
 
 
 async def _key_pairs(
-    servers: dict[str, tuple[str, int, dict[str, str] | None]],
-    body: str,
-    *,
-    pairs: int,
-    seconds: int,
-    connections: int,
+    ctx: Context, body: str, *, blocks: int, pairs: int, seconds: int, connections: int
 ) -> list[KeyPair]:
-    """`pairs` pairs of runs, one of each side of KEY_SIDES in turn, each of a pair's two
-    servers going first in turn. `servers`: name to (URL, pid, headers). A pair in which
-    either run answered nothing is left out."""
+    """Single POST with and without an API key: `blocks` times, two fresh JQS servers (each
+    with a database of its own, each started first in turn) and `pairs` pairs of wrk runs
+    on them, each going first in turn. A pair in which either run answered nothing is left
+    out."""
     found: list[KeyPair] = []
-    for p in range(pairs):
-        side = KEY_SIDES[p % len(KEY_SIDES)]
-        rate: dict[str, float] = {}
-        cpu: dict[str, float] = {}
-        for name in _rotated(list(side), p // len(KEY_SIDES)):
-            url, pid, headers = servers[name]
-            before = process_cpu(pid)
-            rate[name] = await asyncio.to_thread(
-                functools.partial(
-                    wrk_post,
-                    url,
-                    body,
-                    seconds=seconds,
-                    connections=connections,
-                    headers=headers,
+    auth = {"Authorization": f"Bearer {BENCH_KEY}"}
+    for block in range(blocks):
+        dsns: list[str] = []
+        servers: dict[str, tuple[Proc, str]] = {}
+        try:
+            for name in _rotated(["open", "key"], block):
+                dsn, port = await ctx.server.fresh(keep=dsns), free_port()
+                dsns.append(dsn)
+                env = {"DATABASE_URL": dsn, "PORT": str(port), "JQS_LOG_LEVEL": "info"}
+                if name == "key":  # every request checked against an API key
+                    env["JQS_ADMIN_KEY"] = BENCH_KEY
+                log = ctx.log(f"single_post_{name}_{block}")
+                servers[name] = (
+                    jqs(["serve", "--no-worker"], env, log),
+                    f"http://127.0.0.1:{port}/jobs",
                 )
-            )
-            used = process_cpu(pid) - before
-            cpu[name] = used / (rate[name] * seconds) * 1e6 if rate[name] > 0 else math.nan
-        without, with_key = side
-        if rate[without] > 0 and rate[with_key] > 0:
-            found.append(KeyPair(rate[without], rate[with_key], cpu[without], cpu[with_key]))
+                await wait_http(f"http://127.0.0.1:{port}/health")
+            for name, (_, url) in servers.items():
+                headers = auth if name == "key" else None
+                wrk_post(url, body, seconds=2, connections=connections, headers=headers)
+            for p in range(pairs):
+                rate: dict[str, float] = {}
+                cpu: dict[str, float] = {}
+                for name in _rotated(["open", "key"], block + p):
+                    proc, url = servers[name]
+                    before = process_cpu(proc.popen.pid)
+                    rate[name] = await asyncio.to_thread(
+                        functools.partial(
+                            wrk_post,
+                            url,
+                            body,
+                            seconds=seconds,
+                            connections=connections,
+                            headers=auth if name == "key" else None,
+                        )
+                    )
+                    used = process_cpu(proc.popen.pid) - before
+                    cpu[name] = used / (rate[name] * seconds) * 1e6 if rate[name] else math.nan
+                if rate["open"] > 0 and rate["key"] > 0:
+                    found.append(KeyPair(rate["open"], rate["key"], cpu["open"], cpu["key"]))
+        finally:
+            for proc, _ in servers.values():
+                proc.stop()
     return found
 
 
@@ -255,8 +267,8 @@ def _key_rows(pairs: list[KeyPair], *, seconds: int) -> list[Row]:
     if not pairs:
         return []
     how = (
-        f"{len(pairs)} pairs of {seconds}s wrk runs back to back, two servers a side taking "
-        "turns, each going first in turn; ratio: the median of the pairs' ratios"
+        f"{len(pairs)} pairs of {seconds}s wrk runs back to back, each side going first in "
+        "turn, on fresh servers every few pairs; ratio: the median of the pairs' ratios"
     )
     cpu_ratio = statistics.median(pair.cpu_key / pair.cpu_open for pair in pairs)
     return [
