@@ -158,12 +158,12 @@ async def single_post(ctx: Context) -> None:
     finally:
         for proc in procs:
             proc.stop()
-    key_seconds = 2 if ctx.quick else KEY_SECONDS
+    key_seconds, key_pairs = (2, 2) if ctx.quick else (KEY_SECONDS, KEY_PAIRS)
     pairs = await _key_pairs(
         ctx,
         body,
         blocks=2 if ctx.quick else KEY_BLOCKS,
-        pairs=2 if ctx.quick else KEY_PAIRS,
+        pairs=key_pairs,
         seconds=key_seconds,
         connections=connections,
     )
@@ -185,7 +185,7 @@ async def single_post(ctx: Context) -> None:
             note=note,
         )
     )
-    ctx.rows += _key_rows(pairs, seconds=key_seconds)
+    ctx.rows += _key_rows(pairs, seconds=key_seconds, per_block=key_pairs)
     ctx.rows.append(
         Row(
             "single POST /jobs, JQS_LOG_LEVEL=warning (requests/s)",
@@ -262,13 +262,13 @@ async def _key_pairs(
     return found
 
 
-def _key_rows(pairs: list[KeyPair], *, seconds: int) -> list[Row]:
+def _key_rows(pairs: list[KeyPair], *, seconds: int, per_block: int) -> list[Row]:
     """The rows of single POST with an API key against the same JQS without."""
     if not pairs:
         return []
     how = (
         f"{len(pairs)} pairs of {seconds}s wrk runs back to back, each side going first in "
-        "turn, on fresh servers every few pairs; ratio: the median of the pairs' ratios"
+        f"turn, on fresh servers every {per_block} pairs; ratio: the median of the pairs' ratios"
     )
     cpu_ratio = statistics.median(pair.cpu_key / pair.cpu_open for pair in pairs)
     return [
