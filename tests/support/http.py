@@ -29,6 +29,8 @@ async def api_client(
         served=served,
         bounds=bounds,
     )
+    if hasattr(store, "on_events"):
+        store.on_events = state.events().wake  # as the composition root wires it
     transport = httpx.ASGITransport(app=create_app(state))
     async with httpx.AsyncClient(transport=transport, base_url="http://jqs.test") as client:
         yield client

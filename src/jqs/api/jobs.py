@@ -26,6 +26,7 @@ from jqs.api.options import MAX_TASK_LENGTH, OPENAPI_PARAMETERS, options_from_qu
 from jqs.api.problems import ProblemError
 from jqs.api.render import JSONResponse, inserted_jobs, job_array, job_array_whole
 from jqs.api.state import ApiState, Limits, api_state
+from jqs.api.waiting import WAIT_PARAMETER, Wait, job_after_wait, parse_wait
 from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
 from jqs.errors import JobNotFound
@@ -73,10 +74,13 @@ def submit_job_operation(limits: Limits) -> dict[str, Any]:
     return {
         "tags": ["jobs"],
         "summary": "Submit a job",
-        "description": "Queue a job; answered only once the job is committed.",
+        "description": "Queue a job; answered only once the job is committed. With `wait`, "
+        "answered once the job has finished, or when the wait runs out, with the job as it "
+        "stands then.",
         "operationId": "submit_job",
         "parameters": [
             *OPENAPI_PARAMETERS,
+            WAIT_PARAMETER,
             {
                 "name": idempotency.HEADER,
                 "in": "header",
@@ -143,7 +147,12 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     """
     principal = require(principal_of(request), Scope.JOBS_SUBMIT)
     key = idempotency.validate_key(request.headers.get(idempotency.HEADER))
-    options = options_from_query(request.query_params)
+    query: Any = request.query_params
+    wait = None
+    if "wait" in query:
+        wait = parse_wait(query["wait"])
+        query = {name: value for name, value in query.items() if name != "wait"}
+    options = options_from_query(query)
     raw, payload = await read_json_object(
         request, max_bytes=state.limits.max_body_bytes, max_depth=state.limits.max_json_depth
     )
@@ -184,6 +193,8 @@ async def submit_job(request: Request, state: ApiState) -> Response:
                 job_id=stored.id,
             )
         if outcome is InsertOutcome.DUPLICATE:
+            if wait is not None:
+                stored = await job_after_wait(state, stored.id, wait)
             return JSONResponse(
                 state.shown(stored),
                 status_code=200,
@@ -195,6 +206,8 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     structlog.contextvars.bind_contextvars(
         job_id=job_id, task=task, queue=queue, status=JobStatus.QUEUED.value
     )
+    if wait is not None:
+        body = state.shown(await job_after_wait(state, job_id, wait))
     return JSONResponse(body, status_code=201, headers={"Location": f"/jobs/{job_id}"})
 
 
@@ -220,9 +233,14 @@ async def reachable(state: ApiState, principal: Principal, job_id: int) -> Job |
     responses=problem_responses(404, 422, 503),
     openapi_extra=scope_doc(Scope.JOBS_READ),
 )
-async def get_job(state: State, principal: ReadKey, job_id: JobId) -> Response:
-    """One job with its current status and result."""
-    job = await reachable(state, principal, job_id) or await state.store.get(job_id)
+async def get_job(state: State, principal: ReadKey, job_id: JobId, wait: Wait = None) -> Response:
+    """One job with its current status and result; with `wait`, once it has finished or
+    the wait has run out (200 either way: the status says which)."""
+    job = await reachable(state, principal, job_id)
+    if wait is not None:
+        job = await job_after_wait(state, job_id, wait)
+    elif job is None:
+        job = await state.store.get(job_id)
     return JSONResponse(state.shown(job))
 
 
