@@ -145,7 +145,12 @@ async def stream_events(
         require_queue(principal, name)
     for name in task or ():
         require_task(principal, name)
-    after = None if last_event_id is None else _position(last_event_id)
+    # Now, unless resuming: taken before the answer starts, so that a client which has
+    # the first line of the stream gets every event written after it.
+    if last_event_id is None:
+        after = await state.store.events_now()
+    else:
+        after = _position(last_event_id)
     event_filter = EventFilter(
         queues=frozenset(queue) if queue else principal.queues,
         tasks=frozenset(task) if task else principal.tasks,

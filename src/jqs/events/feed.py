@@ -46,7 +46,7 @@ class FeedSettings:
 
     poll_interval: float = 1.0  # read this often when no wake-up comes
     pending_first: float = 0.002  # re-read this soon while events are pending...
-    pending_most: float = 0.25  # ...backing off to this while they stay pending
+    pending_most: float = 0.05  # ...backing off to this while they stay pending
     page_size: int = 500
     stream_buffer: int = 1000  # events a stream may have untaken before it is cut off
     linger: float = 60.0  # keep listening this long after the last subscriber leaves
@@ -258,10 +258,11 @@ class EventFeed(LoopService):
                 await self.clock.wait(self._wake, self.settings.poll_interval)
                 continue
             self.reads += 1
+            before = self._cursor
             self._deliver(page)
             if len(page.events) >= self.settings.page_size:
                 continue
-            if page.events:
+            if self._cursor != before:  # the horizon moved: what is pending may be readable
                 pending_wait = self.settings.pending_first
             if page.pending:
                 within = pending_wait

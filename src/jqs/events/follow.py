@@ -42,7 +42,7 @@ async def follow_log(
             if sent is None:
                 sent = sub.start
             position = sent
-            while position < sub.start and not sub.overflowed:
+            while position < sub.start and not (sub.overflowed or sub.ended):
                 page = await store.events_read(EventRead(position, HISTORY_PAGE))
                 for event in page.events:
                     position = event.cursor
