@@ -159,7 +159,7 @@ async def test_ten_thousand_waiters_on_one_process(dsn: str, start_jqs: StartJqs
     before = await _db_connections(dsn)
     server = psutil.Process(api.proc.pid)
     rss_before = server.memory_info().rss
-    readers = await _open_waits(api.port, ids, wait=120)
+    readers = await _open_waits(api.port, ids, wait=60)
     await asyncio.sleep(3)  # let the server take in every request
     during = await _db_connections(dsn)
     rss_during = server.memory_info().rss
