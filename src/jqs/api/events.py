@@ -41,7 +41,24 @@ MAX_FILTERS = 50  # names per filter parameter
 _RETRY = b"retry: 1000\n\n"
 _KEEPALIVE = b": keep-alive\n\n"
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_SSE_CONTENT = {SSE: {"schema": {"type": "string"}}}
+# Each event of a stream: `data` is the event's JSON (an EventView).
+_SSE_CONTENT = {
+    SSE: {
+        "schema": {
+            "type": "object",
+            "required": ["id", "event", "data"],
+            "properties": {
+                "id": {"type": "string", "description": "what Last-Event-ID takes"},
+                "event": {"$ref": "#/components/schemas/EventType"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/EventView"},
+                },
+            },
+        }
+    }
+}
 
 
 @router.get(
@@ -72,20 +89,20 @@ async def job_events(
         int, Query(ge=1, le=MAX_TIMELINE, description="at most this many events")
     ] = MAX_TIMELINE,
     last_event_id: Annotated[
-        str | None,
+        str,
         Header(
             alias="Last-Event-ID",
-            max_length=40,
+            pattern=r"^([0-9]{1,18})?$",
             description="a stream resumes after this event id (instead of `after`)",
         ),
-    ] = None,
+    ] = "",
 ) -> Response:
     """A job's events, oldest first; or, asked for `text/event-stream`, a live stream."""
     job = await reachable(state, principal, job_id) or await state.store.get(job_id)
     if SSE not in request.headers.get("accept", ""):
         events = await state.store.events_of_job(JobEventsRead(job.id, after, limit))
         return JSONResponse([EventView.of(event) for event in events])
-    if last_event_id is not None:
+    if last_event_id:
         after = _event_id(last_event_id)
 
     async def finished() -> bool:
@@ -131,14 +148,14 @@ async def stream_events(
         Query(max_length=MAX_FILTERS, description="only these event types (repeatable)"),
     ] = None,
     last_event_id: Annotated[
-        str | None,
+        str,
         Header(
             alias="Last-Event-ID",
-            max_length=60,
+            pattern=r"^([0-9]{1,19}-[0-9]{1,18})?$",
             description="resume after this position (an `id:` of this stream); "
-            "without it, the stream starts now",
+            "without it (or empty), the stream starts now",
         ),
-    ] = None,
+    ] = "",
 ) -> Response:
     """The events of every job the key may see that match the filters, as they come."""
     for name in queue or ():
@@ -147,7 +164,7 @@ async def stream_events(
         require_task(principal, name)
     # Now, unless resuming: taken before the answer starts, so that a client which has
     # the first line of the stream gets every event written after it.
-    if last_event_id is None:
+    if not last_event_id:
         after = await state.store.events_now()
     else:
         after = _position(last_event_id)
