@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import statistics
 import time
@@ -293,3 +294,36 @@ def test_sigterm_answers_waits_and_ends_streams_promptly(dsn: str, start_jqs: St
     assert lines[0].startswith("retry:")
     assert took < 5, f"waits and streams took {took:.1f}s to end; the drain deadline is 20s"
     assert proc.wait(15) == 0
+
+
+def test_a_keys_limits_apply_to_events_and_waits(dsn: str, start_jqs: StartJqs) -> None:
+    # No worker serves these queues; streams end after 2 s, so that one is read whole.
+    proc = start_jqs(DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN_KEY, JQS_SSE_MAX_DURATION="2")
+    with _client(proc.url) as admin:
+        made = admin.post(
+            "/keys", json={"name": "mail", "scopes": ["jobs:read"], "queues": ["emails"]}
+        )
+        assert made.status_code == 201, made.text
+        mine = admin.post("/jobs?queue=emails", json={"task": "sleep", "seconds": 0}).json()
+        other = admin.post("/jobs?queue=media", json={"task": "sleep", "seconds": 0}).json()
+        submit_only = admin.post("/keys", json={"name": "s", "scopes": ["jobs:submit"]}).json()
+    key = {"Authorization": f"Bearer {made.json()['secret']}"}
+    with httpx.Client(base_url=proc.url, headers=key, timeout=30) as client:
+        assert client.get(f"/jobs/{other['id']}/events").status_code == 404
+        assert client.get(f"/jobs/{other['id']}?wait=1").status_code == 404
+        assert client.get(f"/jobs/{mine['id']}/events").status_code == 200
+        refused = client.get("/events?queue=media", headers={"Accept": "text/event-stream"})
+        assert refused.status_code == 403
+        assert refused.headers["content-type"] == "application/problem+json"
+        with client.stream(
+            "GET", "/events", headers={"Accept": "text/event-stream", "Last-Event-ID": "1-0"}
+        ) as stream:
+            frames = _read_sse(stream.iter_lines())  # from the log's start
+        assert [(json.loads(f["data"])["job_id"], f["event"]) for f in frames] == [
+            (mine["id"], "job.enqueued")
+        ]
+    with httpx.Client(base_url=proc.url, timeout=30) as client:
+        bare = client.get("/events")
+        assert bare.status_code == 401
+        scoped = client.get("/events", headers={"Authorization": f"Bearer {submit_only['secret']}"})
+        assert scoped.status_code == 403

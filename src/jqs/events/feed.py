@@ -152,11 +152,6 @@ class EventFeed(LoopService):
         """Events may have been written: read the log now (when anyone subscribes)."""
         self._wake.set()
 
-    def subscribers(self) -> int:
-        """How many waiters and streams are subscribed."""
-        jobs = sum(len(s) for s in self._waiters.values())
-        return jobs + sum(len(s) for s in self._job_streams.values()) + len(self._streams)
-
     @contextlib.asynccontextmanager
     async def waiting(self, job_id: int) -> AsyncIterator[Waiter]:
         """A waiter for `job_id`'s final event, registered for the block's length. Read the
@@ -180,7 +175,6 @@ class EventFeed(LoopService):
     @contextlib.asynccontextmanager
     async def subscribe(self, event_filter: EventFilter) -> AsyncIterator[Subscription]:
         """A stream of the events that match, from the feed's position as it registers."""
-        await self.start()
         await self._position()
         assert self._cursor is not None
         sub = Subscription(event_filter, self._cursor, self.settings.stream_buffer)
