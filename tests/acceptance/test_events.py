@@ -213,16 +213,15 @@ def test_a_stream_resumed_on_another_process_gets_every_event_once(
     second = start_jqs("serve", "--no-worker", DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN_KEY)
     jobs = 40
     got: list[dict[str, str]] = []
-    with _client(first.url) as client:
-        with client.stream("GET", "/events", headers=SSE) as stream:
-            assert stream.status_code == 200
-            lines = stream.iter_lines()
-            assert next(lines).startswith("retry:")  # subscribed: jobs from now on count
-            ids = [
-                client.post("/jobs", json={"task": "sleep", "seconds": 0.01}).json()["id"]
-                for _ in range(jobs)
-            ]
-            got += _read_sse(lines, want=jobs)  # then the client goes away mid-stream
+    with _client(first.url) as client, client.stream("GET", "/events", headers=SSE) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")  # subscribed: jobs from now on count
+        ids = [
+            client.post("/jobs", json={"task": "sleep", "seconds": 0.01}).json()["id"]
+            for _ in range(jobs)
+        ]
+        got += _read_sse(lines, want=jobs)  # then the client goes away mid-stream
     last = got[-1]["id"]
     with (
         _client(second.url) as client,
