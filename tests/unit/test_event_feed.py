@@ -174,3 +174,65 @@ async def test_a_jobs_stream_ends_with_its_final_event_and_resumes_after_any() -
     assert after_all == []
     assert EventCursor(0, 0) < enqueued.cursor
     await feed.stop()
+
+
+class FakeListener:
+    """Counts how often the feed starts and stops its LISTEN connection."""
+
+    def __init__(self) -> None:
+        self.starts = 0
+        self.stops = 0
+        self.running = False
+
+    async def start(self) -> None:
+        if not self.running:
+            self.starts += 1
+        self.running = True
+
+    async def stop(self) -> None:
+        if self.running:
+            self.stops += 1
+        self.running = False
+
+
+async def test_the_feed_listens_while_in_use_and_a_while_after() -> None:
+    clock = ManualClock()
+    store = MemoryStore(clock)
+    listener = FakeListener()
+    feed = EventFeed(store, FeedSettings(linger=60), clock=clock, listener=listener)
+    store.on_events = feed.wake
+    await feed.start()
+    await clock.advance(600)
+    assert listener.starts == 0  # nobody subscribed: no connection
+    job = await add(store, {"task": "t"})
+    async with feed.waiting(job.id):
+        await settle()
+        assert listener.running
+    await clock.advance(30)
+    assert listener.running  # a new subscriber soon after finds it open
+    async with feed.waiting(job.id):
+        await settle()
+    await clock.advance(59)
+    assert listener.running
+    await clock.advance(2)
+    assert not listener.running
+    assert listener.starts == 1
+    await feed.stop()
+
+
+async def test_a_stream_that_overflows_while_catching_up_subscribes_again() -> None:
+    store, feed, _ = wired(FeedSettings(stream_buffer=2))
+    start = await store.events_now()
+    for _ in range(3):
+        await add(store, {"task": "t"})
+    follow = Follow(EventFilter(), tick=30)
+    events = follow_log(feed, store, follow, start)
+    got = await collect(events, 1)  # catching up; the subscription is taken
+    for _ in range(5):  # more than it may hold while the client reads the first
+        await add(store, {"task": "t"})
+    await settle()
+    got += await collect(events, 7)
+    assert [e.id for e in got] == sorted({e.id for e in got})
+    assert len(got) == 8
+    await events.aclose()  # type: ignore[attr-defined]
+    await feed.stop()
