@@ -21,6 +21,26 @@ from structlog.typing import EventDict, WrappedLogger
 
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
+# The job the current task runs: its fields join every line the task logs. One context
+# variable set once per attempt, where structlog's bind_contextvars sets one per field and
+# the attempt's fields would cost that on every job, logged or not.
+_JOB_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "jqs_job_fields", default=None
+)
+
+
+def bind_job(fields: dict[str, Any]) -> None:
+    """Name the job this task runs on every line it logs from now on."""
+    _JOB_FIELDS.set(fields)
+
+
+def _merge_job(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    fields = _JOB_FIELDS.get()
+    if fields:
+        for name, value in fields.items():
+            event_dict.setdefault(name, value)
+    return event_dict
+
 
 def _render_json(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
     return orjson.dumps(event_dict, default=str).decode()
@@ -86,6 +106,7 @@ def configure_logging(level: str = "info", *, cache: bool = True) -> None:
         # Fields bound with structlog.contextvars.bind_contextvars: the job a worker task
         # runs, the job a request created.
         structlog.contextvars.merge_contextvars,
+        _merge_job,
         _level_and_time,
     ]
     structlog.configure(

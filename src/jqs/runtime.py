@@ -33,6 +33,7 @@ from jqs.logging import flush_job_events, get_logger
 from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
 from jqs.maintenance.scheduler import Scheduler
+from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.service import Service
 from jqs.settings import Settings
 from jqs.store import Database
@@ -47,6 +48,7 @@ from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
+from jqs.tracing import Tracing, tracing_from_env
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy
 
@@ -168,7 +170,11 @@ class Runner:
         defaults = JobDefaults(
             registry, max_attempts=settings.max_attempts, timeout=settings.job_timeout
         )
-        pool = self._worker_pool(db, registry) if self._worker else None
+        metrics = Metrics(registry.names) if settings.metrics else NoMetrics()
+        tracing = tracing_from_env()
+        if tracing.enabled:
+            log.info("tracing_on", detail="spans go where the OTEL_* variables say")
+        pool = self._worker_pool(db, registry, metrics, tracing) if self._worker else None
         origin = new_origin()
         assert db.dsn is not None
         # `enqueued` wakes this pool directly; the Listener is for other processes' jobs.
@@ -200,12 +206,18 @@ class Runner:
         services: list[Service] = [
             notifier,
             events_notifier,
-            Rescuer(db.store, interval=settings.rescue_interval, on_requeue=enqueued),
+            Rescuer(
+                db.store,
+                interval=settings.rescue_interval,
+                on_requeue=enqueued,
+                metrics=metrics,
+            ),
             Scheduler(
                 db.store,
                 schedules_for(registry, settings.cron_entries),
                 defaults,
                 on_enqueue=enqueued,
+                metrics=metrics,
             ),
         ]
         if settings.retention > 0:
@@ -251,6 +263,9 @@ class Runner:
             streams=StreamSettings(
                 keepalive=settings.sse_keepalive, max_duration=settings.sse_max_duration
             ),
+            metrics=metrics,
+            exposition=Exposition(metrics, db.store) if settings.metrics else None,
+            tracing=tracing,
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None
@@ -290,6 +305,7 @@ class Runner:
             await service.stop()
         for waiter in waiters:
             waiter.cancel()
+        await asyncio.to_thread(tracing.shutdown)  # the spans still buffered
 
     def _feed(self, db: Database, origin: str) -> tuple[EventFeed, Listener]:
         """The feed that `?wait` and the event streams of this process's API wait on, and
@@ -363,7 +379,9 @@ class Runner:
             )
         return keyring
 
-    def _worker_pool(self, db: Database, registry: TaskRegistry) -> WorkerPool:
+    def _worker_pool(
+        self, db: Database, registry: TaskRegistry, metrics: Metrics, tracing: Tracing
+    ) -> WorkerPool:
         settings = self.settings
         return WorkerPool(
             db.store,
@@ -378,4 +396,6 @@ class Runner:
                     backoff_max=settings.retry_backoff_max,
                 ),
             ),
+            metrics=metrics,
+            tracing=tracing,
         )

@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     # How often the event log is read when no notification says it changed.
     events_poll_interval: float = Field(default=1.0, gt=0, le=60)
     max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
+    metrics: bool = Field(default=True, description="false turns /metrics and its counting off.")
     log_level: LogLevel = "info"
 
     @field_validator("database_url")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from jqs import FailNow, RetryLater
+from jqs.logging import configure_logging, get_logger
 from jqs.maintenance.rescuer import Rescuer
 from jqs.models import ClaimResult, Job, JobStatus
 from jqs.outcome import cancelled_result
@@ -458,3 +460,31 @@ async def test_a_drain_of_zero_seconds_hands_running_jobs_back_at_once(h: Harnes
     await asyncio.wait_for(stopping, 1)
     back = await h.job(job.id)
     assert (back.status, back.attempts) == (JobStatus.QUEUED, 0)
+
+
+async def test_a_handlers_log_lines_name_its_job_and_worker(
+    h: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("info", cache=False)  # after capsys swapped stdout
+    try:
+
+        async def chatty(payload: dict[str, Any]) -> None:
+            get_logger("app.handler").warning("resizing", size=payload["size"])
+
+        h.handle("chatty", chatty)
+        first = await add(h.store, {"task": "chatty", "size": 1}, queue="media")
+        second = await add(h.store, {"task": "chatty", "size": 2}, queue="media")
+        async with h.running(queues=["media"]) as pool:
+            await h.finished(first.id)
+            await h.finished(second.id)
+        out = capsys.readouterr().out
+    finally:
+        configure_logging("warning", cache=False)
+    lines = [json.loads(line) for line in out.splitlines() if '"resizing"' in line]
+    assert sorted((line["size"], line["job_id"]) for line in lines) == [
+        (1, first.id),
+        (2, second.id),
+    ]
+    for line in lines:
+        assert (line["task"], line["queue"], line["attempt"]) == ("chatty", "media", 1)
+        assert line["worker"] == pool.worker_id
