@@ -44,10 +44,18 @@ def parse_wait(text: str) -> float:
 
 
 async def job_after_wait(state: ApiState, job_id: int, seconds: float) -> Job:
-    """The job once it has finished, or after `seconds`, or when the process stops."""
+    """The job once it has finished, or after `seconds`, or when the process stops.
+
+    A waiter woken for an end that is not the job's state any more (it was retried since)
+    registers again and waits on for what is left of `seconds`.
+    """
     feed = state.events()
-    async with feed.waiting(job_id) as waiter:
-        job = await state.store.get(job_id)
-        if job.status.finished or not await waiter.wait(feed.clock, seconds):
-            return job
-    return await state.store.get(job_id)
+    until = feed.clock.monotonic() + seconds
+    while True:
+        async with feed.waiting(job_id) as waiter:
+            job = await state.store.get(job_id)
+            left = until - feed.clock.monotonic()
+            if job.status.finished or feed.closed or left <= 0:
+                return job
+            if not await waiter.wait(feed.clock, left):
+                return await state.store.get(job_id)

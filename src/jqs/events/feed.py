@@ -7,7 +7,8 @@ at once when this process's own statements have written events (`wake`, from the
 events channel, which the feed holds only while it is in use and a while after), and
 otherwise every `poll_interval` as a fallback. While the log says that events are pending
 above its horizon (a transaction that started earlier is still open), it reads again
-shortly, less often the longer that lasts.
+shortly, less often the longer that lasts; meanwhile it asks which of the jobs waited for
+have ended above the horizon, since a waiter needs no order.
 
 Positions: when the feed starts reading it takes `events_now()`, a position before every
 event yet to be written; then it moves past each page it reads. A subscriber is given the
@@ -35,7 +36,7 @@ from jqs.events.filter import EventFilter
 from jqs.logging import get_logger
 from jqs.models import EventCursor, EventPage, JobEvent
 from jqs.service import LoopService, Service
-from jqs.store.port import EventRead, Events
+from jqs.store.port import EndedRead, EventRead, Events
 
 log = get_logger(__name__)
 
@@ -254,6 +255,8 @@ class EventFeed(LoopService):
             self.reads += 1
             before = self._cursor
             self._deliver(page)
+            if page.pending and self._waiters:
+                await self._ended_above(page.horizon)
             if len(page.events) >= self.settings.page_size:
                 continue
             if self._cursor != before:  # the horizon moved: what is pending may be readable
@@ -265,6 +268,18 @@ class EventFeed(LoopService):
                 within = self.settings.poll_interval
                 pending_wait = self.settings.pending_first
             await self.clock.wait(self._wake, within)
+
+    async def _ended_above(self, horizon: int) -> None:
+        """Wake the waiters whose job's end has committed above the horizon: a transaction
+        left open elsewhere on the server holds the log back, not them."""
+        try:
+            ended = await self._store.events_ended(EndedRead(list(self._waiters), horizon))
+        except StoreError as exc:
+            log.warning("event_feed_read_failed", error=str(exc))
+            return
+        for job_id in ended:
+            for waiter in self._waiters.pop(job_id, ()):
+                waiter.finish()
 
     def _deliver(self, page: EventPage) -> None:
         """Hand the page's events out and move past them (no await in between, so that a
