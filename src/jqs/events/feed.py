@@ -48,6 +48,7 @@ class FeedSettings:
     poll_interval: float = 1.0  # read this often when no wake-up comes
     pending_first: float = 0.002  # re-read this soon while events are pending...
     pending_most: float = 0.05  # ...backing off to this while they stay pending
+    pending_held: float = 0.008  # from this wait on, waiters are answered above the horizon
     page_size: int = 500
     stream_buffer: int = 1000  # events a stream may have untaken before it is cut off
     linger: float = 60.0  # keep listening this long after the last subscriber leaves
@@ -255,12 +256,13 @@ class EventFeed(LoopService):
             self.reads += 1
             before = self._cursor
             self._deliver(page)
-            if page.pending and self._waiters:
-                await self._ended_above(page.horizon)
             if len(page.events) >= self.settings.page_size:
                 continue
             if self._cursor != before:  # the horizon moved: what is pending may be readable
                 pending_wait = self.settings.pending_first
+            elif page.pending and self._waiters and pending_wait >= self.settings.pending_held:
+                # Held back for a while (not just by this moment's own writes).
+                await self._ended_above(page.horizon)
             if page.pending:
                 within = pending_wait
                 pending_wait = min(pending_wait * 2, self.settings.pending_most)
