@@ -35,6 +35,7 @@ from bench.common import (
     wrk_post,
 )
 from bench.http_load import Client, open_loop
+from bench.pacing import paced
 
 # Drains are repeated (taking turns with their baselines) and the medians compared: single
 # drains of a few seconds vary by a fifth on a 2-core machine.
@@ -1022,6 +1023,80 @@ async def _jqs_latency(ctx: Context, rate: int, n: int) -> LatencyRun:
     assert len(run.latencies) == n, f"{len(run.latencies)} of {n} jobs started"
     run.claims_per_job = await _claims(dsn) / (n + 50)
     return run
+
+
+async def wait_latency(ctx: Context) -> None:
+    """6. Completion -> `POST /jobs?wait` answer at 200 and 1,000 jobs/s.
+
+    A producer sends job i at t0 + i/rate (bench/pacing.py) as `POST /jobs?wait=30` and
+    stamps time.time() when the answer arrives; the handler returns time.time() as its
+    result, the moment it ends. The difference is what `?wait` adds to a job: writing its
+    end, the process's event feed reading it, and the answer. API and workers share one
+    `jqs serve`, as a single process runs them.
+    """
+    for rate, n, p99_target in ((200, 2000, 10.0), (1000, 5000, None)):
+        if ctx.quick:
+            n = n // 4
+        lags, achieved = await _wait_run(ctx, rate, n)
+        for pct, target in ((50, None), (99, p99_target)):
+            value = percentile(lags, pct)
+            ctx.rows.append(
+                Row(
+                    ctx.title(f"completion -> ?wait answer p{pct} at {rate} jobs/s (ms)"),
+                    value,
+                    float("nan"),
+                    "ms",
+                    "none",
+                    f"<= {target} ms" if target else "",
+                    higher_is_better=False,
+                    met=None if target is None else value <= target,
+                    note=f"{n} jobs as POST /jobs?wait=30, paced; handler end (its result) "
+                    f"to answer; achieved {achieved:.0f} jobs/s",
+                )
+            )
+
+
+async def _wait_run(ctx: Context, rate: int, n: int) -> tuple[list[float], float]:
+    """Handler end -> answer of n paced `POST /jobs?wait` (ms), and the rate achieved."""
+    dsn, port = await ctx.server.fresh(), free_port()
+    proc = jqs(
+        ["serve"],
+        {
+            "DATABASE_URL": dsn,
+            "PORT": str(port),
+            "JQS_LOG_LEVEL": "warning",
+            "JQS_WORKER_CONCURRENCY": "50",
+        },
+        ctx.log(f"wait_{rate}"),
+    )
+    client = Client("127.0.0.1", port, size=128)
+    lags: list[float] = []
+    failures = 0
+    body = orjson.dumps({"task": "stamp_end"})
+
+    async def one(_: int) -> None:
+        nonlocal failures
+        status, payload = await client.post("/jobs?wait=30", body)
+        answered = time.time()
+        job = orjson.loads(payload) if status == 201 else {}
+        if job.get("status") != "completed":
+            failures += 1
+            return
+        lags.append((answered - job["result"]["at"]) * 1000)
+
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/health")
+        await client.open()
+        await paced(100, 100, one)  # warm-up
+        lags.clear()
+        began = time.perf_counter()
+        await paced(n, rate, one)
+        achieved = n / (time.perf_counter() - began)
+    finally:
+        await client.close()
+        proc.stop()
+    assert not failures, f"{failures} waits did not end with the job completed"
+    return lags, achieved
 
 
 async def _claims(dsn: str) -> int:

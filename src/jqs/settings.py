@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1024 * 1024)
     header_timeout: float = Field(default=10.0, gt=0, le=3_600)
     keep_alive_timeout: int = Field(default=5, ge=1, le=3_600)
+    # Event streams (docs/events.md): a comment line after this many seconds without an
+    # event; each stream ends after sse_max_duration (its client resumes); a client that
+    # lets more than sse_buffer events pile up unread is cut off (it resumes too).
+    sse_keepalive: float = Field(default=15.0, gt=0, le=3_600)
+    sse_max_duration: float = Field(default=3_600.0, gt=0, le=7 * 86_400)
+    sse_buffer: int = Field(default=1_000, ge=1, le=1_000_000)
+    # How often the event log is read when no notification says it changed.
+    events_poll_interval: float = Field(default=1.0, gt=0, le=60)
     max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
     metrics: bool = Field(default=True, description="false turns /metrics and its counting off.")
     log_level: LogLevel = "info"

@@ -23,6 +23,7 @@ from schemathesis.config import SchemathesisConfig
 
 from jqs.api.app import create_app
 from jqs.api.state import ApiState
+from jqs.api.waiting import MAX_WAIT
 from jqs.store.memory import MemoryStore
 from tests.acceptance.conftest import serve_env
 from tests.support.pg import PgTestServer
@@ -64,7 +65,13 @@ async def jqs_url(
 ) -> AsyncIterator[str]:
     """One `jqs serve` on a database of its own for the whole run."""
     async with pg_server.database() as dsn:
-        env = serve_env(DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN_KEY)
+        env = serve_env(
+            DATABASE_URL=dsn,
+            JQS_ADMIN_KEY=ADMIN_KEY,
+            # Streams end soon, so that each example of an SSE operation does.
+            JQS_SSE_MAX_DURATION="1",
+            JQS_SSE_KEEPALIVE="0.5",
+        )
         proc = JqsProcess("serve", env=env, cwd=tmp_path_factory.mktemp("schemathesis"))
         _SERVER.append(proc)
         try:
@@ -87,7 +94,16 @@ def _within_what_openapi_cannot_say(case: Case) -> None:
     """Rules that a document cannot state, applied to the requests meant to be valid: on
     POST /jobs, run_at and delay are not given together (the body's schema says so; query
     parameters cannot) and an Idempotency-Key is new for a new request; on POST /keys, an
-    expires_at lies in the future."""
+    expires_at lies in the future. Whatever the mode, a valid `wait` is cut to a second:
+    the run stays short (streams are bounded by the server's JQS_SSE_MAX_DURATION)."""
+    wait = (case.query or {}).get("wait")
+    if isinstance(wait, int | float | str) and not isinstance(wait, bool):
+        try:
+            seconds = float(wait)
+        except ValueError:
+            seconds = 0.0
+        if 1 < seconds <= MAX_WAIT:
+            case.query["wait"] = 1
     if case.meta is None or case.meta.generation.mode is not GenerationMode.POSITIVE:
         return
     if case.operation.label == "POST /jobs":

@@ -124,9 +124,12 @@ def test_parameters_state_their_ranges(document: dict[str, Any]) -> None:
     assert submit["max_attempts"]["maximum"] == 1000
     assert "anyOf" not in submit["queue"], "a query parameter is left out, never null"
     assert submit["Idempotency-Key"]["maxLength"] == 255
-    (job_id,) = document["paths"]["/jobs/{job_id}"]["get"]["parameters"]
+    get_job = {p["name"]: p for p in document["paths"]["/jobs/{job_id}"]["get"]["parameters"]}
+    assert set(get_job) == {"job_id", "wait"}
+    job_id = get_job["job_id"]
     assert job_id["schema"]["minimum"] == 1
     assert job_id["schema"]["maximum"] == 2**63 - 1
+    assert (submit["wait"]["exclusiveMinimum"], submit["wait"]["maximum"]) == (0, 60)
     patch = document["paths"]["/queues/{name}"]["patch"]
     properties = patch["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert set(properties) == {"concurrency_limit", "rate_limit", "paused", "max_queued"}

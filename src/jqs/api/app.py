@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jqs import __version__
-from jqs.api import batch, docs, health, jobs, keys, metrics, queues
+from jqs.api import batch, docs, events, health, jobs, keys, metrics, queues
 from jqs.api.access_log import AccessLog
 from jqs.api.auth import SECURITY_SCHEME, Guard
 from jqs.api.openapi import PROBLEM_SCHEMA, STORABLE_SCHEMA, problem_response
@@ -84,6 +84,7 @@ def _fastapi(state: ApiState) -> FastAPI:
     routers = (
         batch.router,
         jobs.router,
+        events.router,
         queues.router,
         keys.router,
         metrics.router,

@@ -88,6 +88,15 @@ class EventRead:
 
 
 @dataclass(frozen=True, slots=True)
+class EndedRead:
+    """Which of `job_ids` have a final event written by a transaction at or above `from_xid`
+    (a horizon) that has committed, whether or not the log may be read that far yet."""
+
+    job_ids: Sequence[int]
+    from_xid: int
+
+
+@dataclass(frozen=True, slots=True)
 class JobEventsRead:
     """One job's events after the event `after_id` (0: from its first), `limit` at most."""
 
@@ -349,6 +358,11 @@ class Events(Protocol):
     async def events_read(self, params: EventRead) -> EventPage:
         """Every job's events after a position, as far as none can still appear before
         them: a reader that goes on from the last event's cursor misses none."""
+        ...
+
+    async def events_ended(self, params: EndedRead) -> list[int]:
+        """The jobs among `job_ids` whose end has committed at or above the horizon: a
+        waiter needs no order, so it need not wait for older transactions to end."""
         ...
 
     async def events_now(self) -> EventCursor:

@@ -54,6 +54,7 @@ from jqs.store.port import (
     ActiveKey,
     Change,
     ClaimParams,
+    EndedRead,
     EventRead,
     FindParams,
     Finish,
@@ -669,6 +670,15 @@ class PostgresStore:
             horizon=horizon,
             pending=rows[0]["pending"],
         )
+
+    async def events_ended(self, params: EndedRead) -> list[int]:
+        """The jobs among `job_ids` whose end has committed at or above the horizon."""
+        if not params.job_ids:
+            return []
+        rows = await self._db.fetch(
+            "event_ended_above", xid=str(params.from_xid), ids=list(params.job_ids)
+        )
+        return [row["job_id"] for row in rows]
 
     async def events_now(self) -> EventCursor:
         """A position before every event yet to be written."""

@@ -723,6 +723,14 @@ WHERE e.job_id = :job_id AND e.id > :after_id
 ORDER BY e.id
 LIMIT :limit;
 
+-- name: event_ended_above
+-- Which of the jobs :ids have a committed final event written by a transaction at or above
+-- :xid (the log's horizon, below which event_read_log has read everything already): ends
+-- that a waiter may take now, since it needs no order.
+SELECT DISTINCT job_id FROM job_events
+WHERE xid >= :xid::text::xid8 AND job_id = ANY (:ids::bigint[])
+  AND type IN ('job.completed', 'job.failed', 'job.cancelled');
+
 -- name: event_horizon
 -- Where the log stands: an xid below which no event may still commit. That is the oldest
 -- transaction running now in this database (pg_stat_activity.backend_xid, a top-level xid,
