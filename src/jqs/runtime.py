@@ -22,7 +22,7 @@ import uvicorn
 from jqs.api.app import create_app
 from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
-from jqs.api.state import ApiState, Limits
+from jqs.api.state import ApiState, Limits, WebhookApi
 from jqs.auth.keyring import KeyRing
 from jqs.auth.startup import AuthMode, auth_mode, is_loopback
 from jqs.errors import ConfigError
@@ -40,6 +40,7 @@ from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
+from jqs.webhooks.dispatcher import Dispatcher
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy
 
@@ -163,10 +164,15 @@ class Runner:
                 pool.notify(queue)
             notifier.touch(queue)
 
+        # Webhook deliveries are sent by every process; this one's events wake its own.
+        dispatcher = Dispatcher(db.store, settings.destination_policy, settings.dispatch_settings)
+        db.store.on_events = dispatcher.wake
+
         # Maintenance runs in every process: workers may all be gone, and someone must take
         # their jobs back. Try-locks in the statements keep the processes from competing.
         services: list[Service] = [
             notifier,
+            dispatcher,
             Rescuer(db.store, interval=settings.rescue_interval, on_requeue=enqueued),
             Scheduler(
                 db.store,
@@ -212,6 +218,12 @@ class Runner:
             keyring=keyring,
             open_when_empty=keyring is not None and is_loopback(settings.host),
             cors_origins=settings.cors_origin_list,
+            webhooks=WebhookApi(
+                db.store,
+                policy=settings.destination_policy,
+                rotation_overlap=settings.webhook_rotation_overlap,
+                on_new=dispatcher.arm,
+            ),
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response, StreamingResponse
 
-from jqs.api import idempotency
+from jqs.api import idempotency, webhooks
 from jqs.api.auth import (
     ManageKey,
     ReadKey,
@@ -155,6 +155,9 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     if principal.restricted:
         require_queue(principal, job.options.queue)
         require_task(principal, handler)
+    callback = job.options.callback_url
+    if callback is not None:
+        await webhooks.check_callbacks(state, principal, {callback})
     queue, bounds = job.options.queue, state.bounds
     # 429 when the queue is full. A bounded queue counts the job until it is settled.
     settle = bounds.settle if bounds is not None and bounds.admit(queue) else None
@@ -191,6 +194,8 @@ async def submit_job(request: Request, state: ApiState) -> Response:
             )
         body, job_id, task = state.shown(stored), stored.id, stored.task
         state.on_enqueue(queue)
+    if callback is not None and state.webhooks is not None:
+        state.webhooks.on_new()
     # The enqueue is logged on the request's access line (one line per job, not two).
     structlog.contextvars.bind_contextvars(
         job_id=job_id, task=task, queue=queue, status=JobStatus.QUEUED.value

@@ -13,7 +13,8 @@ from jqs.api.serving import ServedQueues
 from jqs.auth.keyring import KeyRing
 from jqs.batching import Batcher
 from jqs.models import Inserted, Job, JobStatus, NewJob
-from jqs.store.port import Jobs, Keys, Queues
+from jqs.netguard import DestinationPolicy, Resolver, system_resolver
+from jqs.store.port import Jobs, Keys, Queues, Webhooks
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 
@@ -37,6 +38,23 @@ class Limits:
         return min(self.max_body_bytes * 16, 64 * 1024 * 1024)
 
 
+def _nothing() -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookApi:
+    """What the webhook routes and callback URLs need: the store's webhook part, the SSRF
+    policy URLs are checked against, how long a rotated secret keeps signing, and a hook
+    that wakes this process's dispatcher when a subscription or callback is made."""
+
+    store: Webhooks
+    policy: DestinationPolicy = field(default_factory=DestinationPolicy)
+    rotation_overlap: float = 86_400.0
+    on_new: Callable[[], None] = _nothing
+    resolver: Resolver = system_resolver
+
+
 @dataclass(slots=True)
 class ApiState:
     """The store, limits, and a hook called after each enqueue (wakes local workers)."""
@@ -51,6 +69,7 @@ class ApiState:
     open_when_empty: bool = False  # anonymous while no key exists (a loopback address)
     cors_origins: tuple[str, ...] = ()  # other origins whose pages may call the API
     shutting_down: bool = False
+    webhooks: WebhookApi | None = None  # None: this store has no webhooks (503)
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
     inserts: Batcher[NewJob, Inserted] = field(init=False)
 
