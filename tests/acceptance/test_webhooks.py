@@ -47,7 +47,9 @@ def _verified(secret: str, received: Received) -> dict[str, Any]:
     return payload
 
 
-def _submit(client: httpx.Client, n: int, headers: dict[str, str] = AUTH, **query: str) -> list[int]:
+def _submit(
+    client: httpx.Client, n: int, headers: dict[str, str] = AUTH, **query: str
+) -> list[int]:
     ids = []
     for i in range(n):
         answer = client.post(
@@ -135,10 +137,12 @@ def test_a_process_killed_during_delivery_loses_no_webhook(dsn: str, start_jqs: 
         }
         with httpx.Client(base_url=second.url, timeout=10) as client:
             _until(
-                lambda: client.get(f"/webhooks/{hook['id']}/deliveries", headers=AUTH).json()[0][
-                    "state"
-                ]
-                == "delivered"
+                lambda: (
+                    client.get(f"/webhooks/{hook['id']}/deliveries", headers=AUTH).json()[0][
+                        "state"
+                    ]
+                    == "delivered"
+                )
             )
     finally:
         receiver.stop()
@@ -159,7 +163,9 @@ def test_callbacks_are_signed_with_the_submitting_keys_secret_and_rotation_sends
             key = {"Authorization": f"Bearer {created['secret']}"}
             # The bootstrap key has no webhook secret: a callback would go unsigned.
             refused = client.post(
-                "/jobs", json={"task": "send_email"}, params={"callback_url": receiver.url},
+                "/jobs",
+                json={"task": "send_email"},
+                params={"callback_url": receiver.url},
                 headers=AUTH,
             )
             assert refused.status_code == 422, refused.text
@@ -181,8 +187,15 @@ def test_callbacks_are_signed_with_the_submitting_keys_secret_and_rotation_sends
             # A batch item names its callback too.
             batch = client.post(
                 "/jobs/batch",
-                json={"jobs": [{"payload": {"task": "boom"}, "callback_url": receiver.url,
-                                "max_attempts": 1}]},
+                json={
+                    "jobs": [
+                        {
+                            "payload": {"task": "boom"},
+                            "callback_url": receiver.url,
+                            "max_attempts": 1,
+                        }
+                    ]
+                },
                 headers=key,
             )
             assert batch.status_code == 201, batch.text

@@ -286,11 +286,11 @@ class Dispatcher(LoopService):
             self._outcomes = outcomes + self._outcomes
             raise
         for outcome in outcomes:
-            if outcome.state is not DeliveryState.PENDING:
+            if outcome.state is DeliveryState.DELIVERED:
+                log.info("webhook_delivered", delivery=outcome.id, status_code=outcome.status_code)
+            elif outcome.state is not DeliveryState.PENDING:
                 log.info(
-                    "webhook_delivered"
-                    if outcome.state is DeliveryState.DELIVERED
-                    else "webhook_given_up",
+                    "webhook_given_up",
                     delivery=outcome.id,
                     status_code=outcome.status_code,
                     error=outcome.error,
