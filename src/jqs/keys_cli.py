@@ -203,10 +203,10 @@ def create(
         typer.echo(orjson.dumps(created).decode())
         return
     typer.echo(f"Created API key {created['id']} ({created['name']}).")
+    typer.echo("Its webhook secret, which signs the callbacks of its jobs, shown only once:")
+    typer.echo(created["webhook_secret"])
     typer.echo("Its secret, shown only this once (send it as Authorization: Bearer <secret>):")
     typer.echo(created["secret"])
-    typer.echo("Its webhook secret, which signs the callbacks of its jobs, shown only once too:")
-    typer.echo(created["webhook_secret"])
 
 
 @app.command("list")
