@@ -202,7 +202,7 @@ class Dispatcher(LoopService):
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
         except DestinationRefused as exc:
             return self._failure(delivery, body, attempts, error=str(exc), started=started)
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if isinstance(exc, TimeoutError):
                 error = f"no answer within {self._settings.timeout:g} s"
