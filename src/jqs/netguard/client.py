@@ -112,16 +112,10 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     by one built with the guard; the rest (response streams, error mapping) is httpx's.
     """
 
-    def __init__(
-        self,
-        backend: GuardedBackend,
-        ssl_context: ssl.SSLContext | None = None,
-        max_connections: int = 10,
-    ) -> None:
+    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__(trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context if ssl_context is not None else httpx.create_ssl_context(),
-            max_connections=max_connections,
             network_backend=backend,
         )
 
@@ -133,7 +127,6 @@ def guarded_client(
     follow_redirects: bool = False,
     resolver: Resolver = system_resolver,
     ssl_context: ssl.SSLContext | None = None,
-    max_connections: int = 10,
 ) -> httpx.AsyncClient:
     """An AsyncClient whose every connection (redirects included) obeys `policy`.
 
@@ -144,7 +137,7 @@ def guarded_client(
     make the connection for us, out of the guard's sight. A refused destination raises
     DestinationRefused, which is not an httpx.HTTPError: callers should treat it as final.
     """
-    transport = GuardedTransport(GuardedBackend(policy, resolver), ssl_context, max_connections)
+    transport = GuardedTransport(GuardedBackend(policy, resolver), ssl_context)
     return httpx.AsyncClient(
         transport=transport,
         timeout=timeout,

@@ -17,19 +17,18 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import httpx
-
 from jqs.clock import Clock, SystemClock
 from jqs.errors import StoreError
 from jqs.logging import get_logger
 from jqs.models import DeliveryState, DueDelivery, message_id
-from jqs.netguard import DestinationPolicy, DestinationRefused, Resolver, guarded_client
+from jqs.netguard import DestinationPolicy, DestinationRefused, Resolver
 from jqs.netguard import system_resolver as default_resolver
 from jqs.service import LoopService
 from jqs.store.port import DeliveryClaim, DeliveryOutcome
 from jqs.webhooks import signing
 from jqs.webhooks.body import body_of
 from jqs.webhooks.schedule import DEFAULT_SCHEDULE, RetrySchedule, parse_retry_after
+from jqs.webhooks.sender import Sender, SendError
 
 log = get_logger(__name__)
 # How often a process that saw deliveries could arise checks whether they still can.
@@ -88,7 +87,7 @@ class Dispatcher(LoopService):
         self._recorded = asyncio.Event()
         self._to_record = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._sender: Sender | None = None
 
     def wake(self) -> None:
         """Events were written here: deliveries may be due now (quick; never raises)."""
@@ -103,12 +102,7 @@ class Dispatcher(LoopService):
     async def start(self) -> None:
         """Begin sending. Idempotent."""
         if self._task is None:
-            self._client = guarded_client(
-                self._policy,
-                timeout=self._settings.timeout,
-                resolver=self._resolver,
-                max_connections=self._settings.concurrency,
-            )
+            self._sender = Sender(self._policy, resolver=self._resolver)
             self._recorder = asyncio.create_task(self._record_loop(), name="jqs-webhooks-record")
         await super().start()
 
@@ -128,9 +122,9 @@ class Dispatcher(LoopService):
                 await recorder
         with contextlib.suppress(StoreError):
             await self._flush()
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            await sender.aclose()
 
     async def _loop(self) -> None:
         settings = self._settings
@@ -190,19 +184,15 @@ class Dispatcher(LoopService):
             delivery.secrets, message_id(delivery.id), int(clock.now().timestamp()), data
         )
         started = clock.monotonic()
-        assert self._client is not None
+        assert self._sender is not None
         try:
-            async with (
-                clock.timeout(self._settings.timeout),
-                self._client.stream(
-                    "POST", delivery.url, content=data, headers=headers
-                ) as response,
-            ):
-                status = response.status_code
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
+            async with clock.timeout(self._settings.timeout):
+                answer = await self._sender.post(delivery.url, data, headers)
+            status = answer.status
+            retry_after = parse_retry_after(answer.retry_after)
         except DestinationRefused as exc:
             return self._failure(delivery, body, attempts, error=str(exc), started=started)
-        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, OSError, ValueError) as exc:
+        except (SendError, TimeoutError, OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if isinstance(exc, TimeoutError):
                 error = f"no answer within {self._settings.timeout:g} s"
