@@ -67,7 +67,9 @@ class _Parsed:
     def __init__(self) -> None:
         self.retry_after: str | None = None
         self.headers_done = False
+        self.keep_alive = False
         self.done = False
+        self.parser = httptools.HttpResponseParser(self)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name.lower() == b"retry-after":
@@ -75,6 +77,8 @@ class _Parsed:
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        # Asked now: once the answer is complete the parser has reset, and says False.
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_message_complete(self) -> None:
         self.done = True
@@ -186,7 +190,7 @@ class Sender:
 
     async def _exchange(self, origin: _Origin, connection: _Connection, request: bytes) -> Answer:
         parsed = _Parsed()
-        parser = httptools.HttpResponseParser(parsed)
+        parser = parsed.parser
         try:
             connection.writer.write(request)
             await connection.writer.drain()
@@ -209,7 +213,7 @@ class Sender:
             connection.close()
             raise
         status = parser.get_status_code()
-        if parsed.done and parser.should_keep_alive():
+        if parsed.done and parsed.keep_alive:
             self._give_back(origin, connection)
         else:
             connection.close()
