@@ -159,7 +159,9 @@ class Dispatcher(LoopService):
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._woken.set()  # room for more
+        # Room for more: claimed in batches, not one statement per attempt that ends.
+        if len(self._inflight) <= self._settings.concurrency // 2:
+            self._woken.set()
 
     async def _attempt(self, delivery: DueDelivery) -> None:
         outcome = await self._send(delivery)
