@@ -492,6 +492,7 @@ async def main() -> None:
         ("end_to_end", scenarios.end_to_end),
         ("latency", scenarios.pickup_latency),
         ("wait", scenarios.wait_latency),
+        ("webhooks", scenarios.webhooks),
         ("history", history.history),
         ("profile", scenarios.profile_drain),
         ("others", scenarios.others),

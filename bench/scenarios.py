@@ -1205,3 +1205,157 @@ async def memory(ctx: Context, minutes: float) -> None:
     first = sum(rss for _, rss in samples[:window]) / window
     last = sum(rss for _, rss in samples[-window:]) / window
     ctx.extra["memory"] = {"samples": samples, "first": first, "last": last, "minutes": minutes}
+
+
+WEBHOOK_SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+
+async def _subscribe(dsn: str, url: str, events: list[str]) -> None:
+    """A subscription written straight into the database, before JQS starts."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO webhooks (id, url, events, secret) VALUES ('wh_bench0000001', $1, $2, $3)",
+            url,
+            events,
+            WEBHOOK_SECRET,
+        )
+    finally:
+        await conn.close()
+
+
+def _receiver(port: int, count: int, out: Path, log: Path) -> Proc:
+    return start(
+        [sys.executable, "-m", "bench.webhook_receiver", str(port), str(count), str(out)],
+        {},
+        log,
+    )
+
+
+def _received(out: Path) -> list[tuple[float, float, str]]:
+    rows = []
+    for line in out.read_text().splitlines():
+        received, at, message_id = line.split()
+        rows.append((float(received), float(at), message_id))
+    return rows
+
+
+async def _wait_file(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.stat().st_size) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
+async def webhooks(ctx: Context) -> None:
+    """Completion -> webhook received at 200 jobs/s, and deliveries per second.
+
+    Latency: jobs are submitted open-loop at 200/s to `jqs serve` (API and workers) with a
+    subscription to job.completed; a receiver in a process of its own stamps time.time()
+    on each delivery, against the event's own time in its body (the database's now() in the
+    transaction that completed the job: the same clock, on this machine). Throughput: a
+    finished job's event is written for each of N jobs while no JQS runs (the trigger makes
+    N deliveries), then one `jqs worker` sends them; timed at the receiver, first to last.
+    """
+    rate, n = 200, (400 if ctx.quick else 4000)
+    dsn, port, hook_port = await ctx.server.fresh(), free_port(), free_port()
+    out = Path(tempfile.mkstemp(suffix=".txt")[1])
+    await _subscribe(dsn, f"http://127.0.0.1:{hook_port}/", ["job.completed"])
+    receiver = _receiver(hook_port, n + 50, out, ctx.log("webhook_receiver"))
+    proc = jqs(
+        ["serve"],
+        {
+            "DATABASE_URL": dsn,
+            "PORT": str(port),
+            "JQS_LOG_LEVEL": "warning",
+            "JQS_WORKER_CONCURRENCY": "50",
+            "JQS_HTTP_ALLOW": "127.0.0.1",
+        },
+        ctx.log("webhook_latency"),
+    )
+    client = Client("127.0.0.1", port, size=32)
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/health")
+        await client.open()
+        body = orjson.dumps({"task": "noop"})
+        await open_loop(client, "/jobs", [body] * 50, 100)  # warm-up
+        _, achieved, failures = await open_loop(client, "/jobs", [body] * n, rate)
+        await asyncio.to_thread(receiver.popen.wait, 60)
+    finally:
+        await client.close()
+        proc.stop()
+        receiver.stop()
+    got = _received(out)[50:]  # after the warm-up's
+    assert not failures, f"{failures} submissions failed"
+    assert len(got) == n, f"{len(got)} of {n} webhooks received"
+    latencies = [(received - at) * 1000 for received, at, _ in got]
+    for pct, target in ((50, None), (99, 50.0)):
+        value = percentile(latencies, pct)
+        ctx.rows.append(
+            Row(
+                ctx.title(f"completion -> webhook received p{pct} at {rate} jobs/s (ms)"),
+                value,
+                target or value,
+                "ms",
+                "the target" if target else "itself",
+                f"<= {target:g} ms" if target else "",
+                higher_is_better=False,
+                met=None if target is None else value <= target,
+                note=f"{n} jobs submitted open-loop (achieved {achieved:.0f}/s), one `jqs "
+                "serve`, a subscription to job.completed, a receiver answering 204 in a "
+                "process of its own; from the event's time (the completing transaction's) "
+                "to receipt",
+            )
+        )
+
+    count = 2000 if ctx.quick else 20_000
+    dsn, hook_port = await ctx.server.fresh(), free_port()
+    await _subscribe(dsn, f"http://127.0.0.1:{hook_port}/", ["job.completed"])
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """
+            WITH done AS (
+                INSERT INTO jobs (payload, status, finished_at, result)
+                SELECT '{"task": "noop"}', 'completed', now(), '{"ok": true}'
+                FROM generate_series(1, $1)
+                RETURNING id
+            )
+            INSERT INTO job_events (job_id, type, data)
+            SELECT id, 'job.completed', '{"attempt": 1}' FROM done
+            """,
+            count,
+        )
+    finally:
+        await conn.close()
+    out.write_text("")
+    receiver = _receiver(hook_port, count, out, ctx.log("webhook_receiver_throughput"))
+    proc = jqs(
+        ["worker"],
+        {"DATABASE_URL": dsn, "JQS_LOG_LEVEL": "warning", "JQS_HTTP_ALLOW": "127.0.0.1"},
+        ctx.log("webhook_throughput"),
+    )
+    try:
+        await asyncio.to_thread(receiver.popen.wait, 300)
+    finally:
+        proc.stop()
+        receiver.stop()
+    got = _received(out)
+    out.unlink()
+    assert len(got) == count, f"{len(got)} of {count} webhooks received"
+    assert len({message_id for _, _, message_id in got}) == count, "a delivery came twice"
+    times = sorted(received for received, _, _ in got)
+    per_second = (count - 1) / (times[-1] - times[0])
+    ctx.rows.append(
+        Row(
+            ctx.title("webhook deliveries per second to a fast receiver"),
+            per_second,
+            2000.0,
+            "deliveries/s",
+            "the target",
+            ">= 2,000/s",
+            met=per_second >= 2000,
+            note=f"{count} deliveries of job.completed waiting in the outbox, sent by one "
+            "`jqs worker` (JQS_WEBHOOK_CONCURRENCY 100); timed at the receiver from the "
+            "first to the last",
+        )
+    )

@@ -22,7 +22,7 @@ import uvicorn
 from jqs.api.app import create_app
 from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
-from jqs.api.state import ApiState, Limits, StreamSettings
+from jqs.api.state import ApiState, Limits, StreamSettings, WebhookApi
 from jqs.auth.keyring import KeyRing
 from jqs.auth.startup import AuthMode, auth_mode, is_loopback
 from jqs.errors import ConfigError
@@ -49,6 +49,7 @@ from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
 from jqs.tracing import Tracing, tracing_from_env
+from jqs.webhooks.dispatcher import Dispatcher
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy
 
@@ -199,6 +200,9 @@ class Runner:
         on_events: list[Callable[[], None]] = [lambda: events_notifier.touch("log")]
         if feed is not None:
             on_events.append(feed.wake)
+        # Webhook deliveries are sent by every process; this one's events wake its own.
+        dispatcher = Dispatcher(db.store, settings.destination_policy, settings.dispatch_settings)
+        on_events.append(dispatcher.wake)
         db.store.on_events = fan_out(on_events)
 
         # Maintenance runs in every process: workers may all be gone, and someone must take
@@ -206,6 +210,7 @@ class Runner:
         services: list[Service] = [
             notifier,
             events_notifier,
+            dispatcher,
             Rescuer(
                 db.store,
                 interval=settings.rescue_interval,
@@ -266,6 +271,12 @@ class Runner:
             metrics=metrics,
             exposition=Exposition(metrics, db.store) if settings.metrics else None,
             tracing=tracing,
+            webhooks=WebhookApi(
+                db.store,
+                policy=settings.destination_policy,
+                rotation_overlap=settings.webhook_rotation_overlap,
+                on_new=dispatcher.arm,
+            ),
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None

@@ -25,6 +25,8 @@ from jqs.errors import ConfigError
 from jqs.netguard import DestinationPolicy
 from jqs.tasks.names import check_queue_name
 from jqs.tasks.schedules import CronEntry
+from jqs.webhooks.dispatcher import DispatchSettings
+from jqs.webhooks.schedule import DEFAULT_SCHEDULE, RetrySchedule
 
 _CRON_LIST = TypeAdapter(list[CronEntry])
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -95,6 +97,16 @@ class Settings(BaseSettings):
     http_task: bool = Field(default=True, description="false removes the built-in http task.")
     http_allow: str = Field(
         default="", description="Hosts and CIDR ranges the http task may reach besides public ones."
+    )
+    webhook_schedule: str = Field(
+        default=DEFAULT_SCHEDULE,
+        description="Seconds before each webhook attempt: the first, then after each failure.",
+    )
+    webhook_timeout: float = Field(default=15.0, gt=0, le=600)
+    webhook_concurrency: int = Field(default=100, ge=1, le=10_000)
+    webhook_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    webhook_rotation_overlap: float = Field(
+        default=86_400.0, ge=0, le=30 * 86_400, description="Seconds an old secret still signs."
     )
     db_pool_min: int = Field(default=1, ge=0, le=1_000)
     db_pool_max: int = Field(default=10, ge=1, le=1_000)
@@ -178,6 +190,12 @@ class Settings(BaseSettings):
         _CRON_LIST.validate_json(value or "[]")  # refuse a bad schedule at start-up
         return value
 
+    @field_validator("webhook_schedule")
+    @classmethod
+    def _webhook_schedule(cls, value: str) -> str:
+        RetrySchedule.parse(value)  # refuse a bad schedule at start-up
+        return value
+
     @field_validator("http_allow")
     @classmethod
     def _http_allow_entries(cls, value: str) -> str:
@@ -203,6 +221,16 @@ class Settings(BaseSettings):
     def destination_policy(self) -> DestinationPolicy:
         """Where the http task may send requests (public addresses plus JQS_HTTP_ALLOW)."""
         return DestinationPolicy.parse(self.http_allow)
+
+    @property
+    def dispatch_settings(self) -> DispatchSettings:
+        """How webhook deliveries are made."""
+        return DispatchSettings(
+            schedule=RetrySchedule.parse(self.webhook_schedule),
+            timeout=self.webhook_timeout,
+            concurrency=self.webhook_concurrency,
+            poll_interval=self.webhook_poll_interval,
+        )
 
     @property
     def queue_names(self) -> list[str]:

@@ -33,6 +33,7 @@ from tests.support.proc import JqsProcess
 ADMIN_KEY = "test-admin-key-0123456789abcdefghijkl"
 HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 MAX_EXAMPLES = 100
+WEBHOOK_URL = "http://127.0.0.1:9/hook"
 SEED = 20261203
 
 DOCUMENT = create_app(ApiState(store=MemoryStore())).fastapi.openapi()
@@ -65,9 +66,11 @@ async def jqs_url(
 ) -> AsyncIterator[str]:
     """One `jqs serve` on a database of its own for the whole run."""
     async with pg_server.database() as dsn:
+        # Webhook URLs on loopback pass the SSRF policy (nothing listens on WEBHOOK_URL).
         env = serve_env(
             DATABASE_URL=dsn,
             JQS_ADMIN_KEY=ADMIN_KEY,
+            JQS_HTTP_ALLOW="127.0.0.1",
             # Streams end soon, so that each example of an SSE operation does.
             JQS_SSE_MAX_DURATION="1",
             JQS_SSE_KEEPALIVE="0.5",
@@ -94,8 +97,10 @@ def _within_what_openapi_cannot_say(case: Case) -> None:
     """Rules that a document cannot state, applied to the requests meant to be valid: on
     POST /jobs, run_at and delay are not given together (the body's schema says so; query
     parameters cannot) and an Idempotency-Key is new for a new request; on POST /keys, an
-    expires_at lies in the future. Whatever the mode, a valid `wait` is cut to a second:
-    the run stays short (streams are bounded by the server's JQS_SSE_MAX_DURATION)."""
+    expires_at lies in the future; a callback URL needs a key with a webhook secret (the
+    bootstrap key has none); a webhook URL must resolve to an allowed address. Whatever the
+    mode, a valid `wait` is cut to a second: the run stays short (streams are bounded by
+    the server's JQS_SSE_MAX_DURATION)."""
     wait = (case.query or {}).get("wait")
     if isinstance(wait, int | float | str) and not isinstance(wait, bool):
         try:
@@ -112,9 +117,19 @@ def _within_what_openapi_cannot_say(case: Case) -> None:
         key = (case.headers or {}).get("Idempotency-Key")
         if isinstance(key, str):
             case.headers["Idempotency-Key"] = f"{next(_KEYS)}.{key}"[:255]
+        # The bootstrap key has no webhook secret to sign a callback with.
+        if case.query:
+            case.query.pop("callback_url", None)
     body = case.body
     if case.operation.label == "POST /keys" and isinstance(body, dict) and body.get("expires_at"):
         body["expires_at"] = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    if case.operation.label == "POST /jobs/batch" and isinstance(body, dict):
+        for item in body.get("jobs") or ():
+            if isinstance(item, dict):
+                item.pop("callback_url", None)
+    if case.operation.label == "POST /webhooks" and isinstance(body, dict):
+        # A URL whose host resolves, and to an address the policy allows.
+        body["url"] = WEBHOOK_URL
 
 
 # One operation's examples take up to half a minute here; a loaded machine gets room.

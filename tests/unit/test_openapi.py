@@ -69,7 +69,13 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
 
 def test_every_body_taking_operation_describes_its_body(document: dict[str, Any]) -> None:
     with_body = {name for name, operation in _operations(document) if "requestBody" in operation}
-    assert with_body == {"POST /jobs", "POST /jobs/batch", "PATCH /queues/{name}", "POST /keys"}
+    assert with_body == {
+        "POST /jobs",
+        "POST /jobs/batch",
+        "PATCH /queues/{name}",
+        "POST /keys",
+        "POST /webhooks",
+    }
     for name, operation in _operations(document):
         if name in with_body:
             body = operation["requestBody"]

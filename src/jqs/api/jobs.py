@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response, StreamingResponse
 
-from jqs.api import idempotency
+from jqs.api import idempotency, webhooks
 from jqs.api.auth import (
     ManageKey,
     ReadKey,
@@ -179,6 +179,9 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     if principal.restricted:
         require_queue(principal, job.options.queue)
         require_task(principal, handler)
+    callback = job.options.callback_url
+    if callback is not None:
+        await webhooks.check_callbacks(state, principal, {callback})
     if state.tracing.enabled:
         response = await _traced_submit(request, state, job, key, payload, options, handler)
     else:
@@ -271,6 +274,8 @@ async def _submit(
         body, job_id, task = state.shown(stored), stored.id, stored.task
         state.metrics.enqueued(queue, task)
         state.on_enqueue(queue)
+    if job.options.callback_url is not None and state.webhooks is not None:
+        state.webhooks.on_new()
     # The enqueue is logged on the request's access line (one line per job, not two).
     structlog.contextvars.bind_contextvars(
         job_id=job_id, task=task, queue=queue, status=JobStatus.QUEUED.value

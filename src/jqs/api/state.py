@@ -15,7 +15,8 @@ from jqs.batching import Batcher
 from jqs.events import EventFeed
 from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.models import Inserted, Job, JobStatus, NewJob
-from jqs.store.port import Events, Jobs, Keys, Queues
+from jqs.netguard import DestinationPolicy, Resolver, system_resolver
+from jqs.store.port import Events, Jobs, Keys, Queues, Webhooks
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 from jqs.tracing import Tracing
@@ -49,6 +50,23 @@ class StreamSettings:
     max_duration: float = 3600.0
 
 
+def _nothing() -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookApi:
+    """What the webhook routes and callback URLs need: the store's webhook part, the SSRF
+    policy URLs are checked against, how long a rotated secret keeps signing, and a hook
+    that wakes this process's dispatcher when a subscription or callback is made."""
+
+    store: Webhooks
+    policy: DestinationPolicy = field(default_factory=DestinationPolicy)
+    rotation_overlap: float = 86_400.0
+    on_new: Callable[[], None] = _nothing
+    resolver: Resolver = system_resolver
+
+
 @dataclass(slots=True)
 class ApiState:
     """The store, limits, and a hook called after each enqueue (wakes local workers)."""
@@ -70,6 +88,7 @@ class ApiState:
     metrics: Metrics = field(default_factory=NoMetrics)  # what this process counts
     exposition: Exposition | None = None  # /metrics; None: JQS_METRICS=false
     tracing: Tracing = field(default_factory=Tracing)
+    webhooks: WebhookApi | None = None  # None: this store has no webhooks (503)
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
     inserts: Batcher[NewJob, Inserted] = field(init=False)
 
