@@ -111,7 +111,7 @@ class AsyncClient:
         run_at: datetime | None = None,
         delay: float | None = None,
         max_attempts: int | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the job's option, as in Client
         idempotency_key: str | None = None,
         wait: float | None = None,
     ) -> Job:
@@ -146,7 +146,7 @@ class AsyncClient:
                 made.extend(added)
                 batch = []
         if batch:
-            added: Jobs = await self.send(calls.submit_many(batch))
+            added = await self.send(calls.submit_many(batch))
             made.extend(added)
         return made
 
@@ -155,7 +155,13 @@ class AsyncClient:
         wait runs out, as it stands then."""
         return await self.send(calls.get(job_id, wait=wait))
 
-    async def wait(self, job_id: int, timeout: float | None = None, *, poll: float = 0.5) -> Job:
+    async def wait(
+        self,
+        job_id: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - as in Client.wait
+        *,
+        poll: float = 0.5,
+    ) -> Job:
         """The job once it has finished; WaitTimeout after `timeout` seconds (None: no
         limit). The server holds each request until the job ends (or polls every `poll`
         seconds against a server that cannot)."""

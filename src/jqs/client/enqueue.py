@@ -69,7 +69,7 @@ async def enqueue(
     run_at: datetime | None = None,
     delay: float | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    timeout: float | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - the job's option, as POST /jobs names it
     created_by: str | None = None,
 ) -> Enqueued:
     """Write a job on `conn` (asyncpg), in its transaction if one is open.

@@ -145,7 +145,7 @@ class Client:
                 made.extend(added)
                 batch = []
         if batch:
-            added: Jobs = self.send(calls.submit_many(batch))
+            added = self.send(calls.submit_many(batch))
             made.extend(added)
         return made
 
