@@ -37,12 +37,28 @@ Handler = Callable[[httpx.Request], httpx.Response]
 def job(job_id: int = 1, status: str = "queued", **extra: Any) -> dict[str, Any]:
     at = "2026-01-01T00:00:00Z"
     return {
-        "id": job_id, "payload": {"task": "t"}, "status": status, "result": None,
-        "created_at": at, "updated_at": at, "task": "t", "queue": "default", "priority": 0,
-        "run_at": at, "attempts": 0, "max_attempts": 3, "started_at": None,
-        "finished_at": None, "timeout": None, "cancel_requested": False, "created_by": None,
-        "errors": [], "progress": None, "waiting_for_worker": False, **extra,
-    }  # fmt: skip
+        "id": job_id,
+        "payload": {"task": "t"},
+        "status": status,
+        "result": None,
+        "created_at": at,
+        "updated_at": at,
+        "task": "t",
+        "queue": "default",
+        "priority": 0,
+        "run_at": at,
+        "attempts": 0,
+        "max_attempts": 3,
+        "started_at": None,
+        "finished_at": None,
+        "timeout": None,
+        "cancel_requested": False,
+        "created_by": None,
+        "errors": [],
+        "progress": None,
+        "waiting_for_worker": False,
+        **extra,
+    }
 
 
 def problem(status: int, detail: str, **extra: Any) -> httpx.Response:
@@ -133,8 +149,9 @@ def test_retries_are_bounded_and_a_long_retry_after_is_not_waited_out() -> None:
 
     calls.clear()
     with (
-        client(lambda r: calls.append(1) or problem(429, "slow", headers={"Retry-After": "0"}))
-        as jqs,
+        client(
+            lambda r: calls.append(1) or problem(429, "slow", headers={"Retry-After": "0"})
+        ) as jqs,
         pytest.raises(RateLimited),
     ):
         jqs.get(1)
@@ -158,9 +175,9 @@ def test_retries_are_bounded_and_a_long_retry_after_is_not_waited_out() -> None:
 def test_each_problem_is_raised_as_its_exception(status: int, kind: type[APIError]) -> None:
     extra = {"missing_scope": "jobs:manage"} if status == 403 else {}
     extra |= {"errors": [{"loc": "query.queue", "msg": "bad"}]} if status == 422 else {}
-    with client(lambda r: problem(status, "what went wrong", **extra)) as jqs:
-        with pytest.raises(kind) as raised:
-            jqs.cancel(5)
+    answer = problem(status, "what went wrong", **extra)
+    with client(lambda r: answer) as jqs, pytest.raises(kind) as raised:
+        jqs.cancel(5)
     error = raised.value
     assert type(error) is kind
     assert (error.status, error.detail) == (status, "what went wrong")
@@ -174,9 +191,9 @@ def test_each_problem_is_raised_as_its_exception(status: int, kind: type[APIErro
 
 
 def test_an_answer_that_is_no_problem_document_still_raises_with_its_text() -> None:
-    with client(lambda r: httpx.Response(502, text="Bad gateway from the proxy")) as jqs:
-        with pytest.raises(ServerError, match="Bad gateway from the proxy"):
-            jqs.get(1)
+    answer = httpx.Response(502, text="Bad gateway from the proxy")
+    with client(lambda r: answer) as jqs, pytest.raises(ServerError, match="Bad gateway"):
+        jqs.get(1)
 
 
 def test_list_pages_below_the_last_id_until_an_empty_page() -> None:
@@ -210,9 +227,9 @@ def test_wait_long_polls_and_returns_the_finished_job() -> None:
 
 
 def test_wait_gives_up_with_the_job_as_it_stands() -> None:
-    with client(lambda r: httpx.Response(200, json=job(4, "processing"))) as jqs:
-        with pytest.raises(WaitTimeout) as raised:
-            jqs.wait(4, timeout=0.2, poll=0.05)
+    answer = httpx.Response(200, json=job(4, "processing"))
+    with client(lambda r: answer) as jqs, pytest.raises(WaitTimeout) as raised:
+        jqs.wait(4, timeout=0.2, poll=0.05)
     assert raised.value.job.status is JobStatus.PROCESSING
 
 
@@ -243,9 +260,14 @@ def sse(*events: tuple[str, dict[str, Any]]) -> bytes:
 
 def event(event_id: int, kind: str) -> dict[str, Any]:
     return {
-        "id": event_id, "type": kind, "job_id": 1, "queue": "default", "task": "t",
-        "at": "2026-01-01T00:00:00Z", "data": None,
-    }  # fmt: skip
+        "id": event_id,
+        "type": kind,
+        "job_id": 1,
+        "queue": "default",
+        "task": "t",
+        "at": "2026-01-01T00:00:00Z",
+        "data": None,
+    }
 
 
 class _Broken(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -282,8 +304,11 @@ def test_a_job_stream_resumes_after_a_dropped_connection_and_ends_with_the_job()
     with client(_stream_handler(resumed)) as jqs:
         events = list(jqs.events(1))
     assert [e.type for e in events] == [
-        EventType.ENQUEUED, EventType.STARTED, EventType.PROGRESS, EventType.COMPLETED,
-    ]  # fmt: skip
+        EventType.ENQUEUED,
+        EventType.STARTED,
+        EventType.PROGRESS,
+        EventType.COMPLETED,
+    ]
     assert resumed == [None, "2"]
     assert events[-1].final
     assert events[1].cursor == "2"
@@ -306,7 +331,9 @@ async def test_the_async_client_retries_and_maps_problems_as_the_sync_one() -> N
         seen.append(request.headers["Idempotency-Key"])
         if len(seen) == 1:
             return problem(503, "down", headers={"Retry-After": "0"})
-        return problem(403, "API key key_1 lacks the scope jobs:submit", missing_scope="jobs:submit")
+        return problem(
+            403, "API key key_1 lacks the scope jobs:submit", missing_scope="jobs:submit"
+        )
 
     transport = httpx.MockTransport(handler)
     async with AsyncClient("http://jqs.test", retries=FAST, transport=transport) as jqs:
@@ -352,9 +379,14 @@ def test_set_queue_sends_only_what_changes() -> None:
         bodies.append(json.loads(request.content))
         return httpx.Response(
             200,
-            json={"name": "q", "paused": True, "concurrency_limit": None, "rate_limit": 2.0,
-                  "max_queued": None},
-        )  # fmt: skip
+            json={
+                "name": "q",
+                "paused": True,
+                "concurrency_limit": None,
+                "rate_limit": 2.0,
+                "max_queued": None,
+            },
+        )
 
     with client(handler) as jqs:
         settings = jqs.set_queue("q", paused=True, concurrency_limit=None)
