@@ -239,7 +239,9 @@ def _finish(job: Job, as_json: bool, timeout: float | None) -> None:
     if not job.finished:
         raise fail(f"job {job.id} is still {job.status.value} after {timeout:g} s", Exit.TIMED_OUT)
     last = job.errors[-1] if job.errors else job.result
-    why = last.get("message") if isinstance(last, dict) else None
+    why = None
+    if isinstance(last, dict):  # {"type": ..., "error": ...} as the worker records it
+        why = ": ".join(str(last[k]) for k in ("type", "error") if last.get(k)) or None
     raise fail(f"job {job.id} {job.status.value}" + (f": {why}" if why else ""), Exit.JOB_FAILED)
 
 
