@@ -1,6 +1,6 @@
 """JQS: a PostgreSQL-backed job queue service."""
 
-from jqs.client.enqueue import enqueue
+from jqs.client.transaction import enqueue
 from jqs.tasks.context import JobContext, current_job
 from jqs.tasks.control import FailNow, RetryLater
 from jqs.tasks.registry import task

@@ -6,7 +6,7 @@ name from a dataclass or keywords; `compile_query` turns them into PostgreSQL's 
 (the store runs it planned for its values).
 
 It imports nothing else of JQS: the store's statements (jqs.store.queries) and the
-client's (jqs.client.enqueue, which installs without the server) are read by this one
+client's (jqs.client.transaction, which installs without the server) are read by this one
 parser.
 """
 

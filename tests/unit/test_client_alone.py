@@ -47,7 +47,7 @@ PROBE = textwrap.dedent(
     import jqs.client
     from jqs.client import AsyncClient, Client, enqueue
     from jqs.client.cli import app
-    from jqs.client.enqueue import _query
+    from jqs.client.transaction import _query
 
     assert jqs.__file__ is None, jqs.__file__  # a namespace package, as in the wheel
     assert _query().params[0] == "payload"

@@ -8,7 +8,7 @@ transaction.
         done = jqs.wait(job.id, timeout=60)
 
 `AsyncClient` has the same methods, to await. `enqueue` writes a job on the application's
-asyncpg connection, inside its transaction (jqs.client.enqueue).
+asyncpg connection, inside its transaction (jqs.client.transaction).
 
 Every error answer (application/problem+json) is raised as the exception for its status,
 and a failed connection as TransportError:
@@ -39,7 +39,6 @@ This package imports nothing of the JQS server: it installs alone as `jqs-client
 from jqs.client.aio import AsyncClient
 from jqs.client.calls import UNSET
 from jqs.client.config import ClientConfig, Retries
-from jqs.client.enqueue import Enqueued, enqueue
 from jqs.client.errors import (
     APIError,
     Conflict,
@@ -69,6 +68,7 @@ from jqs.client.models import (
     QueueSettings,
 )
 from jqs.client.sync import Client
+from jqs.client.transaction import Enqueued, enqueue
 from jqs.client.version import VERSION as __version__
 
 __all__ = [
