@@ -65,9 +65,15 @@ Key = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON, for programs.")]
 err = Console(stderr=True)
+PIPED_WIDTH = 240
 jobs_app = typer.Typer(help="List, show, cancel and retry jobs.", no_args_is_help=True)
 queues_app = typer.Typer(help="List queues; pause, resume or limit one.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys (admin).", no_args_is_help=True)
+
+
+def out() -> Console:
+    """Standard output; piped, as wide as a table needs (a terminal's width otherwise)."""
+    return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
 
 
 def fail(message: str, code: Exit) -> typer.Exit:
@@ -347,7 +353,7 @@ def jobs_list(
             job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             progress,
         )
-    Console().print(table)
+    out().print(table)
 
 
 def _one(
@@ -376,7 +382,7 @@ def jobs_show(job_id: JobId, as_json: AsJson = False, url: Url = None, api_key: 
     for name, value in to_json(job).items():
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         table.add_row(name, text)
-    Console().print(table)
+    out().print(table)
 
 
 @jobs_app.command("cancel")
@@ -448,7 +454,7 @@ def queues_list(as_json: AsJson = False, url: Url = None, api_key: Key = None) -
     if as_json:
         echo_json(queues)
     else:
-        Console().print(_queue_table(queues))
+        out().print(_queue_table(queues))
 
 
 QueueName = Annotated[str, typer.Argument(help="The queue's name.")]
@@ -536,11 +542,11 @@ def top(
     with connected(url, api_key) as client:
         queues = client.queues()
         if once:
-            Console().print(_queue_table(queues))
+            out().print(_queue_table(queues))
             return
         done = _finished(queues)
         seen = time.monotonic()
-        with Live(_queue_table(queues, {}), console=Console(), auto_refresh=False) as live:
+        with Live(_queue_table(queues, {}), console=out(), auto_refresh=False) as live:
             try:
                 while True:
                     time.sleep(interval)
@@ -582,7 +588,7 @@ def keys_list(as_json: AsJson = False, url: Url = None, api_key: Key = None) -> 
             str(key.expires_at or "never"),
             str(key.revoked_at or ""),
         )
-    Console().print(table)
+    out().print(table)
 
 
 @keys_app.command("create")
