@@ -71,12 +71,17 @@ async def enqueue(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     timeout: float | None = None,  # noqa: ASYNC109 - the job's option, as POST /jobs names it
     created_by: str | None = None,
+    savepoint: bool = True,
 ) -> Enqueued:
     """Write a job on `conn` (asyncpg), in its transaction if one is open.
 
     `run_at` (a time with a zone) or `delay` (seconds): not started before then.
     `timeout`: seconds one attempt may run. Raises InvalidJob for a job POST /jobs would
     refuse, EnqueueError when the database refuses it.
+
+    `savepoint=False` spares the savepoint's two round trips inside a transaction: a job
+    refused here (InvalidJob) still leaves the transaction usable, but one the database
+    refuses (a trigger, a missing table, a lock timeout) then aborts it.
     """
     values = _values(
         payload,
@@ -93,7 +98,7 @@ async def enqueue(
     import asyncpg  # the application's own: this package does not depend on it
 
     try:
-        if conn.is_in_transaction():
+        if savepoint and conn.is_in_transaction():
             async with conn.transaction():  # a savepoint: an error undoes only this
                 row = await conn.fetchrow(query.sql, *args)
         else:
