@@ -406,3 +406,37 @@ def test_the_async_list_pages_as_the_sync_one() -> None:
             return [j.id async for page in jqs.list() for j in page]
 
     assert asyncio.run(read()) == [3]
+
+
+def test_submit_wait_shows_the_jobs_progress_as_it_reports_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from jqs.client import cli
+
+    reports = [
+        job(
+            6,
+            "processing",
+            progress={"progress": 0.25, "message": "resized 1 of 4", "at": "2026-01-01T00:00:01Z"},
+        ),
+        job(
+            6,
+            "processing",
+            progress={"progress": 0.75, "message": "resized 3 of 4", "at": "2026-01-01T00:00:02Z"},
+        ),
+        job(6, "completed", result={"resized": 4}),
+    ]
+    answers = iter(reports)
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=100))
+    with client(lambda r: httpx.Response(200, json=next(answers))) as jqs:
+        done = cli._follow(jqs, jqs.get(6), timeout=30)
+    assert done.result == {"resized": 4}
+    drawn = screen.getvalue()
+    assert "resized 1 of 4" in drawn
+    assert "resized 3 of 4" in drawn
+    assert "75%" in drawn

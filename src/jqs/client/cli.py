@@ -220,6 +220,19 @@ def _follow(client: Client, job: Job, timeout: float | None) -> Job:
     )
     with Progress(*columns, console=err, transient=True) as bar:
         shown = bar.add_task(job.status.value, total=1.0, job=job.id)
+
+        def show(job: Job) -> None:
+            report = job.progress
+            label = job.status.value if report is None or not report.message else report.message
+            done = 1.0 if job.status is JobStatus.COMPLETED else None
+            bar.update(
+                shown,
+                completed=done or (0.0 if report is None else report.progress),
+                description=label,
+            )
+            bar.refresh()  # each report drawn, however soon the next comes
+
+        show(job)
         while not job.finished:
             left = None if timeout is None else timeout - (time.monotonic() - started)
             if left is not None and left <= 0:
@@ -227,9 +240,7 @@ def _follow(client: Client, job: Job, timeout: float | None) -> Job:
             step = 1.0 if left is None else min(1.0, left)
             asked = time.monotonic()
             job = client.get(job.id, wait=step)
-            report = job.progress
-            label = job.status.value if report is None or not report.message else report.message
-            bar.update(shown, completed=0 if report is None else report.progress, description=label)
+            show(job)
             if not job.finished and time.monotonic() - asked < step / 2:
                 time.sleep(min(0.5, step))  # a server that answers at once: poll
     return job
