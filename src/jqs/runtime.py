@@ -32,6 +32,7 @@ from jqs.logging import flush_job_events, get_logger
 from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
 from jqs.maintenance.scheduler import Scheduler
+from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.service import Service
 from jqs.settings import Settings
 from jqs.store import Database
@@ -40,6 +41,7 @@ from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
+from jqs.tracing import Tracing, tracing_from_env
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy
 
@@ -151,7 +153,11 @@ class Runner:
         defaults = JobDefaults(
             registry, max_attempts=settings.max_attempts, timeout=settings.job_timeout
         )
-        pool = self._worker_pool(db, registry) if self._worker else None
+        metrics = Metrics(registry.names) if settings.metrics else NoMetrics()
+        tracing = tracing_from_env()
+        if tracing.enabled:
+            log.info("tracing_on", detail="spans go where the OTEL_* variables say")
+        pool = self._worker_pool(db, registry, metrics, tracing) if self._worker else None
         origin = new_origin()
         assert db.dsn is not None
         # `enqueued` wakes this pool directly; the Listener is for other processes' jobs.
@@ -167,12 +173,18 @@ class Runner:
         # their jobs back. Try-locks in the statements keep the processes from competing.
         services: list[Service] = [
             notifier,
-            Rescuer(db.store, interval=settings.rescue_interval, on_requeue=enqueued),
+            Rescuer(
+                db.store,
+                interval=settings.rescue_interval,
+                on_requeue=enqueued,
+                metrics=metrics,
+            ),
             Scheduler(
                 db.store,
                 schedules_for(registry, settings.cron_entries),
                 defaults,
                 on_enqueue=enqueued,
+                metrics=metrics,
             ),
         ]
         if settings.retention > 0:
@@ -212,6 +224,9 @@ class Runner:
             keyring=keyring,
             open_when_empty=keyring is not None and is_loopback(settings.host),
             cors_origins=settings.cors_origin_list,
+            metrics=metrics,
+            exposition=Exposition(metrics, db.store) if settings.metrics else None,
+            tracing=tracing,
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None
@@ -249,6 +264,7 @@ class Runner:
             await service.stop()
         for waiter in waiters:
             waiter.cancel()
+        await asyncio.to_thread(tracing.shutdown)  # the spans still buffered
 
     def _connection_limits(self) -> ConnectionLimits:
         """The HTTP server's limits, its connection cap sized to the descriptors it may have."""
@@ -301,7 +317,9 @@ class Runner:
             )
         return keyring
 
-    def _worker_pool(self, db: Database, registry: TaskRegistry) -> WorkerPool:
+    def _worker_pool(
+        self, db: Database, registry: TaskRegistry, metrics: Metrics, tracing: Tracing
+    ) -> WorkerPool:
         settings = self.settings
         return WorkerPool(
             db.store,
@@ -316,4 +334,6 @@ class Runner:
                     backoff_max=settings.retry_backoff_max,
                 ),
             ),
+            metrics=metrics,
+            tracing=tracing,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from jqs.models import JobStatus, Lease
+from jqs.models import EnqueueOptions, JobStatus, Lease, NewJob
 from jqs.outcome import Cancelled, Completed, Failed, Retry, attempt_error, cancelled_result
 from jqs.store.port import Finish, LeaseCheckParams, RescueParams
 from tests.contract.conftest import Subject
@@ -199,3 +199,18 @@ async def test_rescue_returns_expired_leases_or_ends_their_jobs(subject: Subject
     check = await store.check_leases(LeaseCheckParams([stale.lease], extend_by=30))
     assert check.lost == {again.id}
     assert await store.rescue(RescueParams(now=now + timedelta(seconds=31))) == []
+
+
+async def test_a_jobs_trace_context_reaches_its_claim(subject: Subject) -> None:
+    store = subject.store
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await store.insert([NewJob(raw({"task": "one"}), EnqueueOptions(), None, parent)])
+    await store.insert_alike([raw({"task": "two"})], EnqueueOptions(priority=-1), None, parent)
+    await add(store, {"task": "untraced"}, priority=-2)
+    claimed = await claim(store)
+    assert [(j.task, j.trace_context) for j in claimed] == [
+        ("one", parent),
+        ("two", parent),
+        ("untraced", None),
+    ]
+    assert all(j.waited >= 0 for j in claimed)

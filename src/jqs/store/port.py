@@ -37,6 +37,7 @@ from jqs.models import (
     LeaseCheck,
     NewJob,
     Progress,
+    QueueActivity,
     QueueDepth,
     QueueInfo,
     QueueRemoval,
@@ -193,7 +194,11 @@ class Jobs(Protocol):
         ...
 
     async def insert_alike(
-        self, payloads: Sequence[RawJSON], options: EnqueueOptions, created_by: str | None = None
+        self,
+        payloads: Sequence[RawJSON],
+        options: EnqueueOptions,
+        created_by: str | None = None,
+        trace_context: str | None = None,
     ) -> InsertedAlike:
         """Insert jobs that share their options in one transaction (all or none)."""
         ...
@@ -299,6 +304,10 @@ class Queues(Protocol):
 
     async def queue_depths(self) -> list[QueueDepth]:
         """The queues with a `max_queued`, each with its queued jobs counted up to it."""
+        ...
+
+    async def queue_activity(self) -> list[QueueActivity]:
+        """The queues that have queued or running jobs, by name (the history unread)."""
         ...
 
     async def queue_infos(self) -> list[QueueInfo]:
