@@ -19,6 +19,7 @@ from jqs.client import (
     JobSpec,
     JobStatus,
     NotFound,
+    Progress,
     Unauthorized,
     ValidationError,
     enqueue,
@@ -109,6 +110,25 @@ async def test_the_async_client_against_a_real_server(dsn: str, start_jqs: Start
         assert "default" in {q.name for q in await jqs.queues()}
         with pytest.raises(NotFound):
             await jqs.cancel(10**9)
+
+
+def test_a_running_jobs_progress_reads_as_a_progress_record(
+    dsn: str, start_jqs: StartJqs
+) -> None:
+    proc = _serve(start_jqs, dsn)
+    with Client(proc.url, ADMIN) as jqs:
+        job = jqs.submit({"task": "steps", "steps": 20, "seconds": 0.3})
+        deadline = time.monotonic() + 30
+        while (seen := jqs.get(job.id)).progress is None:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+        report = seen.progress
+        assert isinstance(report, Progress)
+        assert 0 < report.progress <= 1
+        assert report.message is not None
+        assert report.message.startswith("step ")
+        assert report.at.tzinfo is not None
+        assert jqs.wait(job.id, timeout=60).result == {"steps": 20}
 
 
 def _has_event_routes(url: str) -> bool:
