@@ -112,9 +112,7 @@ async def test_the_async_client_against_a_real_server(dsn: str, start_jqs: Start
             await jqs.cancel(10**9)
 
 
-def test_a_running_jobs_progress_reads_as_a_progress_record(
-    dsn: str, start_jqs: StartJqs
-) -> None:
+def test_a_running_jobs_progress_reads_as_a_progress_record(dsn: str, start_jqs: StartJqs) -> None:
     proc = _serve(start_jqs, dsn)
     with Client(proc.url, ADMIN) as jqs:
         job = jqs.submit({"task": "steps", "steps": 20, "seconds": 0.3})
