@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import history, scenarios
+from bench import history, in_transaction, scenarios
 from bench.common import REPO, Server, cpu_jiffies, machine, percentile, steal_percent
 
 TARGETS_NOTE = (
@@ -488,6 +488,7 @@ async def main() -> None:
     steps: list[tuple[str, Step]] = [
         ("single_post", scenarios.single_post),
         ("batch_post", scenarios.batch_post),
+        ("enqueue", in_transaction.enqueue_in_transaction),
         ("drain", scenarios.drain),
         ("end_to_end", scenarios.end_to_end),
         ("latency", scenarios.pickup_latency),

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Protocol, TypeVar
 
-import httpx
 import orjson
 import typer
 from rich.console import Console
@@ -24,6 +23,9 @@ from rich.table import Table
 
 from jqs.auth.issue import KeySpec, issue_key
 from jqs.auth.scopes import parse_scopes
+from jqs.client import Client
+from jqs.client import JQSError as ClientError
+from jqs.client.cli import to_json
 from jqs.errors import ConfigError, JQSError
 from jqs.logging import configure_logging
 from jqs.models import ApiKey
@@ -93,27 +95,16 @@ def _with_store(action: Callable[[KeyStore], Awaitable[T]]) -> T:
         raise _fail(str(exc)) from None
 
 
-def _request(method: str, path: str, url: str, body: Any = None) -> Any:
+def _over(url: str, action: Callable[[Client], Any]) -> Any:
+    """What `action` answers through the client, as JSON values."""
     key = os.environ.get("JQS_API_KEY", "").strip()
     if not key:
         raise _fail("JQS_URL is set: also set JQS_API_KEY to a key with the admin scope")
     try:
-        response = httpx.request(
-            method,
-            f"{url}{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach {url}: {exc}") from None
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise _fail(f"{response.status_code}: {detail}")
-    return response.json()
+        with Client(url, key) as client:
+            return to_json(action(client))
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _print(keys: list[dict[str, Any]]) -> None:
@@ -179,15 +170,17 @@ def create(
     )
     url = _over_http()
     if url is not None:
-        body: dict[str, Any] = {
-            "name": spec.name,
-            "scopes": sorted(s.value for s in spec.scopes),
-            "queues": spec.queues,
-            "tasks": spec.tasks,
-            "rate_limit": spec.rate_limit,
-            "expires_in": expires_in,
-        }
-        created = _request("POST", "/keys", url, {k: v for k, v in body.items() if v is not None})
+        created = _over(
+            url,
+            lambda client: client.create_key(
+                spec.name,
+                [s.value for s in spec.scopes],
+                queues=spec.queues,
+                tasks=spec.tasks,
+                rate_limit=spec.rate_limit,
+                expires_in=expires_in,
+            ),
+        )
     else:
 
         async def make(store: Keys) -> dict[str, Any]:
@@ -216,7 +209,7 @@ def list_keys(
     """List every key, revoked and expired ones too (never their secrets)."""
     url = _over_http()
     if url is not None:
-        keys: list[dict[str, Any]] = _request("GET", "/keys", url)
+        keys: list[dict[str, Any]] = _over(url, lambda client: client.keys())
     else:
 
         async def read(store: Keys) -> list[ApiKey]:
@@ -236,7 +229,7 @@ def revoke(
     """Revoke a key: every JQS process refuses it within seconds."""
     url = _over_http()
     if url is not None:
-        _request("DELETE", f"/keys/{key_id}", url)
+        _over(url, lambda client: client.revoke_key(key_id))
     else:
 
         async def revoke_in(store: Keys) -> ApiKey | None:
@@ -254,7 +247,7 @@ def rotate_webhook_secret(
     """Give a key a new webhook secret (printed once); the old one signs too for a while."""
     url = _over_http()
     if url is not None:
-        answer = _request("POST", f"/keys/{key_id}/webhook-secret", url)
+        answer = _over(url, lambda client: client.rotate_key_webhook_secret(key_id))
         secret, until = answer["webhook_secret"], answer["previous_secret_until"]
     else:
         secret = signing.new_secret()
