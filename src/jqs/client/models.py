@@ -157,9 +157,10 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class CreatedKey(ApiKey):
-    """A key just created, with its secret: shown this once."""
+    """A key just created, with its secret and its webhook secret: shown this once."""
 
     secret: str = ""
+    webhook_secret: str = ""  # signs the callbacks of the jobs this key submits
 
 
 @dataclass(frozen=True, slots=True)
