@@ -239,6 +239,19 @@ class ClaimedJob(NamedTuple):
     max_attempts: int
     timeout: float | None
     lease: Lease
+    lease_expires_at: datetime | None = None  # on the database's clock
+
+
+class HeldJob(NamedTuple):
+    """A running attempt whose lease is still held, as deciding its outcome needs it."""
+
+    id: int
+    task: str | None
+    queue: str
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+    lease_expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +273,8 @@ class LeaseCheck:
 
     lost: frozenset[int]  # another worker owns these now (or they ended)
     cancel_requested: frozenset[int]
+    # When each lease extended by the look now ends (only when it extended them).
+    expires_at: dict[int, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
