@@ -252,6 +252,7 @@ class HeldJob(NamedTuple):
     max_attempts: int
     cancel_requested: bool
     lease_expires_at: datetime
+    worker_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

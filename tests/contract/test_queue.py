@@ -235,6 +235,7 @@ async def test_held_reads_the_attempts_that_leases_still_hold(subject: Subject) 
     assert (held[kept.id].task, held[kept.id].queue) == ("kept", "default")
     assert (held[kept.id].cancel_requested, held[asked.id].cancel_requested) == (False, True)
     assert held[asked.id].queue == "q"
+    assert held[kept.id].worker_id == "w"
     [ended] = [j for j in jobs if j.id == kept.id]
     assert await store.finish([Finish(ended.lease, Completed(raw(1)))]) == [True]
     assert [h.id for h in await store.held([ended.lease])] == []

@@ -441,6 +441,7 @@ class MemoryStore:
                 max_attempts=row.max_attempts,
                 cancel_requested=row.cancel_requested_at is not None,
                 lease_expires_at=row.lease_expires_at or self._now(),
+                worker_id=row.worker_id,
             )
             for row in self._held(leases)
             if row.status is JobStatus.PROCESSING

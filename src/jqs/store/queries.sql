@@ -363,7 +363,7 @@ SELECT id, cancel_requested, lease_expires_at FROM extended;
 -- name: job_leases_held
 -- The running attempts these leases still hold, as an outcome needs them (nothing written).
 SELECT j.id, j.task, j.queue, j.attempts AS attempt, j.max_attempts,
-       j.cancel_requested_at IS NOT NULL AS cancel_requested, j.lease_expires_at
+       j.cancel_requested_at IS NOT NULL AS cancel_requested, j.lease_expires_at, j.worker_id
 FROM jobs AS j
 JOIN unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
   ON j.id = r.id AND j.lease_token = r.token
