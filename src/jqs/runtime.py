@@ -32,6 +32,7 @@ from jqs.logging import flush_job_events, get_logger
 from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
 from jqs.maintenance.scheduler import Scheduler
+from jqs.remote import ClaimHub, Ends, RemoteWorkers
 from jqs.service import Service
 from jqs.settings import Settings
 from jqs.store import Database
@@ -152,15 +153,24 @@ class Runner:
             registry, max_attempts=settings.max_attempts, timeout=settings.job_timeout
         )
         pool = self._worker_pool(db, registry) if self._worker else None
+        # Workers elsewhere claim through the API, waiting on the same signals as the pool.
+        remote = self._remote_workers(db) if sock is not None else None
         origin = new_origin()
         assert db.dsn is not None
-        # `enqueued` wakes this pool directly; the Listener is for other processes' jobs.
-        listener = Listener(db.dsn, pool.notify, origin=origin) if pool is not None else None
+
+        def work_arrived(queue: str | None) -> None:
+            if pool is not None:
+                pool.notify(queue)
+            if remote is not None:
+                remote.hub.notify(queue)
+
+        # `enqueued` wakes this process directly; the Listener is for other processes' jobs.
+        listening = pool is not None or remote is not None
+        listener = Listener(db.dsn, work_arrived, origin=origin) if listening else None
         notifier = Notifier(db.pool, origin=origin, own_listener=listener)
 
         def enqueued(queue: str) -> None:
-            if pool is not None:
-                pool.notify(queue)
+            work_arrived(queue)
             notifier.touch(queue)
 
         # Maintenance runs in every process: workers may all be gone, and someone must take
@@ -181,6 +191,8 @@ class Runner:
             )
         if listener is not None:
             services.append(listener)
+        if remote is not None:
+            services.append(remote.hub)
         keyring = await self._keyring(db) if sock is not None else None
         if keyring is not None:
             services.append(keyring)
@@ -212,6 +224,7 @@ class Runner:
             keyring=keyring,
             open_when_empty=keyring is not None and is_loopback(settings.host),
             cors_origins=settings.cors_origin_list,
+            remote=remote,
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None
@@ -235,6 +248,8 @@ class Runner:
             waiters.append(server_task)  # type: ignore[arg-type]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         state.shutting_down = True
+        if remote is not None:
+            remote.hub.close()  # waiting claims answer [] now, before the server drains
         stopping: list[asyncio.Future[None] | asyncio.Task[None]] = []
         if server is not None and server_task is not None:
             server.should_exit = True
@@ -301,6 +316,26 @@ class Runner:
             )
         return keyring
 
+    def _remote_workers(self, db: Database) -> RemoteWorkers:
+        settings = self.settings
+        return RemoteWorkers(
+            queue=db.store,
+            hub=ClaimHub(
+                db.store,
+                poll_interval=settings.poll_interval,
+                # Claims waiting on a signal share a few connections, leaving the rest.
+                max_claims=max(1, min(4, settings.db_pool_max // 2)),
+            ),
+            ends=Ends(db.store, policy=self._retry_policy()),
+            lease_seconds=settings.lease_seconds,
+        )
+
+    def _retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            backoff_base=self.settings.retry_backoff_base,
+            backoff_max=self.settings.retry_backoff_max,
+        )
+
     def _worker_pool(self, db: Database, registry: TaskRegistry) -> WorkerPool:
         settings = self.settings
         return WorkerPool(
@@ -311,9 +346,6 @@ class Runner:
                 queues=settings.queue_names,
                 poll_interval=settings.poll_interval,
                 lease_seconds=settings.lease_seconds,
-                retry=RetryPolicy(
-                    backoff_base=settings.retry_backoff_base,
-                    backoff_max=settings.retry_backoff_max,
-                ),
+                retry=self._retry_policy(),
             ),
         )

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jqs import __version__
-from jqs.api import batch, docs, health, jobs, keys, queues
+from jqs.api import batch, docs, health, jobs, keys, queues, workers
 from jqs.api.access_log import AccessLog
 from jqs.api.auth import SECURITY_SCHEME, Guard
 from jqs.api.openapi import PROBLEM_SCHEMA, STORABLE_SCHEMA, problem_response
@@ -81,7 +81,15 @@ def _fastapi(state: ApiState) -> FastAPI:
         redoc_url=None,
     )
     app.state.jqs = state
-    routers = (batch.router, jobs.router, queues.router, keys.router, health.router, docs.router)
+    routers = (
+        batch.router,
+        jobs.router,
+        queues.router,
+        keys.router,
+        workers.router,
+        health.router,
+        docs.router,
+    )
     for router in routers:
         app.include_router(router)
     # JQSApp answers POST /jobs before this app; the route here is what another method on
@@ -113,6 +121,7 @@ def _document(app: FastAPI, limits: Limits) -> dict[str, Any]:
     schemas["Problem"] = PROBLEM_SCHEMA
     schemas["StorableJSON"] = STORABLE_SCHEMA
     schemas.update(keys.NEW_KEY_COMPONENTS)
+    schemas.update(workers.WORKER_COMPONENTS)
     jobs.document_limits(document, limits)
     batch.document_limits(document, limits)
     _document_auth(document)

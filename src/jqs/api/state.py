@@ -13,6 +13,7 @@ from jqs.api.serving import ServedQueues
 from jqs.auth.keyring import KeyRing
 from jqs.batching import Batcher
 from jqs.models import Inserted, Job, JobStatus, NewJob
+from jqs.remote import RemoteWorkers
 from jqs.store.port import Jobs, Keys, Queues
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
@@ -50,6 +51,7 @@ class ApiState:
     keyring: KeyRing | None = None  # None: authentication is off
     open_when_empty: bool = False  # anonymous while no key exists (a loopback address)
     cors_origins: tuple[str, ...] = ()  # other origins whose pages may call the API
+    remote: RemoteWorkers | None = None  # the HTTP worker protocol; None: not served
     shutting_down: bool = False
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
     inserts: Batcher[NewJob, Inserted] = field(init=False)
