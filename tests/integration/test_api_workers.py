@@ -223,8 +223,13 @@ async def test_outcomes_in_a_batch_are_answered_one_by_one(client: httpx.AsyncCl
     assert [r.get("status") for r in results[:2]] == ["completed", "failed"]
     assert results[2]["problem"]["status"] == 409
     assert (await job(client, ids[2]))["status"] == "processing"
-    twice = await client.post("/v1/workers/outcomes", json={"outcomes": outcomes[:1] * 2})
-    assert_problem(twice, 422)
+    fresh = await submit(client, {"task": "x"})
+    [held_again] = await claim(client)
+    once = {"job_id": fresh, "outcome": "complete", "lease_token": held_again["lease_token"]}
+    twice = await client.post("/v1/workers/outcomes", json={"outcomes": [once, once]})
+    assert [r["ok"] for r in twice.json()["results"]] == [True, False], "written once"
+    no_error = {"job_id": fresh, "outcome": "fail", "lease_token": held_again["lease_token"]}
+    assert_problem(await client.post("/v1/workers/outcomes", json={"outcomes": [no_error]}), 422)
 
 
 async def test_progress_is_recorded_on_the_job(client: httpx.AsyncClient) -> None:

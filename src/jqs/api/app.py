@@ -124,6 +124,7 @@ def _document(app: FastAPI, limits: Limits) -> dict[str, Any]:
     schemas.update(workers.WORKER_COMPONENTS)
     jobs.document_limits(document, limits)
     batch.document_limits(document, limits)
+    workers.document_limits(document, limits)
     _document_auth(document)
     return document
 

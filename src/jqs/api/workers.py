@@ -46,7 +46,8 @@ LEASE_MIN, LEASE_MAX = 1.0, 3600.0
 RETRY_IN_MAX = 30 * 86_400.0
 MAX_OUTCOMES = 1000  # outcomes in one POST /v1/workers/outcomes
 SMALL_BODY = 16_384  # claims, heartbeats
-# A result may be as large as a job's payload (JQS_MAX_BODY_BYTES), with room around it.
+# A result may be as large as a job's payload (JQS_MAX_BODY_BYTES), with room around it;
+# the document states the server's own (document_limits).
 _END_BYTES = Limits().max_body_bytes + SMALL_BODY
 _OUTCOMES_BYTES = Limits().batch_max_bytes
 _NO_NUL = r"^[^\x00]*$"
@@ -195,22 +196,26 @@ class FailIn(_Body):
     final: bool = Field(default=False, description="fail the job now, attempts left or not")
 
 
-class OutcomeIn(_Body):
-    """One attempt's end in a batch: `complete` with a result, or `fail` with an error."""
+class CompleteItem(CompleteIn):
+    """In a batch: the attempt of job `job_id` completed."""
 
     job_id: Annotated[int, Field(ge=1, le=2**63 - 1), WHOLE]
-    outcome: Literal["complete", "fail"]
-    lease_token: LeaseToken
-    result: Any = None
-    error: ErrorIn | None = Field(default=None, description="required for `fail`")
-    retry_in: float | None = Field(default=None, ge=0.0, le=RETRY_IN_MAX)
-    final: bool = False
+    outcome: Literal["complete"]
+
+
+class FailItem(FailIn):
+    """In a batch: the attempt of job `job_id` failed."""
+
+    job_id: Annotated[int, Field(ge=1, le=2**63 - 1), WHOLE]
+    outcome: Literal["fail"]
 
 
 class OutcomesIn(_Body):
     """Many attempts' ends, written together."""
 
-    outcomes: list[OutcomeIn] = Field(min_length=1, max_length=MAX_OUTCOMES)
+    outcomes: list[Annotated[CompleteItem | FailItem, Field(discriminator="outcome")]] = Field(
+        min_length=1, max_length=MAX_OUTCOMES
+    )
 
 
 class OutcomeOut(BaseModel):
@@ -462,11 +467,10 @@ async def job_progress(
     return Response(status_code=204)
 
 
-def _reported(job_id: int, body: CompleteIn | FailIn | OutcomeIn) -> Report:
+def _reported(job_id: int, body: CompleteIn | FailIn) -> Report:
     lease = Lease(job_id, body.lease_token)
-    if isinstance(body, CompleteIn) or (isinstance(body, OutcomeIn) and body.error is None):
+    if isinstance(body, CompleteIn):
         return Report(lease, result=encode_result(body.result) if body.result is not None else None)
-    assert body.error is not None
     error = ReportedError(body.error.type, body.error.message, body.error.traceback)
     return Report(lease, error=error, retry_in=body.retry_in, final=body.final)
 
@@ -487,6 +491,20 @@ async def _end_one(state: ApiState, principal: Principal, report: Report) -> Res
 
 def _end_limit(state: ApiState) -> int:
     return state.limits.max_body_bytes + SMALL_BODY
+
+
+def document_limits(document: dict[str, Any], limits: Limits) -> None:
+    """State the body sizes this server takes for outcomes."""
+    paths = document["paths"]
+    end = limits.max_body_bytes + SMALL_BODY
+    sizes = {
+        f"{PREFIX}/jobs/{{job_id}}/complete": end,
+        f"{PREFIX}/jobs/{{job_id}}/fail": end,
+        f"{PREFIX}/workers/outcomes": limits.batch_max_bytes,
+    }
+    for path, size in sizes.items():
+        body = paths[path]["post"]["requestBody"]
+        body["description"] = json_body({}, size)["description"]
 
 
 _END_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -538,16 +556,10 @@ async def fail_job(request: Request, state: State, principal: WorkerKey, job_id:
 )
 async def report_outcomes(request: Request, state: State, principal: WorkerKey) -> Response:
     """Each as `complete` or `fail` would write it, all in one statement; the answer is per
-    outcome, in order. A job may appear once per request."""
+    outcome, in order. A job named twice is written at most once (the other's lease no
+    longer holds)."""
     remote = _remote(state)
     body, _ = await _read(request, state, OutcomesIn, state.limits.batch_max_bytes)
-    seen: set[int] = set()
-    for index, sent in enumerate(body.outcomes):
-        if sent.job_id in seen:
-            raise ProblemError(422, f"outcomes[{index}].job_id: job {sent.job_id} appears twice")
-        seen.add(sent.job_id)
-        if sent.outcome == "fail" and sent.error is None:
-            raise ProblemError(422, f"outcomes[{index}].error: required when outcome is fail")
     reports = [_reported(item.job_id, item) for item in body.outcomes]
     results: list[dict[str, Any]] = []
     for item in await remote.ends.write(reports, principal.may_touch):
