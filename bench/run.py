@@ -482,6 +482,7 @@ async def main() -> None:
         ("drain", scenarios.drain),
         ("end_to_end", scenarios.end_to_end),
         ("latency", scenarios.pickup_latency),
+        ("http_worker", scenarios.http_worker),
         ("history", history.history),
         ("profile", scenarios.profile_drain),
         ("others", scenarios.others),

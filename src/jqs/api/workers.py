@@ -14,13 +14,19 @@ import uuid
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from starlette.responses import Response
 
 from jqs.api.auth import ReadKey, WorkerKey, require_queue, require_task, scope_doc
 from jqs.api.body import read_json_object
 from jqs.api.jobs import JOB_PATH, JobId
-from jqs.api.openapi import json_body, problem_response, problem_responses
+from jqs.api.openapi import (
+    PAYLOAD_SCHEMA,
+    STORABLE_REF,
+    json_body,
+    problem_response,
+    problem_responses,
+)
 from jqs.api.options import MAX_TASK_LENGTH, describe
 from jqs.api.problems import ProblemError
 from jqs.api.queues import WHOLE
@@ -60,7 +66,15 @@ LEASE_LOST = (
 )
 FORBIDDEN = "the job's queue or task is outside what this API key may use"
 
-WholeInt = Annotated[int, WHOLE]
+# JSON that JSONB can store: no NUL (U+0000) in any string (the body is checked so: 422).
+# (Marked here, the schemas filled in by _components: pydantic would chase their $ref.)
+_STORABLE, _STORABLE_OBJECT = {"x-jqs": "storable"}, {"x-jqs": "storable-object"}
+_FILLED: dict[str, dict[str, Any]] = {
+    "storable": {"$ref": STORABLE_REF},
+    "storable-object": {"anyOf": [PAYLOAD_SCHEMA, {"type": "null"}]},
+}
+Storable = Annotated[Any, WithJsonSchema(_STORABLE)]
+StorableObject = Annotated[dict[str, Any] | None, WithJsonSchema(_STORABLE_OBJECT)]
 LeaseToken = Annotated[
     uuid.UUID, Field(strict=False, description="the lease token the job's claim gave")
 ]
@@ -167,23 +181,25 @@ class ProgressIn(_Body):
 
     lease_token: LeaseToken
     progress: float = Field(ge=0.0, le=1.0)
-    message: str | None = Field(default=None, max_length=1000)
-    data: dict[str, Any] | None = None
+    message: str | None = Field(default=None, max_length=1000, pattern=_NO_NUL)
+    data: StorableObject = None
 
 
 class ErrorIn(_Body):
     """Why the attempt failed."""
 
-    type: str = Field(min_length=1, max_length=200, description="e.g. the exception's class")
-    message: str = Field(max_length=10_000)
-    traceback: str | None = Field(default=None, max_length=100_000)
+    type: str = Field(
+        min_length=1, max_length=200, pattern=_NO_NUL, description="e.g. the exception's class"
+    )
+    message: str = Field(max_length=10_000, pattern=_NO_NUL)
+    traceback: str | None = Field(default=None, max_length=100_000, pattern=_NO_NUL)
 
 
 class CompleteIn(_Body):
     """The attempt completed: `result` becomes the job's result."""
 
     lease_token: LeaseToken
-    result: Any = None
+    result: Storable = None
 
 
 class FailIn(_Body):
@@ -262,6 +278,17 @@ class WorkerOut(BaseModel):
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
+def _filled(node: Any) -> Any:
+    if isinstance(node, dict):
+        if "x-jqs" in node:
+            rest = {key: value for key, value in node.items() if key != "x-jqs"}
+            return {**rest, **_FILLED[node["x-jqs"]]}
+        return {key: _filled(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_filled(value) for value in node]
+    return node
+
+
 def _components(*models: type[BaseModel]) -> dict[str, Any]:
     """The request bodies' schemas, for the document's components."""
     found: dict[str, Any] = {}
@@ -269,7 +296,8 @@ def _components(*models: type[BaseModel]) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         found.update(schema.pop("$defs", {}))
         found[model.__name__] = schema
-    return found
+    filled: dict[str, Any] = _filled(found)
+    return filled
 
 
 WORKER_COMPONENTS = _components(ClaimIn, WorkerBeatIn, JobBeatIn, ProgressIn, CompleteIn, FailIn)
