@@ -228,8 +228,8 @@ async def test_outcomes_in_a_batch_are_answered_one_by_one(client: httpx.AsyncCl
     once = {"job_id": fresh, "outcome": "complete", "lease_token": held_again["lease_token"]}
     twice = await client.post("/v1/workers/outcomes", json={"outcomes": [once, once]})
     assert [r["ok"] for r in twice.json()["results"]] == [True, False], "written once"
-    no_error = {"job_id": fresh, "outcome": "fail", "lease_token": held_again["lease_token"]}
-    assert_problem(await client.post("/v1/workers/outcomes", json={"outcomes": [no_error]}), 422)
+    unknown = {"job_id": fresh, "outcome": "done", "lease_token": held_again["lease_token"]}
+    assert_problem(await client.post("/v1/workers/outcomes", json={"outcomes": [unknown]}), 422)
 
 
 async def test_progress_is_recorded_on_the_job(client: httpx.AsyncClient) -> None:

@@ -212,26 +212,23 @@ class FailIn(_Body):
     final: bool = Field(default=False, description="fail the job now, attempts left or not")
 
 
-class CompleteItem(CompleteIn):
-    """In a batch: the attempt of job `job_id` completed."""
+class OutcomeIn(_Body):
+    """One attempt's end in a batch: `complete` with its `result`, or `fail` with its
+    `error` (absent: an error of type `Error` saying no more) and `retry_in`, `final`."""
 
     job_id: Annotated[int, Field(ge=1, le=2**63 - 1), WHOLE]
-    outcome: Literal["complete"]
-
-
-class FailItem(FailIn):
-    """In a batch: the attempt of job `job_id` failed."""
-
-    job_id: Annotated[int, Field(ge=1, le=2**63 - 1), WHOLE]
-    outcome: Literal["fail"]
+    outcome: Literal["complete", "fail"]
+    lease_token: LeaseToken
+    result: Storable = None
+    error: ErrorIn | None = None
+    retry_in: float | None = Field(default=None, ge=0.0, le=RETRY_IN_MAX)
+    final: bool = False
 
 
 class OutcomesIn(_Body):
     """Many attempts' ends, written together."""
 
-    outcomes: list[Annotated[CompleteItem | FailItem, Field(discriminator="outcome")]] = Field(
-        min_length=1, max_length=MAX_OUTCOMES
-    )
+    outcomes: list[OutcomeIn] = Field(min_length=1, max_length=MAX_OUTCOMES)
 
 
 class OutcomeOut(BaseModel):
@@ -495,11 +492,15 @@ async def job_progress(
     return Response(status_code=204)
 
 
-def _reported(job_id: int, body: CompleteIn | FailIn) -> Report:
+_NO_ERROR = ErrorIn(type="Error", message="the worker reported a failure and no error")
+
+
+def _reported(job_id: int, body: CompleteIn | FailIn | OutcomeIn) -> Report:
     lease = Lease(job_id, body.lease_token)
-    if isinstance(body, CompleteIn):
+    if isinstance(body, CompleteIn) or (isinstance(body, OutcomeIn) and body.outcome == "complete"):
         return Report(lease, result=encode_result(body.result) if body.result is not None else None)
-    error = ReportedError(body.error.type, body.error.message, body.error.traceback)
+    sent = body.error or _NO_ERROR
+    error = ReportedError(sent.type, sent.message, sent.traceback)
     return Report(lease, error=error, retry_in=body.retry_in, final=body.final)
 
 
