@@ -1144,7 +1144,8 @@ async def http_worker(ctx: Context) -> None:
             "one `jqs worker` (concurrency 100) draining the same jobs",
             ">= 0.5x",
             note="bench/http_worker.py: claims of 100 and POST /v1/workers/outcomes of 100, "
-            f"two loops at once, through `jqs serve --no-worker`; {each}",
+            f"two claim loops, outcomes sent on a connection of their own, through "
+            f"`jqs serve --no-worker`; {each}",
         )
     )
     rate, jobs = 200, 500 if ctx.quick else 2000

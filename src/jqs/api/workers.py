@@ -374,7 +374,7 @@ async def claim_jobs(request: Request, state: State, principal: WorkerKey) -> Re
         require_queue(principal, queue)
     tasks = _tasks(principal, ask.tasks)
     worker = ask.worker
-    await remote.queue.worker_beat(
+    await remote.beat(
         WorkerBeat(
             id=worker.id,
             host=worker.host,
@@ -418,15 +418,16 @@ async def worker_heartbeat(
     beat, _ = await _read(request, state, WorkerBeatIn, SMALL_BODY)
     for queue in beat.queues:
         require_queue(principal, queue)
-    await remote.queue.worker_beat(
-        WorkerBeat(
+    await remote.beat(
+        always=True,
+        beat=WorkerBeat(
             id=worker_id,
             host=beat.host,
             queues=list(dict.fromkeys(beat.queues)),
             version=beat.version,
             concurrency=beat.concurrency,
             running=beat.running,
-        )
+        ),
     )
     return Response(status_code=204)
 

@@ -6,13 +6,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, replace
 
 from jqs.remote.ends import Ends
 from jqs.remote.hub import ClaimHub
-from jqs.store.port import JobQueue
+from jqs.store.port import JobQueue, WorkerBeat
 
 __all__ = ["ClaimHub", "Ends", "RemoteWorkers"]
+
+# A worker that claims often is written down at most this often (its row says it is alive
+# for WORKER_SILENCE_SECONDS): a write per claim would cost a commit on the claim's path.
+BEAT_EVERY = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +28,21 @@ class RemoteWorkers:
     hub: ClaimHub
     ends: Ends
     lease_seconds: float = 30.0
+    _beats: dict[str, tuple[float, WorkerBeat]] = field(default_factory=dict)
+
+    async def beat(self, beat: WorkerBeat, *, always: bool = False) -> None:
+        """Record that a worker is alive, unless this process did so lately and only its
+        count of running jobs changed since (`always`: record it anyway)."""
+        now = time.monotonic()
+        last = self._beats.get(beat.id)
+        if (
+            not always
+            and last is not None
+            and now - last[0] < BEAT_EVERY
+            and replace(last[1], running=beat.running) == beat
+        ):
+            return
+        await self.queue.worker_beat(beat)
+        if len(self._beats) > 10_000:  # workers come and go: forget the oldest
+            self._beats.clear()
+        self._beats[beat.id] = (now, beat)

@@ -50,6 +50,7 @@ class ClaimAsk:
 @dataclass(slots=True, eq=False)
 class _Waiter:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    claiming: bool = False  # its claim is at the database now
 
 
 @dataclass(slots=True, eq=False)
@@ -58,12 +59,19 @@ class _Group:
     waiters: list[_Waiter] = field(default_factory=list)  # oldest first
 
     def wake_first_idle(self, but: _Waiter | None = None) -> None:
-        """Wake the oldest claim not woken yet. One at the database now counts as idle:
-        woken, it claims again as soon as its claim comes back."""
+        """Wake the oldest claim that waits and was not woken yet; when every claim is at
+        the database, the oldest of those, which then claims again as soon as its claim
+        comes back."""
+        busy: _Waiter | None = None
         for waiter in self.waiters:
-            if waiter is not but and not waiter.wake.is_set():
+            if waiter is but or waiter.wake.is_set():
+                continue
+            if not waiter.claiming:
                 waiter.wake.set()
                 return
+            busy = busy or waiter
+        if busy is not None:
+            busy.wake.set()
 
 
 async def _never_gone() -> bool:
@@ -130,7 +138,11 @@ class ClaimHub(LoopService):
             while True:
                 # A signal from here on sets `wake` again: the wait below then ends at once.
                 waiter.wake.clear()
-                result = await self._claim_now(ask)
+                waiter.claiming = True
+                try:
+                    result = await self._claim_now(ask)
+                finally:
+                    waiter.claiming = False
                 if result.jobs:
                     if len(result.jobs) == ask.limit:
                         group.wake_first_idle(but=waiter)  # a full batch: more may be there
