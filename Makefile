@@ -48,8 +48,8 @@ bench: $(STAMP) ## Run every benchmark against its baseline; writes docs/benchma
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lock: $(STAMP) ## Re-resolve requirements.lock (image) and requirements-dev.lock from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 \
-		--quiet --upgrade -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra otel --generate-hashes --universal \
+		--python-version 3.11 --quiet --upgrade -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --universal \
 		--python-version 3.11 --quiet --upgrade -o requirements-dev.lock
 

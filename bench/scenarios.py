@@ -470,14 +470,14 @@ async def jqs_drain_times(
     *,
     log_level: str = "warning",
     task: str = "noop",
+    metrics: bool = True,
 ) -> DrainTimes:
     """Queue n jobs of `task` in `dsn`; one `jqs worker` (concurrency 100) drains them."""
     after = await _fill(dsn, n, task)
-    proc = jqs(
-        ["worker"],
-        {"DATABASE_URL": dsn, "JQS_WORKER_CONCURRENCY": "100", "JQS_LOG_LEVEL": log_level},
-        ctx.log(name),
-    )
+    env = {"DATABASE_URL": dsn, "JQS_WORKER_CONCURRENCY": "100", "JQS_LOG_LEVEL": log_level}
+    if not metrics:
+        env["JQS_METRICS"] = "false"
+    proc = jqs(["worker"], env, ctx.log(name))
     try:
         await _wait_done(dsn, n, 600, proc, after=after)
     finally:
@@ -503,6 +503,7 @@ DRAIN_KINDS = {
     "jqs": "JQS, JQS_LOG_LEVEL=warning",
     "jqs_info": "JQS, JQS_LOG_LEVEL=info",
     "jqs_retry": "JQS, every job failing once (timed from the first attempt's outcome)",
+    "jqs_nometrics": "JQS, JQS_LOG_LEVEL=warning, JQS_METRICS=false",
     "raw": "raw asyncpg loop, minimal table",
     "pgqueuer": "PgQueuer",
 }
@@ -541,6 +542,7 @@ async def drain(ctx: Context) -> None:
                     name,
                     log_level="info" if kind == "jqs_info" else "warning",
                     task="fail_once" if kind == "jqs_retry" else "noop",
+                    metrics=kind != "jqs_nometrics",
                 )
                 # A retried job's started_at is its last claim's: that drain can only be
                 # timed from its first outcome.
@@ -585,6 +587,15 @@ async def drain(ctx: Context) -> None:
             "the same drain at JQS_LOG_LEVEL=warning",
             ">= 0.85x",
             note=f"two JSON log lines per job, to a file; {each}",
+        ),
+        Row(
+            ctx.title(f"{title}, metrics on (the default)"),
+            median["jqs"],
+            median["jqs_nometrics"],
+            "jobs/s",
+            "the same drain with JQS_METRICS=false",
+            ">= 0.95x",
+            note=f"JQS_LOG_LEVEL=warning both; {each}",
         ),
         Row(
             ctx.title(f"drain {n:,} jobs that each fail once, then succeed (jobs/s)"),

@@ -4,6 +4,7 @@
     ├── ConfigError            a setting is missing or invalid (start-up stops)
     ├── StoreError             the database could not do what was asked
     │   ├── DatabaseUnavailable    no connection could be made or kept
+    │   ├── TransientError         a statement gave way to another (deadlock): try again
     │   └── MigrationError         the schema could not be brought up to date
     ├── JobNotFound            no job has that id
     └── TaskError              about handlers, not about one run of them
@@ -29,6 +30,11 @@ class StoreError(JQSError):
 
 class DatabaseUnavailable(StoreError):
     """No connection to PostgreSQL could be made or kept."""
+
+
+class TransientError(StoreError):
+    """PostgreSQL cancelled a statement to let another go on (a deadlock, a serialization
+    failure); the same statement may well succeed if tried again."""
 
 
 class MigrationError(StoreError):

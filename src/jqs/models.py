@@ -168,6 +168,7 @@ class NewJob:
     payload: RawJSON
     options: EnqueueOptions = EnqueueOptions()
     created_by: str | None = None  # the id of the API key that submitted it
+    trace_context: str | None = None  # the submitting span's traceparent (tracing on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +240,8 @@ class ClaimedJob(NamedTuple):
     max_attempts: int
     timeout: float | None
     lease: Lease
+    waited: float = 0.0  # seconds from when the job was due to its claim
+    trace_context: str | None = None  # the submitting span's traceparent, if traced
     lease_expires_at: datetime | None = None  # on the database's clock
 
 
@@ -323,6 +326,16 @@ class QueueInfo:
     counts: dict[JobStatus, int]
     oldest_queued_seconds: float | None
     workers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueActivity:
+    """A queue's unfinished jobs: queued, running, and the wait of the oldest due one."""
+
+    name: str
+    queued: int = 0
+    running: int = 0
+    oldest_wait_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

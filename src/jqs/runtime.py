@@ -32,6 +32,7 @@ from jqs.logging import flush_job_events, get_logger
 from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
 from jqs.maintenance.scheduler import Scheduler
+from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.remote import ClaimHub, Ends, RemoteWorkers
 from jqs.service import Service
 from jqs.settings import Settings
@@ -41,6 +42,7 @@ from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
+from jqs.tracing import Tracing, tracing_from_env
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy
 
@@ -152,7 +154,11 @@ class Runner:
         defaults = JobDefaults(
             registry, max_attempts=settings.max_attempts, timeout=settings.job_timeout
         )
-        pool = self._worker_pool(db, registry) if self._worker else None
+        metrics = Metrics(registry.names) if settings.metrics else NoMetrics()
+        tracing = tracing_from_env()
+        if tracing.enabled:
+            log.info("tracing_on", detail="spans go where the OTEL_* variables say")
+        pool = self._worker_pool(db, registry, metrics, tracing) if self._worker else None
         # Workers elsewhere claim through the API, waiting on the same signals as the pool.
         remote = self._remote_workers(db) if sock is not None else None
         origin = new_origin()
@@ -177,12 +183,18 @@ class Runner:
         # their jobs back. Try-locks in the statements keep the processes from competing.
         services: list[Service] = [
             notifier,
-            Rescuer(db.store, interval=settings.rescue_interval, on_requeue=enqueued),
+            Rescuer(
+                db.store,
+                interval=settings.rescue_interval,
+                on_requeue=enqueued,
+                metrics=metrics,
+            ),
             Scheduler(
                 db.store,
                 schedules_for(registry, settings.cron_entries),
                 defaults,
                 on_enqueue=enqueued,
+                metrics=metrics,
             ),
         ]
         if settings.retention > 0:
@@ -224,6 +236,9 @@ class Runner:
             keyring=keyring,
             open_when_empty=keyring is not None and is_loopback(settings.host),
             cors_origins=settings.cors_origin_list,
+            metrics=metrics,
+            exposition=Exposition(metrics, db.store) if settings.metrics else None,
+            tracing=tracing,
             remote=remote,
         )
         server: _Server | None = None
@@ -264,6 +279,7 @@ class Runner:
             await service.stop()
         for waiter in waiters:
             waiter.cancel()
+        await asyncio.to_thread(tracing.shutdown)  # the spans still buffered
 
     def _connection_limits(self) -> ConnectionLimits:
         """The HTTP server's limits, its connection cap sized to the descriptors it may have."""
@@ -336,7 +352,9 @@ class Runner:
             backoff_max=self.settings.retry_backoff_max,
         )
 
-    def _worker_pool(self, db: Database, registry: TaskRegistry) -> WorkerPool:
+    def _worker_pool(
+        self, db: Database, registry: TaskRegistry, metrics: Metrics, tracing: Tracing
+    ) -> WorkerPool:
         settings = self.settings
         return WorkerPool(
             db.store,
@@ -348,4 +366,6 @@ class Runner:
                 lease_seconds=settings.lease_seconds,
                 retry=self._retry_policy(),
             ),
+            metrics=metrics,
+            tracing=tracing,
         )

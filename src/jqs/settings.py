@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     header_timeout: float = Field(default=10.0, gt=0, le=3_600)
     keep_alive_timeout: int = Field(default=5, ge=1, le=3_600)
     max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
+    metrics: bool = Field(default=True, description="false turns /metrics and its counting off.")
     log_level: LogLevel = "info"
 
     @field_validator("database_url")

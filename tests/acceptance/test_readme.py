@@ -115,6 +115,27 @@ def test_readme_handler_example_runs_as_written(tmp_path: Path, dsn: str) -> Non
         proc.kill()
 
 
+def test_readme_progress_example_runs_as_written(tmp_path: Path, dsn: str) -> None:
+    text = README.read_text()
+    section = text.split("## Writing task handlers", 1)[1].split("\n## ", 1)[0]
+    [block] = [
+        b for b in re.findall(r"```python\n(.*?)```", section, re.DOTALL) if "progress(" in b
+    ]
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "tasks.py").write_text(block)
+    env = jqs_env(DATABASE_URL=dsn, PORT="0", JQS_HOST="127.0.0.1", JQS_TASKS="myapp.tasks")
+    proc = JqsProcess("serve", env=env, cwd=tmp_path)
+    try:
+        sent = _post(proc.url, {"task": "resize_all", "images": ["a.png", "b.png", "c.png"]})
+        done = _finished(proc.url, sent["id"])
+        assert (done["status"], done["result"]) == ("completed", {"resized": 3})
+        assert done["progress"] is None, "an ended attempt shows no progress"
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        proc.kill()
+
+
 def _post(base: str, payload: dict[str, object]) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{base}/jobs",

@@ -134,6 +134,17 @@ async def test_progress_is_written_while_the_lease_holds(subject: Subject) -> No
     assert events[2].data == {"progress": 0.4, "message": "resized 4 of 10", "data": {"done": 4}}
 
 
+async def test_a_job_handed_back_keeps_no_progress(subject: Subject) -> None:
+    store = subject.store
+    job = await add(store, {"task": "p"})
+    [claimed] = await claim(store)
+    assert await store.progress(claimed.lease, Progress(0.5))
+    assert await store.release([claimed.lease]) == 1
+    back = await store.get(job.id)
+    assert back.status is JobStatus.QUEUED
+    assert back.progress is None, "the next attempt starts without the last one's progress"
+
+
 async def test_the_log_reads_on_from_any_position_missing_nothing(subject: Subject) -> None:
     store = subject.store
     start = await store.events_now()

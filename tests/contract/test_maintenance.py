@@ -195,3 +195,20 @@ async def test_queue_delete_only_without_unfinished_jobs(subject: Subject) -> No
     await add(store, {"task": "z"}, queue="bare")
     bare = await store.queue_delete("bare")
     assert (bare.found, bare.unfinished) == (False, 1)
+
+
+async def test_queue_activity_counts_only_unfinished_jobs(subject: Subject) -> None:
+    store = subject.store
+    for n in range(3):
+        await add(store, {"task": f"m{n}"}, queue="mail")
+    await add(store, {"task": "later"}, queue="mail", delay=3600)
+    await add(store, {"task": "done"}, queue="done")
+    [running] = await claim(store, ["mail"], limit=1)
+    [done] = await claim(store, ["done"])
+    await store.finish([Finish(done.lease, Completed(raw(1)))])
+    await subject.pass_time(0.02)
+    [mail] = await store.queue_activity()
+    assert (mail.name, mail.queued, mail.running) == ("mail", 3, 1)
+    assert mail.oldest_wait_seconds is not None
+    assert mail.oldest_wait_seconds > 0
+    assert running.queue == "mail"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from jqs.models import JobStatus, Lease
+from jqs.models import EnqueueOptions, JobStatus, Lease, NewJob
 from jqs.outcome import Cancelled, Completed, Failed, Retry, attempt_error, cancelled_result
 from jqs.store.port import Finish, LeaseCheckParams, RescueParams, WorkerBeat
 from tests.contract.conftest import Subject
@@ -257,3 +257,18 @@ async def test_extending_a_lease_says_until_when_and_counts_as_its_workers_beat(
     assert seen_after.last_seen_at >= seen_before.last_seen_at
     look = await store.check_leases(LeaseCheckParams([job.lease]))
     assert look.expires_at == {}, "only an extension says until when"
+
+
+async def test_a_jobs_trace_context_reaches_its_claim(subject: Subject) -> None:
+    store = subject.store
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await store.insert([NewJob(raw({"task": "one"}), EnqueueOptions(), None, parent)])
+    await store.insert_alike([raw({"task": "two"})], EnqueueOptions(priority=-1), None, parent)
+    await add(store, {"task": "untraced"}, priority=-2)
+    claimed = await claim(store)
+    assert [(j.task, j.trace_context) for j in claimed] == [
+        ("one", parent),
+        ("two", parent),
+        ("untraced", None),
+    ]
+    assert all(j.waited >= 0 for j in claimed)

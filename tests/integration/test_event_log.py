@@ -13,6 +13,7 @@ from jqs.models import EventType, JobEvent
 from jqs.store import PostgresStore
 from jqs.store.port import EventRead
 from tests.support.jobs import add
+from tests.support.pg import with_database
 
 
 async def read_all(store: PostgresStore, page: EventRead) -> tuple[list[JobEvent], bool]:
@@ -64,3 +65,21 @@ async def test_a_rolled_back_event_is_never_read(
     events, pending = await read_all(store, EventRead(start))
     assert [e.type for e in events] == [EventType.ENQUEUED]
     assert not pending
+
+
+async def test_a_long_transaction_in_another_database_holds_nothing_up(
+    store: PostgresStore, dsn: str
+) -> None:
+    other = await asyncpg.connect(with_database(dsn, "postgres"))
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.fetchval("SELECT pg_current_xact_id()")  # a writer, holding its xid
+        start = await store.events_now()
+        job = await add(store, {"task": "x"})
+        events, pending = await read_all(store, EventRead(start))
+        assert [(e.job_id, e.type) for e in events] == [(job.id, EventType.ENQUEUED)]
+        assert not pending
+        await tx.rollback()
+    finally:
+        await other.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -11,7 +13,7 @@ import orjson
 
 from jqs.models import JobFilter, JobStatus
 from jqs.store import Database, PostgresStore
-from jqs.store.port import FindParams
+from jqs.store.port import FindParams, LeaseCheckParams
 from jqs.store.queries import queries
 from tests.support.jobs import add, claim
 
@@ -144,3 +146,28 @@ async def test_a_listing_leaves_out_a_job_deleted_while_it_is_read(
     rest = [job async for chunk in chunks for job in chunk]
     assert [job.id for job in rest] == [big[0]]
     assert orjson.loads(rest[0].payload)["blob"] == noise
+
+
+async def test_extending_leases_never_waits_for_a_row_another_statement_holds(
+    store: PostgresStore, conn: asyncpg.Connection
+) -> None:
+    # Waiting there could deadlock with the worker's own outcome batch, which locks the
+    # same rows in another order.
+    for n in range(2):
+        await add(store, {"task": f"t{n}"})
+    free, locked = await claim(store)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", locked.id)
+        check = await asyncio.wait_for(
+            store.check_leases(LeaseCheckParams([free.lease, locked.lease], extend_by=60)),
+            timeout=10,
+        )
+    finally:
+        await tx.rollback()
+    assert check.lost == frozenset(), "a locked row is skipped, not taken for lost"
+    gone = await store.check_leases(
+        LeaseCheckParams([free.lease._replace(token=uuid.uuid4())], extend_by=60)
+    )
+    assert gone.lost == {free.id}

@@ -11,6 +11,7 @@ from jqs.api.app import create_app
 from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
 from jqs.api.state import ApiState, ApiStore, Limits
+from jqs.tracing import Tracing
 
 
 @asynccontextmanager
@@ -21,6 +22,7 @@ async def api_client(
     on_enqueue: Callable[[str], None] = lambda queue: None,
     served: ServedQueues | None = None,
     bounds: QueueBounds | None = None,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     state = ApiState(
         store=store,
@@ -28,6 +30,7 @@ async def api_client(
         on_enqueue=on_enqueue,
         served=served,
         bounds=bounds,
+        tracing=tracing or Tracing(),
     )
     transport = httpx.ASGITransport(app=create_app(state))
     async with httpx.AsyncClient(transport=transport, base_url="http://jqs.test") as client:

@@ -98,8 +98,14 @@ def test_job_text_has_the_jobs_fields_in_order() -> None:
 
 @pytest.mark.parametrize("waiting", [False, True])
 @pytest.mark.parametrize("result", [None, {"ok": True}, [1, "two"]])
-def test_a_listed_job_renders_as_the_job_it_is(waiting: bool, result: object) -> None:
-    job = _job(7, result=result, waiting_for_worker=waiting)
+@pytest.mark.parametrize(
+    "progress",
+    [None, {"progress": 0.4, "message": "4 of 10", "data": {"é": 1}, "at": "2026-11-29T08:00Z"}],
+)
+def test_a_listed_job_renders_as_the_job_it_is(
+    waiting: bool, result: object, progress: object
+) -> None:
+    job = _job(7, result=result, waiting_for_worker=waiting, progress=progress)
     text = b"".join(listed_job(JobText.of(job), waiting))
     assert text == orjson.dumps(job)  # byte for byte: the same fields, order and values
 

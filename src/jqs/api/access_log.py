@@ -15,6 +15,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jqs.logging import get_logger
+from jqs.metrics import Metrics, NoMetrics
 
 log = get_logger("jqs.access")
 PROBE_PATHS = frozenset({"/health", "/ready"})
@@ -22,11 +23,23 @@ PROBE_PATHS = frozenset({"/health", "/ready"})
 KEY_ID = "jqs.key_id"
 
 
-class AccessLog:
-    """ASGI middleware: logs `http_request` with method, path, status_code, duration_ms."""
+def _route(scope: Scope) -> str:
+    """The path template of the route that answered (a bounded label), else "other"."""
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path_format", None) or getattr(route, "path", "other"))
+    if scope["path"] == "/jobs":
+        return "/jobs"  # POST /jobs is answered before routing (jqs.api.app)
+    return "other"
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class AccessLog:
+    """ASGI middleware: logs `http_request` with method, path, status_code, duration_ms,
+    and records the request's duration by route in the process's metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self._metrics = metrics or NoMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PROBE_PATHS:
@@ -44,6 +57,8 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
+            seconds = time.perf_counter() - began
+            self._metrics.http(scope["method"], _route(scope), seconds)
             query = scope.get("query_string", b"")
             client = scope.get("client")
             key_id = scope.get(KEY_ID)
@@ -52,7 +67,7 @@ class AccessLog:
                 method=scope["method"],
                 path=scope["path"] + ("?" + query.decode("latin-1") if query else ""),
                 status_code=status,
-                duration_ms=round((time.perf_counter() - began) * 1000, 3),
+                duration_ms=round(seconds * 1000, 3),
                 client=f"{client[0]}:{client[1]}" if client else None,
                 **({"key_id": key_id} if key_id is not None else {}),
             )

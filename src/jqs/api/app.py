@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jqs import __version__
-from jqs.api import batch, docs, health, jobs, keys, queues, workers
+from jqs.api import batch, docs, health, jobs, keys, metrics, queues, workers
 from jqs.api.access_log import AccessLog
 from jqs.api.auth import SECURITY_SCHEME, Guard
 from jqs.api.openapi import PROBLEM_SCHEMA, STORABLE_SCHEMA, problem_response
@@ -55,7 +55,7 @@ class JQSApp:
                 expose_headers=["Location", "Retry-After", "Idempotent-Replayed"],
                 max_age=600,
             )
-        self._app = AccessLog(guarded)
+        self._app = AccessLog(guarded, state.metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._app(scope, receive, send)
@@ -87,6 +87,7 @@ def _fastapi(state: ApiState) -> FastAPI:
         queues.router,
         keys.router,
         workers.router,
+        metrics.router,
         health.router,
         docs.router,
     )

@@ -181,6 +181,7 @@ ReadKey = Annotated[Principal, _scoped(KeyScope.JOBS_READ)]
 ManageKey = Annotated[Principal, _scoped(KeyScope.JOBS_MANAGE)]
 QueuesAdminKey = Annotated[Principal, _scoped(KeyScope.QUEUES_ADMIN)]
 AdminKey = Annotated[Principal, _scoped(KeyScope.ADMIN)]
+MetricsKey = Annotated[Principal, _scoped(KeyScope.METRICS)]
 WorkerKey = Annotated[Principal, _scoped(KeyScope.WORKER)]
 
 

@@ -166,11 +166,26 @@ async def submit_jobs(
     per_queue = Counter(options.queue for options in options_of)
     bounds = state.bounds  # 429 when a queue is full; a bounded one counts the jobs until settled
     settle = bounds.settle_all if bounds is not None and bounds.admit_all(per_queue) else None
+    span = None
+    if state.tracing.enabled:  # one span for the batch; every job keeps its traceparent
+        queues = sorted(per_queue)
+        span = state.tracing.send(
+            request.headers, queues[0] if len(queues) == 1 else "(many)", None, len(payloads)
+        )
     try:
-        answer = await _insert(state, payloads, options_of, by)
+        traceparent = span.traceparent if span is not None else None
+        answer = await _insert(state, payloads, options_of, by, traceparent)
+    except BaseException as exc:
+        if span is not None:
+            span.end(error=exc)
+        raise
     finally:
         if settle is not None:
             settle(per_queue)
+    if span is not None:
+        span.end([job["id"] for job in answer])
+    for resolved, job in zip(options_of, answer, strict=True):
+        state.metrics.enqueued(resolved.queue, job["task"])
     for queue in {options.queue for options in options_of}:
         state.on_enqueue(queue)
     log.info("jobs_enqueued", count=len(answer), first_id=answer[0]["id"], last_id=answer[-1]["id"])
@@ -181,16 +196,20 @@ _PLAIN = JobOptions()
 
 
 async def _insert(
-    state: ApiState, payloads: list[RawJSON], options_of: list[EnqueueOptions], by: str | None
+    state: ApiState,
+    payloads: list[RawJSON],
+    options_of: list[EnqueueOptions],
+    by: str | None,
+    trace_context: str | None,
 ) -> list[dict[str, Any]]:
     shared = shared_options(options_of)
     if shared is not None:
         # The usual batch: one statement, one row back, one template for the answer.
-        alike = await state.store.insert_alike(payloads, shared, by)
+        alike = await state.store.insert_alike(payloads, shared, by, trace_context)
         return inserted_alike(alike, payloads, shared, state.waits, by)
     created = await state.store.insert(
         [
-            NewJob(payload, options, by)
+            NewJob(payload, options, by, trace_context)
             for payload, options in zip(payloads, options_of, strict=True)
         ]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 import structlog
@@ -22,7 +23,13 @@ from jqs.api.auth import (
 )
 from jqs.api.body import read_json_object
 from jqs.api.openapi import PAYLOAD_SCHEMA, problem_response, problem_responses
-from jqs.api.options import MAX_TASK_LENGTH, OPENAPI_PARAMETERS, options_from_query, task_of
+from jqs.api.options import (
+    MAX_TASK_LENGTH,
+    OPENAPI_PARAMETERS,
+    JobOptions,
+    options_from_query,
+    task_of,
+)
 from jqs.api.problems import ProblemError
 from jqs.api.render import JSONResponse, inserted_jobs, job_array, job_array_whole
 from jqs.api.state import ApiState, Limits, api_state
@@ -30,7 +37,15 @@ from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
 from jqs.errors import JobNotFound
 from jqs.logging import get_logger
-from jqs.models import IdempotencyKey, InsertOutcome, Job, JobFilter, JobStatus, NewJob
+from jqs.models import (
+    IdempotencyKey,
+    InsertOutcome,
+    Job,
+    JobFilter,
+    JobStatus,
+    JSONObject,
+    NewJob,
+)
 from jqs.outcome import cancelled_result
 from jqs.store.port import MAX_JOB_ID, FindParams
 
@@ -155,6 +170,44 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     if principal.restricted:
         require_queue(principal, job.options.queue)
         require_task(principal, handler)
+    if state.tracing.enabled:
+        return await _traced_submit(request, state, job, key, payload, options, handler)
+    return await _submit(state, job, key, payload, options)
+
+
+async def _traced_submit(
+    request: Request,
+    state: ApiState,
+    job: NewJob,
+    key: str | None,
+    payload: JSONObject,
+    options: JobOptions,
+    task: str | None,
+) -> Response:
+    """_submit within the submission's span, whose traceparent the job keeps."""
+    span = state.tracing.send(request.headers, job.options.queue, task)
+    if span is None:
+        return await _submit(state, job, key, payload, options)
+    try:
+        response = await _submit(
+            state, replace(job, trace_context=span.traceparent), key, payload, options
+        )
+    except BaseException as exc:
+        span.end(error=exc)
+        raise
+    located = response.headers.get("Location", "")
+    span.end([int(located.rsplit("/", 1)[-1])] if located else None)
+    return response
+
+
+async def _submit(
+    state: ApiState,
+    job: NewJob,
+    key: str | None,
+    payload: JSONObject,
+    options: JobOptions,
+) -> Response:
+    """Insert a validated, authorized job and answer for it."""
     queue, bounds = job.options.queue, state.bounds
     # 429 when the queue is full. A bounded queue counts the job until it is settled.
     settle = bounds.settle if bounds is not None and bounds.admit(queue) else None
@@ -165,7 +218,9 @@ async def submit_job(request: Request, state: ApiState) -> Response:
         finally:
             if settle is not None:
                 settle(queue)
-        body: Any = inserted_jobs([inserted], [raw], [job.options], state.waits, job.created_by)[0]
+        body: Any = inserted_jobs(
+            [inserted], [job.payload], [job.options], state.waits, job.created_by
+        )[0]
         job_id, task = inserted.id, inserted.task
     else:
         digest = idempotency.request_digest(payload, options.given())
@@ -190,6 +245,7 @@ async def submit_job(request: Request, state: ApiState) -> Response:
                 headers={"Location": f"/jobs/{stored.id}", "Idempotent-Replayed": "true"},
             )
         body, job_id, task = state.shown(stored), stored.id, stored.task
+        state.metrics.enqueued(queue, task)
         state.on_enqueue(queue)
     # The enqueue is logged on the request's access line (one line per job, not two).
     structlog.contextvars.bind_contextvars(

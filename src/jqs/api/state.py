@@ -12,11 +12,13 @@ from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
 from jqs.auth.keyring import KeyRing
 from jqs.batching import Batcher
+from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.models import Inserted, Job, JobStatus, NewJob
 from jqs.remote import RemoteWorkers
 from jqs.store.port import Jobs, Keys, Queues
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
+from jqs.tracing import Tracing
 
 
 class ApiStore(Jobs, Queues, Keys, Protocol):
@@ -53,6 +55,9 @@ class ApiState:
     cors_origins: tuple[str, ...] = ()  # other origins whose pages may call the API
     remote: RemoteWorkers | None = None  # the HTTP worker protocol; None: not served
     shutting_down: bool = False
+    metrics: Metrics = field(default_factory=NoMetrics)  # what this process counts
+    exposition: Exposition | None = None  # /metrics; None: JQS_METRICS=false
+    tracing: Tracing = field(default_factory=Tracing)
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
     inserts: Batcher[NewJob, Inserted] = field(init=False)
 
@@ -61,6 +66,8 @@ class ApiState:
 
     async def _insert_and_wake(self, jobs: Sequence[NewJob]) -> list[Inserted]:
         created = await self.store.insert(jobs)
+        for job, new in zip(jobs, created, strict=True):
+            self.metrics.enqueued(job.options.queue, new.task)
         # Wake the local workers before the waiting requests resume: their claim is on the
         # wire before the answers are built and written, not after.
         for queue in {job.options.queue for job in jobs}:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from jqs.clock import Clock
 from jqs.logging import get_logger
 from jqs.maintenance.periodic import Periodic
+from jqs.metrics import Metrics, NoMetrics
 from jqs.models import JobStatus
 from jqs.store.port import WORKER_SILENCE_SECONDS, Maintenance, RescueParams
 
@@ -29,8 +30,10 @@ class Rescuer(Periodic):
         batch: int = 500,
         on_requeue: Callable[[str], None] = lambda queue: None,
         clock: Clock | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__("rescuer", interval, self._round, clock=clock)
+        self._metrics = metrics or NoMetrics()
         self._store = store
         self._batch = batch
         self._on_requeue = on_requeue
@@ -54,6 +57,7 @@ class Rescuer(Periodic):
                     status=job.status.value,
                     lost_worker=job.worker,
                 )
+                self._metrics.rescued(job.queue, job.status.value)
                 if job.status is JobStatus.QUEUED:
                     self._on_requeue(job.queue)
             moved += len(rescued)

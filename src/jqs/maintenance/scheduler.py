@@ -17,6 +17,7 @@ from jqs.clock import Clock, SystemClock
 from jqs.jsonutil import RawJSON, dumps
 from jqs.logging import get_logger
 from jqs.maintenance.periodic import Periodic
+from jqs.metrics import Metrics, NoMetrics
 from jqs.models import EnqueueOptions, NewJob
 from jqs.store.port import Maintenance, ScheduleFire
 from jqs.tasks.defaults import JobDefaults
@@ -43,8 +44,10 @@ class Scheduler(Periodic):
         *,
         clock: Clock | None = None,
         on_enqueue: Callable[[str], None] = lambda queue: None,
+        metrics: Metrics | None = None,
     ) -> None:
         clock = clock or SystemClock()
+        self._metrics = metrics or NoMetrics()
         super().__init__("scheduler", 1.0, self._round, clock=clock)
         self._store = store
         self._schedules = list(schedules)
@@ -95,6 +98,8 @@ class Scheduler(Periodic):
                     queue=schedule.queue,
                     status="queued",
                 )
+                task = schedule.payload.get("task")
+                self._metrics.enqueued(schedule.queue, task if isinstance(task, str) else None)
                 self._on_enqueue(schedule.queue)
         return created
 

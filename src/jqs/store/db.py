@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from jqs.errors import DatabaseUnavailable, StoreError
+from jqs.errors import DatabaseUnavailable, StoreError, TransientError
 from jqs.jsonutil import RawJSON
 from jqs.store.queries import Query, q, session_settings
 
@@ -40,6 +40,13 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# PostgreSQL gave up on the statement so that another could go on; it may succeed again.
+_TRANSIENT_ERRORS = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+
 @contextlib.contextmanager
 def driver_errors(
     error: type[StoreError] = StoreError, what: str = "database error"
@@ -51,6 +58,8 @@ def driver_errors(
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     except TimeoutError as exc:
         raise DatabaseUnavailable("database did not answer in time") from exc
+    except _TRANSIENT_ERRORS as exc:
+        raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
     except asyncpg.PostgresError as exc:
         raise error(f"{what}: {type(exc).__name__}: {exc}") from exc
 

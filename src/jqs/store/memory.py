@@ -42,6 +42,7 @@ from jqs.models import (
     LeaseCheck,
     NewJob,
     Progress,
+    QueueActivity,
     QueueDepth,
     QueueInfo,
     QueueRemoval,
@@ -116,6 +117,7 @@ class _Row:
     idempotency_key: str | None = None
     request_digest: str | None = None
     created_by: str | None = None
+    trace_context: str | None = None
     progress: dict[str, Any] | None = None
     updated_at: datetime = field(init=False)
 
@@ -212,6 +214,7 @@ class MemoryStore:
             timeout=o.timeout,
             created_at=now,
             created_by=job.created_by,
+            trace_context=job.trace_context,
             **columns,
         )
         self._jobs[row.id] = row
@@ -230,12 +233,18 @@ class MemoryStore:
         return [Inserted(row.id, row.task, row.created_at, row.run_at) for row in rows]
 
     async def insert_alike(
-        self, payloads: Sequence[RawJSON], options: EnqueueOptions, created_by: str | None = None
+        self,
+        payloads: Sequence[RawJSON],
+        options: EnqueueOptions,
+        created_by: str | None = None,
+        trace_context: str | None = None,
     ) -> InsertedAlike:
         """Insert jobs that share their options (all or none)."""
         if not payloads:
             raise ValueError("no jobs to insert")
-        inserted = await self.insert([NewJob(payload, options, created_by) for payload in payloads])
+        inserted = await self.insert(
+            [NewJob(payload, options, created_by, trace_context) for payload in payloads]
+        )
         return InsertedAlike(
             ids=[new.id for new in inserted],
             tasks=[new.task for new in inserted],
@@ -377,6 +386,8 @@ class MemoryStore:
                 max_attempts=row.max_attempts,
                 timeout=row.timeout,
                 lease=Lease(row.id, token),
+                waited=(now - row.run_at).total_seconds(),
+                trace_context=row.trace_context,
                 lease_expires_at=row.lease_expires_at,
             )
             for row in picked
@@ -676,6 +687,31 @@ class MemoryStore:
             QueueDepth(name, bound, min(queued[name], bound))
             for name, queue in sorted(self._queues.items())
             if (bound := queue.settings.max_queued) is not None
+        ]
+
+    async def queue_activity(self) -> list[QueueActivity]:
+        """The queues that have queued or running jobs, by name."""
+        now = self._now()
+        queued: Counter[str] = Counter()
+        running: Counter[str] = Counter()
+        oldest: dict[str, datetime] = {}
+        for row in self._jobs.values():
+            if row.status is JobStatus.QUEUED:
+                queued[row.queue] += 1
+                if row.run_at <= now and (
+                    row.queue not in oldest or row.run_at < oldest[row.queue]
+                ):
+                    oldest[row.queue] = row.run_at
+            elif row.status is JobStatus.PROCESSING:
+                running[row.queue] += 1
+        return [
+            QueueActivity(
+                name,
+                queued[name],
+                running[name],
+                (now - oldest[name]).total_seconds() if name in oldest else None,
+            )
+            for name in sorted(queued.keys() | running.keys())
         ]
 
     async def queue_infos(self) -> list[QueueInfo]:

@@ -38,6 +38,7 @@ from jqs.models import (
     LeaseCheck,
     NewJob,
     Progress,
+    QueueActivity,
     QueueDepth,
     QueueInfo,
     QueueRemoval,
@@ -196,7 +197,11 @@ class Jobs(Protocol):
         ...
 
     async def insert_alike(
-        self, payloads: Sequence[RawJSON], options: EnqueueOptions, created_by: str | None = None
+        self,
+        payloads: Sequence[RawJSON],
+        options: EnqueueOptions,
+        created_by: str | None = None,
+        trace_context: str | None = None,
     ) -> InsertedAlike:
         """Insert jobs that share their options in one transaction (all or none)."""
         ...
@@ -307,6 +312,10 @@ class Queues(Protocol):
 
     async def queue_depths(self) -> list[QueueDepth]:
         """The queues with a `max_queued`, each with its queued jobs counted up to it."""
+        ...
+
+    async def queue_activity(self) -> list[QueueActivity]:
+        """The queues that have queued or running jobs, by name (the history unread)."""
         ...
 
     async def queue_infos(self) -> list[QueueInfo]:

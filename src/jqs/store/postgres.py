@@ -36,6 +36,7 @@ from jqs.models import (
     LeaseCheck,
     NewJob,
     Progress,
+    QueueActivity,
     QueueDepth,
     QueueInfo,
     QueueRemoval,
@@ -135,6 +136,8 @@ def _claimed(row: asyncpg.Record, token: uuid.UUID) -> ClaimedJob:
         row["max_attempts"],
         row["timeout"],
         Lease(row["id"], token),
+        row["waited"],
+        row["trace_context"],
         row["lease_expires_at"],
     )
 
@@ -209,9 +212,13 @@ class PostgresStore:
         if not jobs:
             return []
         options = shared_options([job.options for job in jobs])
-        if options is not None and all(job.created_by == jobs[0].created_by for job in jobs):
+        first = jobs[0]
+        if options is not None and all(
+            job.created_by == first.created_by and job.trace_context == first.trace_context
+            for job in jobs
+        ):
             alike = await self.insert_alike(
-                [job.payload for job in jobs], options, jobs[0].created_by
+                [job.payload for job in jobs], options, first.created_by, first.trace_context
             )
             return [
                 Inserted(job_id, task, alike.created_at, alike.run_at)
@@ -219,7 +226,12 @@ class PostgresStore:
             ]
         # orjson wants bytes exactly, not a subclass
         rows = [
-            (orjson.Fragment(bytes(j.payload)), *_option_values(j.options), j.created_by)
+            (
+                orjson.Fragment(bytes(j.payload)),
+                *_option_values(j.options),
+                j.created_by,
+                j.trace_context,
+            )
             for j in jobs
         ]
         inserted = await self._db.fetch("job_insert_many", rows=RawJSON(orjson.dumps(rows)))
@@ -227,7 +239,11 @@ class PostgresStore:
         return sorted((Inserted(**row) for row in inserted), key=lambda new: new.id)
 
     async def insert_alike(
-        self, payloads: Sequence[RawJSON], options: EnqueueOptions, created_by: str | None = None
+        self,
+        payloads: Sequence[RawJSON],
+        options: EnqueueOptions,
+        created_by: str | None = None,
+        trace_context: str | None = None,
     ) -> InsertedAlike:
         """Insert jobs that share their options in one statement (all or none)."""
         if not payloads:
@@ -237,6 +253,7 @@ class PostgresStore:
             options,
             payloads=RawJSON(b"[" + b",".join(payloads) + b"]"),
             created_by=created_by,
+            trace_context=trace_context,
         )
         assert row is not None  # an aggregate always gives one row
         self.on_events()
@@ -253,6 +270,7 @@ class PostgresStore:
                 key=key.key,
                 digest=key.request_digest,
                 created_by=job.created_by,
+                trace_context=job.trace_context,
             )
             if row is not None:
                 self.on_events()
@@ -415,6 +433,10 @@ class PostgresStore:
             rows = await self._db.fetch("job_leases_read", **arrays)
         else:
             rows = await self._db.fetch("job_leases_extend", seconds=params.extend_by, **arrays)
+            extended = {row["id"] for row in rows}
+            skipped = [lease for lease in params.leases if lease.job_id not in extended]
+            if skipped:  # locked by another statement just then, or lost: which?
+                rows += await self._db.fetch("job_leases_read", **_lease_arrays(skipped))
         held = {row["id"] for row in rows}
         return LeaseCheck(
             lost=frozenset(lease.job_id for lease in params.leases) - held,
@@ -557,6 +579,19 @@ class PostgresStore:
         """The queues with a `max_queued`, each with its queued jobs counted up to it."""
         return [QueueDepth(**row) for row in await self._db.fetch("queue_depths")]
 
+    async def queue_activity(self) -> list[QueueActivity]:
+        """The queues that have queued or running jobs, by name."""
+        found: dict[str, QueueActivity] = {}
+        for row in await self._db.fetch("queue_activity"):
+            known = found.get(row["queue"], QueueActivity(row["queue"]))
+            found[row["queue"]] = QueueActivity(
+                known.name,
+                known.queued + row["queued"],
+                known.running + row["running"],
+                known.oldest_wait_seconds if row["oldest_wait"] is None else row["oldest_wait"],
+            )
+        return [found[name] for name in sorted(found)]
+
     async def queue_infos(self) -> list[QueueInfo]:
         """Every queue that has jobs, settings or live workers, by name."""
         settings = {
@@ -633,12 +668,17 @@ class PostgresStore:
 
     async def events_read(self, params: EventRead) -> EventPage:
         """Every job's events after a position, below the log's horizon."""
+        horizon: int = await self._db.fetchval("event_horizon")
         rows = await self._db.fetch(
-            "event_read_log", xid=str(params.after.xid), id=params.after.id, limit=params.limit
+            "event_read_log",
+            xid=str(params.after.xid),
+            id=params.after.id,
+            horizon=str(horizon),
+            limit=params.limit,
         )
         return EventPage(
             events=[_event(row) for row in rows if row["id"] is not None],
-            horizon=rows[0]["horizon"],
+            horizon=horizon,
             pending=rows[0]["pending"],
         )
 

@@ -61,10 +61,10 @@ SELECT EXISTS (
 -- the same statement: no round trip more, and never a change without its event.
 WITH inserted AS (
     INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout,
-                      idempotency_key, request_digest, created_by)
+                      idempotency_key, request_digest, created_by, trace_context)
     VALUES (:payload::jsonb, :queue, :priority,
             coalesce(:run_at::timestamptz, now() + make_interval(secs => :delay::float8)),
-            :max_attempts, :timeout, :key, :digest, :created_by)
+            :max_attempts, :timeout, :key, :digest, :created_by, :trace_context)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING *
 ),
@@ -79,14 +79,16 @@ SELECT * FROM jobs WHERE idempotency_key = :key;
 -- name: job_insert_many
 -- One statement for a whole batch: all rows or none. Ids follow the input order. Only what
 -- the caller does not know already comes back. The rows travel as one JSON array of
--- [payload, queue, priority, run_at, delay, max_attempts, timeout, created_by]: serialized
+-- [payload, queue, priority, run_at, delay, max_attempts, timeout, created_by,
+-- trace_context]: serialized
 -- in C by orjson and parsed once by the server, where eight typed arrays cost the driver a
 -- Python-level type check per element.
 WITH inserted AS (
-    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by)
+    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by,
+                      trace_context)
     SELECT r -> 0, r ->> 1, (r ->> 2)::smallint,
            coalesce((r ->> 3)::timestamptz, now() + make_interval(secs => (r ->> 4)::float8)),
-           (r ->> 5)::integer, (r ->> 6)::float8, r ->> 7
+           (r ->> 5)::integer, (r ->> 6)::float8, r ->> 7, r ->> 8
     FROM jsonb_array_elements(:rows::jsonb) WITH ORDINALITY AS x(r, n)
     ORDER BY n
     RETURNING id, task, created_at, run_at
@@ -102,10 +104,11 @@ SELECT * FROM inserted;
 -- input order, their tasks, and the timestamps every job of the statement shares (now() is
 -- the transaction's time, which is what created_at defaults to).
 WITH inserted AS (
-    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by)
+    INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by,
+                      trace_context)
     SELECT p, :queue, :priority,
            coalesce(:run_at::timestamptz, now() + make_interval(secs => :delay::float8)),
-           :max_attempts, :timeout, :created_by::text
+           :max_attempts, :timeout, :created_by::text, :trace_context::text
     FROM jsonb_array_elements(:payloads::jsonb) WITH ORDINALITY AS x(p, n)
     ORDER BY n
     RETURNING id, task
@@ -285,7 +288,7 @@ claimed AS (
     -- leaves that job queued for the next claim.
     WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
     RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout,
-              j.priority, j.run_at, j.lease_expires_at
+              j.priority, j.run_at, j.trace_context, j.lease_expires_at
 ),
 events AS (
     INSERT INTO job_events (job_id, type, data)
@@ -293,7 +296,10 @@ events AS (
     FROM claimed
 )
 -- RETURNING has no order of its own: hand the jobs over in the order they should start.
-SELECT id, payload, task, queue, attempts AS attempt, max_attempts, timeout, lease_expires_at
+-- waited: seconds since the job became due (its queue wait, for metrics).
+SELECT id, payload, task, queue, attempts AS attempt, max_attempts, timeout,
+       extract(epoch FROM now() - run_at)::float8 AS waited, trace_context,
+       lease_expires_at
 FROM claimed
 ORDER BY priority DESC, run_at, id;
 
@@ -344,19 +350,34 @@ events AS (
 SELECT id FROM ended;
 
 -- name: job_leases_extend
--- Extend the leases still held; rows that do not come back were lost. Keeping a lease is
--- also its worker's sign of life: the worker's row (if it has one) is seen now.
-WITH extended AS (
+-- Extend the leases still held. A row locked by another statement meanwhile (the worker's
+-- own outcome being written, an operator's cancel) is skipped, not waited for: waiting on
+-- rows taken in another order is how two statements deadlock. Rows that do not come back
+-- were lost, or skipped: the caller reads those again without locking (job_leases_read).
+-- Keeping a lease is also its worker's sign of life: the worker's row (if it has one) is
+-- seen now, unless another statement holds it (a beat of its own, just then).
+WITH held AS (
+    SELECT j.ctid
+    FROM jobs AS j
+    JOIN unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
+      ON j.id = r.id AND j.lease_token = r.token
+    WHERE j.status = 'processing'
+    FOR UPDATE OF j SKIP LOCKED
+),
+extended AS (
     UPDATE jobs AS j
     SET lease_expires_at = now() + make_interval(secs => :seconds::float8)
-    FROM unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
-    WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'processing'
+    WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM held))
     RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.worker_id,
               j.lease_expires_at
 ),
 seen AS (
     UPDATE workers SET last_seen_at = now()
-    WHERE id = ANY (ARRAY(SELECT DISTINCT worker_id FROM extended))
+    WHERE id = ANY (ARRAY(
+        SELECT w.id FROM workers AS w
+        WHERE w.id = ANY (ARRAY(SELECT DISTINCT worker_id FROM extended))
+        FOR UPDATE SKIP LOCKED
+    ))
 )
 SELECT id, cancel_requested, lease_expires_at FROM extended;
 
@@ -371,7 +392,7 @@ WHERE j.status = 'processing';
 
 -- name: job_leases_read
 -- The leases still held, and whether each job was asked to cancel (nothing is written).
-SELECT j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
+SELECT j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.lease_expires_at
 FROM jobs AS j
 JOIN unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
   ON j.id = r.id AND j.lease_token = r.token
@@ -384,7 +405,7 @@ WITH released AS (
     SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'queued' END,
         finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN now() END,
         attempts = greatest(j.attempts - 1, 0), lease_token = NULL, lease_expires_at = NULL,
-        worker_id = NULL, started_at = NULL, updated_at = now()
+        worker_id = NULL, started_at = NULL, progress = NULL, updated_at = now()
     FROM unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
     WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'processing'
     RETURNING j.id, j.status
@@ -606,6 +627,18 @@ SELECT queue, status, count(*) AS n,
 FROM jobs
 GROUP BY queue, status;
 
+-- name: queue_activity
+-- Queued and running jobs per queue, and how long the oldest due queued job has waited:
+-- read from the partial indexes that hold only those rows (never the finished history).
+SELECT queue, count(*) AS queued, 0::bigint AS running,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8
+           AS oldest_wait
+FROM jobs WHERE status = 'queued'
+GROUP BY queue
+UNION ALL
+SELECT queue, 0, count(*), NULL FROM jobs WHERE status = 'processing'
+GROUP BY queue;
+
 -- name: cron_schedule_register
 -- A new schedule, or one whose expression changed, starts from :start_after (its latest
 -- time before now), so it does not fire at once for a time before it existed.
@@ -716,30 +749,44 @@ WHERE e.job_id = :job_id AND e.id > :after_id
 ORDER BY e.id
 LIMIT :limit;
 
--- name: event_read_log
--- The log after the position (:xid, :id), in visibility order, and only below the horizon:
--- the oldest transaction still running, at or above which an event may yet commit. Always
--- one row at least: the horizon, and `pending`, whether events at or above it exist already
--- (their transactions ended since the snapshot or are still running: read again shortly);
--- then the events, if any (id NULL when none). Each comes with its job's queue and task
--- (NULL once the job is gone).
-WITH horizon AS (
-    SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+-- name: event_horizon
+-- Where the log stands: an xid below which no event may still commit. That is the oldest
+-- transaction running now in this database (pg_stat_activity.backend_xid, a top-level xid,
+-- set from the moment it is assigned until the transaction has ended), or else the next
+-- xid to be handed out; autovacuum never writes events and is left out. Transactions of
+-- other databases on the same server are left out too: pg_snapshot_xmin would count them,
+-- and a long one anywhere on the server would hold up this database's readers.
+-- The horizon must be read before, and in another statement than, the events below it:
+-- a transaction that ends between the two has ended before the second one's snapshot, so
+-- that snapshot sees its events.
+-- backend_xid is 32 bits; it is widened against the snapshot's xmax (xid8), from which a
+-- running xid is less than 2^31 away.
+WITH s AS (
+    SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax
 )
-SELECT h.xmin::text::bigint AS horizon,
-       EXISTS (SELECT 1 FROM job_events AS p WHERE p.xid >= h.xmin) AS pending,
+SELECT least(s.xmax, min(s.xmax - ((s.xmax % 4294967296) - a.backend_xid::text::bigint
+                                    + 4294967296) % 4294967296))
+FROM s
+LEFT JOIN pg_stat_activity AS a
+  ON a.datname = current_database() AND a.backend_xid IS NOT NULL
+ AND a.backend_type NOT LIKE 'autovacuum%'
+GROUP BY s.xmax;
+
+-- name: event_read_log
+-- The log after the position (:xid, :id), in visibility order, below :horizon (read by
+-- event_horizon in an earlier statement). Always one row at least: `pending`, whether
+-- events at or above the horizon exist already (read again shortly); then the events, if
+-- any (id NULL when none), each with its job's queue and task (NULL once the job is gone).
+SELECT EXISTS (SELECT 1 FROM job_events AS p WHERE p.xid >= :horizon::text::xid8) AS pending,
        e.id, e.job_id, e.xid, e.type, e.at, e.data, e.queue, e.task
-FROM horizon AS h
+FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
     SELECT l.id, l.job_id, l.xid::text::bigint AS xid, l.type, l.at, l.data, j.queue, j.task
     FROM job_events AS l
     LEFT JOIN jobs AS j ON j.id = l.job_id
-    WHERE (l.xid, l.id) > (:xid::text::xid8, :id::bigint) AND l.xid < h.xmin
+    WHERE (l.xid, l.id) > (:xid::text::xid8, :id::bigint) AND l.xid < :horizon::text::xid8
     ORDER BY l.xid, l.id
     LIMIT :limit
 ) AS e ON true
 ORDER BY e.xid, e.id;
 
--- name: event_horizon
--- Where the log stands now: every event below this xid has committed (or never will).
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint;

@@ -15,6 +15,7 @@ import enum
 from dataclasses import dataclass
 
 from jqs.models import ClaimedJob
+from jqs.worker.progress import JobProgress
 
 
 class AttemptState(enum.Enum):
@@ -41,6 +42,7 @@ class Attempt:
     state: AttemptState = AttemptState.WAITING
     interrupt: Interrupt | None = None
     task: asyncio.Task[None] | None = None
+    progress: JobProgress | None = None  # where its handler's reports go, while it runs
 
     def stop(self, reason: Interrupt) -> bool:
         """Cancel the running handler for `reason`; False if it is not running (or was

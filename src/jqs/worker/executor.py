@@ -100,7 +100,7 @@ class Executor:
         if spec is None:
             return Failed(self._unknown_task(job))
         try:
-            value = await self._call(spec, job)
+            value = await self._call(spec, attempt)
         except asyncio.CancelledError:
             if attempt.interrupt is None:
                 raise  # not the pool's doing: let it through
@@ -154,9 +154,10 @@ class Executor:
             message, kind="UnknownTask", attempt=job.attempt, registered=self._registry.names()
         )
 
-    async def _call(self, spec: TaskSpec, job: ClaimedJob) -> Any:
+    async def _call(self, spec: TaskSpec, attempt: Attempt) -> Any:
+        job = attempt.job
         set_current_job(
-            JobContext(job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempt)
+            JobContext(job.id, job.task, job.queue, job.attempt, reporter=attempt.progress)
         )
         timeout = job.timeout or spec.options.timeout
         if timeout is None:

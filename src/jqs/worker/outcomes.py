@@ -11,7 +11,8 @@ The pool hands an end over and forgets the attempt: nothing here calls back into
 reads `pending` (ends not yet written) to bound what it claims, `leases()` to keep those
 leases alive meanwhile, and waits for `idle()` before it stops.
 
-While the database is briefly unreachable, a batch is tried again with backoff for up to
+While the database is briefly unreachable (or cancels the batch's statement to break a
+deadlock), a batch is tried again with backoff for up to
 `persist_for` seconds; after that its attempts are left to their leases, which bring the
 jobs back to run again. Nothing is lost silently: each such end is logged.
 """
@@ -24,8 +25,9 @@ from typing import NamedTuple, Protocol
 
 from jqs.batching import Batcher
 from jqs.clock import Clock
-from jqs.errors import DatabaseUnavailable, StoreError
+from jqs.errors import DatabaseUnavailable, StoreError, TransientError
 from jqs.logging import get_logger, job_event, job_events_at
+from jqs.metrics import Metrics, NoMetrics
 from jqs.models import ClaimedJob, JobStatus, Lease
 from jqs.outcome import Cancelled, Completed, Failed, Final, Retry
 from jqs.store.port import Finish, JobQueue
@@ -50,8 +52,10 @@ class OutcomeWriter:
         persist_for: float,
         worker_id: str,
         max_batch: int = 500,
+        metrics: Metrics | None = None,
     ) -> None:
         self._queue = queue
+        self._metrics = metrics or NoMetrics()
         self._clock = clock
         self._persist_for = persist_for
         self._worker_id = worker_id
@@ -91,6 +95,8 @@ class OutcomeWriter:
         for end, ok in zip(ends, written, strict=True):
             self._unwritten.discard(end.job.lease)
             if ok is not None:
+                if ok:
+                    self._count(end)
                 self._log(end, ok)
         if not self._unwritten:
             self._idle.set()
@@ -104,7 +110,7 @@ class OutcomeWriter:
         while True:
             try:
                 return await self._queue.finish(finishes)
-            except DatabaseUnavailable as exc:
+            except (DatabaseUnavailable, TransientError) as exc:
                 if self._clock.monotonic() + delay > deadline:
                     log.error("job_outcome_not_saved", error=str(exc), jobs=len(finishes))
                     return [None] * len(finishes)
@@ -117,6 +123,18 @@ class OutcomeWriter:
             except Exception as exc:  # a bug must not leave the ends waiting forever
                 log.error("job_outcome_not_saved", error=repr(exc), jobs=len(finishes))
                 return [None] * len(finishes)
+
+    def _count(self, end: _End) -> None:
+        outcome = end.outcome
+        if isinstance(outcome, Completed):
+            status = JobStatus.COMPLETED
+        elif isinstance(outcome, Retry):
+            status = JobStatus.QUEUED
+        elif isinstance(outcome, Failed):
+            status = JobStatus.FAILED
+        else:
+            status = JobStatus.CANCELLED
+        self._metrics.finished(end.job.queue, end.job.task, status, end.duration_ms / 1000)
 
     def _log(self, end: _End, written: bool) -> None:
         log_end(end.job, end.outcome, written, worker=self._worker_id, duration_ms=end.duration_ms)

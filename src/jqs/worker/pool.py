@@ -6,7 +6,8 @@ Three loops, each in its own method:
   jqs.worker.prefetch) in one statement, then waits until a slot frees, an enqueue wakes it,
   or the poll interval passes;
 - `_attempt` is one job from the moment a slot takes it: run the handler
-  (jqs.worker.executor), free the slot, and hand the outcome to the writer
+  (jqs.worker.executor), whose progress reports go to their own throttled writer
+  (jqs.worker.progress), free the slot, and hand the outcome to the writer
   (jqs.worker.outcomes), which writes it with others and logs it;
 - the lease loop renews the leases of held jobs (every lease/3), looks for cancellation
   requests (every second), and interrupts what it finds lost or cancelled.
@@ -33,14 +34,17 @@ from jqs import __version__
 from jqs.clock import Clock, SystemClock
 from jqs.errors import StoreError
 from jqs.logging import bind_job, get_logger, job_event, job_events_at
+from jqs.metrics import Metrics, NoMetrics
 from jqs.models import DEFAULT_QUEUE, JobStatus, Lease
 from jqs.outcome import HandedBack, LeaseLost, Outcome
 from jqs.store.port import ClaimParams, JobQueue, LeaseCheckParams, WorkerBeat
 from jqs.tasks.registry import TaskRegistry
+from jqs.tracing import Tracing
 from jqs.worker.attempt import Attempt, AttemptState, Interrupt
 from jqs.worker.executor import Executor, RetryPolicy
 from jqs.worker.outcomes import OutcomeWriter
 from jqs.worker.prefetch import Prefetch
+from jqs.worker.progress import PROGRESS_INTERVAL, ProgressWriter
 
 log = get_logger(__name__)
 TASK_THREAD_PREFIX = "jqs-task"
@@ -66,6 +70,8 @@ class PoolSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # How long an outcome's write is retried while the database is away (default: a lease).
     persist_for: float | None = None
+    # Per job, at most one progress report is written per this many seconds.
+    progress_interval: float = PROGRESS_INTERVAL
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -87,8 +93,12 @@ class WorkerPool:
         worker_id: str | None = None,
         prefetch: Prefetch | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings = settings or PoolSettings()
+        self._metrics = metrics = metrics or NoMetrics()
+        self._tracing = tracing or Tracing()
         self.worker_id = worker_id or make_worker_id()
         self.queues = tuple(dict.fromkeys(settings.queues))
         self._queue = queue
@@ -104,7 +114,9 @@ class WorkerPool:
             clock=clock,
             persist_for=settings.persist_for or settings.lease_seconds,
             worker_id=self.worker_id,
+            metrics=metrics,
         )
+        self._progress = ProgressWriter(queue, clock=clock, interval=settings.progress_interval)
         # Twice the concurrency at most: what is held ahead waits about two claim round
         # trips whatever the cap, and bigger claims cost less per job.
         self._prefetch = prefetch or Prefetch(2 * settings.concurrency, clock=clock.monotonic)
@@ -175,8 +187,10 @@ class WorkerPool:
                 for attempt in list(self._active):
                     attempt.stop(Interrupt.SHUTDOWN)
                 await self._until(lambda: not self._active)
-        # Outcomes being written finish that write (bounded by persist_for).
+        # Outcomes being written finish that write (bounded by persist_for), and so do
+        # progress reports being written.
         await self._outcomes.idle()
+        await self._progress.idle()
         lease_loop.cancel()
         await asyncio.gather(lease_loop, return_exceptions=True)
         self._loops = []
@@ -273,11 +287,24 @@ class WorkerPool:
 
     # One attempt, from a free slot to its outcome
 
+    async def _traced(self, attempt: Attempt) -> Outcome:
+        """The attempt within its span (only when tracing is on: a span costs per job)."""
+        outcome: Outcome | None = None
+        with self._tracing.process(attempt.job) as span:
+            try:
+                outcome = await self._executor.run(attempt)
+            finally:
+                if span is not None:
+                    span.outcome(outcome)
+        return outcome
+
     async def _attempt(self, attempt: Attempt) -> None:
         job = attempt.job
         bind_job({"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempt})
+        self._metrics.started(job.queue, job.task, job.waited)
         began = self._clock.monotonic()
         outcome: Outcome | None = None
+        attempt.progress = self._progress.open(job)
         try:
             if self._log_starts:
                 job_event(
@@ -293,7 +320,10 @@ class WorkerPool:
                         "logger_name": __name__,
                     },
                 )
-            outcome = await self._executor.run(attempt)
+            if self._tracing.enabled:
+                outcome = await self._traced(attempt)
+            else:
+                outcome = await self._executor.run(attempt)
         except Exception as exc:  # a bug here must not leave the slot or the pool in limbo
             log.error("job_runner_crashed", error=repr(exc))
         finally:
@@ -309,6 +339,8 @@ class WorkerPool:
     def _slot_freed(self, attempt: Attempt) -> None:
         """The handler is done: its slot takes the next job while the outcome is written."""
         attempt.state = AttemptState.WRITING
+        if attempt.progress is not None:
+            attempt.progress.close()
         self._active.discard(attempt)
         self._prefetch.handler_returned()
         self._start_waiting()
