@@ -1,4 +1,5 @@
-"""The `jqs` command: serve (default), worker, migrate, --version."""
+"""The `jqs` command: serve (default), worker, migrate, keys, --version; and the client's
+commands (submit, submit-many, jobs, queues, top: jqs.client.cli), which go over HTTP."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from jqs import __version__
+from jqs.client.cli import register as register_client_commands
 from jqs.errors import ConfigError, JQSError
 from jqs.keys_cli import app as keys_app
 from jqs.logging import configure_logging, flush_job_events, get_logger
@@ -28,6 +30,7 @@ app = typer.Typer(
 )
 log = get_logger("jqs.cli")
 app.add_typer(keys_app, name="keys")
+register_client_commands(app, keys=False)  # `keys` above also works without a server
 
 
 def _fail(message: str, code: int) -> typer.Exit:

@@ -14,9 +14,8 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
-import httpx
 import orjson
 import typer
 from rich.console import Console
@@ -24,16 +23,26 @@ from rich.table import Table
 
 from jqs.auth.issue import KeySpec, issue_key
 from jqs.auth.scopes import parse_scopes
+from jqs.client import Client
+from jqs.client import JQSError as ClientError
+from jqs.client.cli import to_json
 from jqs.errors import ConfigError, JQSError
 from jqs.logging import configure_logging
 from jqs.models import ApiKey
 from jqs.runtime import database_for
 from jqs.settings import load_settings, parse_duration
-from jqs.store.port import Keys
+from jqs.store.port import Keys, SecretRotation, Webhooks
 from jqs.tasks.names import check_queue_name
+from jqs.webhooks import signing
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 T = TypeVar("T")
+
+
+class KeyStore(Keys, Webhooks, Protocol):
+    """What the commands ask of the database."""
+
+
 CLI_KEY_ID = "cli"  # what keys made with direct database access record as their creator
 
 
@@ -65,7 +74,7 @@ def _over_http() -> str | None:
     return url.rstrip("/")
 
 
-def _with_store(action: Callable[[Keys], Awaitable[T]]) -> T:
+def _with_store(action: Callable[[KeyStore], Awaitable[T]]) -> T:
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -86,27 +95,16 @@ def _with_store(action: Callable[[Keys], Awaitable[T]]) -> T:
         raise _fail(str(exc)) from None
 
 
-def _request(method: str, path: str, url: str, body: Any = None) -> Any:
+def _over(url: str, action: Callable[[Client], Any]) -> Any:
+    """What `action` answers through the client, as JSON values."""
     key = os.environ.get("JQS_API_KEY", "").strip()
     if not key:
         raise _fail("JQS_URL is set: also set JQS_API_KEY to a key with the admin scope")
     try:
-        response = httpx.request(
-            method,
-            f"{url}{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach {url}: {exc}") from None
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise _fail(f"{response.status_code}: {detail}")
-    return response.json()
+        with Client(url, key) as client:
+            return to_json(action(client))
+    except ClientError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _print(keys: list[dict[str, Any]]) -> None:
@@ -172,26 +170,34 @@ def create(
     )
     url = _over_http()
     if url is not None:
-        body: dict[str, Any] = {
-            "name": spec.name,
-            "scopes": sorted(s.value for s in spec.scopes),
-            "queues": spec.queues,
-            "tasks": spec.tasks,
-            "rate_limit": spec.rate_limit,
-            "expires_in": expires_in,
-        }
-        created = _request("POST", "/keys", url, {k: v for k, v in body.items() if v is not None})
+        created = _over(
+            url,
+            lambda client: client.create_key(
+                spec.name,
+                [s.value for s in spec.scopes],
+                queues=spec.queues,
+                tasks=spec.tasks,
+                rate_limit=spec.rate_limit,
+                expires_in=expires_in,
+            ),
+        )
     else:
 
         async def make(store: Keys) -> dict[str, Any]:
             issued = await issue_key(store, spec, created_by=CLI_KEY_ID)
-            return {**_json(issued.key), "secret": issued.secret}
+            return {
+                **_json(issued.key),
+                "secret": issued.secret,
+                "webhook_secret": issued.webhook_secret,
+            }
 
         created = _with_store(make)
     if as_json:
         typer.echo(orjson.dumps(created).decode())
         return
     typer.echo(f"Created API key {created['id']} ({created['name']}).")
+    typer.echo("Its webhook secret, which signs the callbacks of its jobs, shown only once:")
+    typer.echo(created["webhook_secret"])
     typer.echo("Its secret, shown only this once (send it as Authorization: Bearer <secret>):")
     typer.echo(created["secret"])
 
@@ -203,7 +209,7 @@ def list_keys(
     """List every key, revoked and expired ones too (never their secrets)."""
     url = _over_http()
     if url is not None:
-        keys: list[dict[str, Any]] = _request("GET", "/keys", url)
+        keys: list[dict[str, Any]] = _over(url, lambda client: client.keys())
     else:
 
         async def read(store: Keys) -> list[ApiKey]:
@@ -223,7 +229,7 @@ def revoke(
     """Revoke a key: every JQS process refuses it within seconds."""
     url = _over_http()
     if url is not None:
-        _request("DELETE", f"/keys/{key_id}", url)
+        _over(url, lambda client: client.revoke_key(key_id))
     else:
 
         async def revoke_in(store: Keys) -> ApiKey | None:
@@ -232,3 +238,29 @@ def revoke(
         if _with_store(revoke_in) is None:
             raise _fail(f"no API key has the id {key_id}")
     typer.echo(f"Revoked API key {key_id}.")
+
+
+@app.command("rotate-webhook-secret")
+def rotate_webhook_secret(
+    key_id: Annotated[str, typer.Argument(help="The key's id, e.g. key_3f9a0c1d2e4b.")],
+) -> None:
+    """Give a key a new webhook secret (printed once); the old one signs too for a while."""
+    url = _over_http()
+    if url is not None:
+        answer = _over(url, lambda client: client.rotate_key_webhook_secret(key_id))
+        secret, until = answer["webhook_secret"], answer["previous_secret_until"]
+    else:
+        secret = signing.new_secret()
+        overlap = load_settings().webhook_rotation_overlap
+
+        async def rotate_in(store: Webhooks) -> SecretRotation | None:
+            return await store.key_webhook_secret_rotate(key_id, secret, overlap)
+
+        rotation = _with_store(rotate_in)
+        if rotation is None:
+            raise _fail(f"no API key has the id {key_id}")
+        until = rotation.previous_until
+    typer.echo(f"New webhook secret of API key {key_id}, shown only this once:")
+    typer.echo(secret)
+    if until is not None:
+        typer.echo(f"The old one signs as well until {until}.")

@@ -194,3 +194,66 @@ def test_readme_api_key_examples(tmp_path: Path, dsn: str) -> None:
         assert json.loads(unauthenticated)["status"] == 401
     finally:
         proc.kill()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_wait_example(tmp_path: Path, dsn: str) -> None:
+    text = README.read_text()
+    section = text.split("## Waiting for a result", 1)[1].split("\n## ", 1)[0]
+    [command] = [line for line in section.splitlines() if line.startswith("curl ")]
+    env = jqs_env(DATABASE_URL=dsn, PORT="0", JQS_HOST="127.0.0.1", JQS_DEMO_DELAY="0.2")
+    proc = JqsProcess("serve", env=env, cwd=tmp_path)
+    try:
+        argv = shlex.split(command.replace("http://localhost:8080", proc.url))
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=40).stdout
+        job = json.loads(out)
+        assert job["status"] == "completed"
+        assert job["result"]["message"] == "Job completed successfully"
+    finally:
+        proc.kill()
+
+
+def test_readme_client_examples(tmp_path: Path, dsn: str) -> None:
+    text = README.read_text()
+    section = text.split("## Python client and CLI", 1)[1].split("\n## ", 1)[0]
+    python = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    shell = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert python is not None
+    assert shell is not None
+    export, *commands = shell.group(1).splitlines()
+    assert export == "export JQS_URL=http://localhost:8080"
+    assert len(commands) == 4
+    env = jqs_env(DATABASE_URL=dsn, PORT="0", JQS_HOST="127.0.0.1", JQS_DEMO_DELAY="0.05")
+    proc = JqsProcess("serve", env=env, cwd=tmp_path)
+    try:
+        url = proc.url
+        script = python.group(1).replace("http://localhost:8080", url)
+        printed = subprocess.run(
+            [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True,
+            text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        assert printed.startswith("completed {")
+        shell_env = {**env, "JQS_URL": url}
+        outputs = []
+        for command in commands:
+            assert command.startswith(".venv/bin/jqs ")
+            line = command.replace(".venv/bin/jqs", f"{sys.executable} -m jqs")
+            outputs.append(
+                subprocess.run(
+                    ["bash", "-c", line],
+                    env=shell_env,
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=True,
+                ).stdout
+            )
+        assert json.loads(outputs[0])["message"] == "Job completed successfully"
+        assert "send_email" in outputs[1]
+        assert "default" in outputs[2]
+        assert "default" in outputs[3]
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        proc.kill()

@@ -46,3 +46,13 @@ def exit_process(payload: dict[str, Any]) -> None:
     """Kill the process running this job, as a segfaulting extension or OOM kill would."""
     _record(payload, "start")
     os._exit(int(payload.get("code", 1)))
+
+
+@task("steps")
+async def steps(payload: dict[str, Any]) -> dict[str, Any]:
+    """Report progress after each of `steps` steps of `seconds` each."""
+    count = int(payload.get("steps", 4))
+    for done in range(1, count + 1):
+        await asyncio.sleep(float(payload.get("seconds", 0.2)))
+        current_job().progress(done / count, f"step {done} of {count}")
+    return {"steps": count}

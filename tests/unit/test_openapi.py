@@ -74,6 +74,7 @@ def test_every_body_taking_operation_describes_its_body(document: dict[str, Any]
         "POST /jobs/batch",
         "PATCH /queues/{name}",
         "POST /keys",
+        "POST /webhooks",
         "POST /v1/workers/claim",
         "POST /v1/workers/{worker_id}/heartbeat",
         "POST /v1/workers/outcomes",
@@ -140,9 +141,12 @@ def test_parameters_state_their_ranges(document: dict[str, Any]) -> None:
     assert submit["max_attempts"]["maximum"] == 1000
     assert "anyOf" not in submit["queue"], "a query parameter is left out, never null"
     assert submit["Idempotency-Key"]["maxLength"] == 255
-    (job_id,) = document["paths"]["/jobs/{job_id}"]["get"]["parameters"]
+    get_job = {p["name"]: p for p in document["paths"]["/jobs/{job_id}"]["get"]["parameters"]}
+    assert set(get_job) == {"job_id", "wait"}
+    job_id = get_job["job_id"]
     assert job_id["schema"]["minimum"] == 1
     assert job_id["schema"]["maximum"] == 2**63 - 1
+    assert (submit["wait"]["exclusiveMinimum"], submit["wait"]["maximum"]) == (0, 60)
     patch = document["paths"]["/queues/{name}"]["patch"]
     properties = patch["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert set(properties) == {"concurrency_limit", "rate_limit", "paused", "max_queued"}

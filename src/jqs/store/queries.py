@@ -1,75 +1,18 @@
-"""Named SQL statements with named parameters, read once from `queries.sql`.
+"""The store's named SQL statements, read once from `queries.sql` (parsed by jqs.namedsql).
 
-A block starts with `-- name: job_claim`. Parameters are written `:queues` and bound by
-name from a dataclass or keywords; the loader turns them into PostgreSQL's `$1, $2, ...`
-in order of first use. A block whose header says `-- plan: per-value` runs in a read-only
-transaction planned for its values (see `db_plan_per_value`); every other statement runs
-with the session settings stated at the top of `queries.sql`.
+A block whose header says `-- plan: per-value` runs in a read-only transaction planned for
+its values (see `db_plan_per_value`); every other statement runs with the session settings
+stated at the top of `queries.sql`.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
-_PLAN = re.compile(r"^--\s*plan:\s*(per-value|generic)\s*$", re.MULTILINE)
-_SESSION = re.compile(r"^--\s*session:\s*(\w+)\s*=\s*(\S+)\s*$", re.MULTILINE)
-# A parameter: a colon not part of `::` (a cast), then an identifier.
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-# What a parameter can hide in: string literals, quoted identifiers and comments.
-_OPAQUE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*")
+from jqs.namedsql import Query, compile_query, parse_queries, parse_session_settings
 
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """One statement: its text for the driver and the names of its parameters, in order."""
-
-    name: str
-    sql: str
-    params: tuple[str, ...]
-    per_value: bool = False
-
-
-def compile_query(name: str, text: str, *, per_value: bool = False) -> Query:
-    """Turn `:name` parameters into `$n`; the same name is the same `$n` every time."""
-    params: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        param = match[1]
-        if param not in params:
-            params.append(param)
-        return f"${params.index(param) + 1}"
-
-    parts: list[str] = []
-    position = 0
-    for opaque in _OPAQUE.finditer(text):
-        parts.append(_PARAM.sub(number, text[position : opaque.start()]))
-        parts.append(opaque[0])
-        position = opaque.end()
-    parts.append(_PARAM.sub(number, text[position:]))
-    return Query(name, "".join(parts), tuple(params), per_value)
-
-
-def parse_queries(text: str) -> dict[str, Query]:
-    """Split a file of `-- name: x` blocks into {name: Query}."""
-    parts = _NAME.split(text)
-    queries: dict[str, Query] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in queries:
-            raise ValueError(f"query {name!r} is defined twice")
-        plan = _PLAN.search(body)
-        per_value = plan is not None and plan[1] == "per-value"
-        queries[name] = compile_query(name, body.strip().rstrip(";"), per_value=per_value)
-    return queries
-
-
-def parse_session_settings(text: str) -> dict[str, str]:
-    """The `-- session: name = value` lines before the first block."""
-    head = _NAME.split(text, maxsplit=1)[0]
-    return {match[1]: match[2] for match in _SESSION.finditer(head)}
+__all__ = ["Query", "compile_query", "parse_queries", "parse_session_settings", "q", "queries"]
 
 
 def _text() -> str:

@@ -1,0 +1,106 @@
+"""`jqs.enqueue` in the caller's transaction vs a bare INSERT of the same row.
+
+Each transaction is what an application does: BEGIN, its job, COMMIT. JQS's writes the row,
+its `job.enqueued` event and the workers' notification, under a savepoint; the baseline
+writes only the row. Both run on one connection each, taking turns round by round on the
+same database, and their medians are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from bench.scenarios import Context, Row
+from jqs.client import enqueue
+
+ROUNDS = 6
+TARGET = 1.2  # times the bare INSERT's
+PAYLOAD = {"task": "noop", "to": "user@example.com", "subject": "Hello"}
+# The row POST /jobs writes for PAYLOAD with the default options.
+BARE_INSERT = (
+    "INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by) "
+    "VALUES ($1::jsonb, 'default', 0, now(), 3, NULL, NULL) RETURNING id"
+)
+
+Transaction = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+async def _with_jqs(conn: asyncpg.Connection) -> None:
+    async with conn.transaction():
+        await enqueue(conn, PAYLOAD)
+
+
+async def _with_jqs_no_savepoint(conn: asyncpg.Connection) -> None:
+    async with conn.transaction():
+        await enqueue(conn, PAYLOAD, savepoint=False)
+
+
+def _bare(payload: str) -> Transaction:
+    async def run(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            await conn.fetchval(BARE_INSERT, payload)
+
+    return run
+
+
+async def _per_transaction(conn: asyncpg.Connection, each: Transaction, n: int) -> float:
+    """Microseconds per transaction, over `n` of them."""
+    began = time.perf_counter()
+    for _ in range(n):
+        await each(conn)
+    return (time.perf_counter() - began) / n * 1e6
+
+
+async def enqueue_in_transaction(ctx: Context) -> None:
+    """jqs.enqueue in the caller's transaction: at most 1.2x the time of a bare INSERT."""
+    n = 200 if ctx.quick else 3000
+    rounds = 1 if ctx.quick else ROUNDS
+    dsn = await ctx.server.fresh()
+    conn = await asyncpg.connect(dsn)
+    bare = _bare(json.dumps(PAYLOAD))
+    kinds = {"jqs": _with_jqs, "jqs_no_savepoint": _with_jqs_no_savepoint, "bare": bare}
+    times: dict[str, list[float]] = {name: [] for name in kinds}
+    try:
+        for each in kinds.values():  # statements prepared, caches warm
+            await _per_transaction(conn, each, 50)
+        for round_no in range(rounds):
+            order = list(kinds.items())
+            for name, each in order[round_no % 3 :] + order[: round_no % 3]:
+                times[name].append(await _per_transaction(conn, each, n))
+    finally:
+        await conn.close()
+    ctx.extra["enqueue_runs"] = times
+    bare_us = statistics.median(times["bare"])
+    ctx.rows.append(
+        Row(
+            "jqs.enqueue in the caller's transaction (us per transaction)",
+            statistics.median(times["jqs"]),
+            bare_us,
+            "us",
+            "a bare INSERT of the same row into jobs, in a transaction of its own",
+            "<= 1.2x",
+            higher_is_better=False,
+            met=statistics.median(times["jqs"]) <= TARGET * bare_us,
+            note=f"{n} transactions (BEGIN, the job, COMMIT) on one connection; median of "
+            f"{rounds} alternating runs each; JQS also writes the job's event and the "
+            "workers' notification, under a savepoint",
+        )
+    )
+    ctx.rows.append(
+        Row(
+            "jqs.enqueue(savepoint=False) in the caller's transaction (us per transaction)",
+            statistics.median(times["jqs_no_savepoint"]),
+            bare_us,
+            "us",
+            "a bare INSERT of the same row into jobs, in a transaction of its own",
+            "<= 1.2x",
+            higher_is_better=False,
+            met=statistics.median(times["jqs_no_savepoint"]) <= TARGET * bare_us,
+            note="as above, without the savepoint (two round trips fewer)",
+        )
+    )
