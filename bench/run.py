@@ -492,6 +492,7 @@ async def main() -> None:
         ("drain", scenarios.drain),
         ("end_to_end", scenarios.end_to_end),
         ("latency", scenarios.pickup_latency),
+        ("http_worker", scenarios.http_worker),
         ("wait", scenarios.wait_latency),
         ("webhooks", scenarios.webhooks),
         ("history", history.history),

@@ -1359,3 +1359,133 @@ async def webhooks(ctx: Context) -> None:
             "first to the last",
         )
     )
+
+
+async def _http_drain_times(ctx: Context, n: int, name: str) -> DrainTimes:
+    """Queue n no-op jobs; one HTTP worker process (bench/http_worker.py: claims of 100,
+    outcomes batched) drains them through `jqs serve --no-worker`."""
+    dsn, port = await ctx.server.fresh(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"DATABASE_URL": dsn, "PORT": str(port), "JQS_LOG_LEVEL": "warning"}
+    server = jqs(["serve", "--no-worker"], {**env, "JQS_ADMIN_KEY": BENCH_KEY}, ctx.log(name))
+    try:
+        await wait_http(f"{url}/health")
+        after = await _fill(dsn, n)
+        worker = start(
+            [sys.executable, "-m", "bench.http_worker", url, BENCH_KEY],
+            {},
+            ctx.log(f"{name}_worker"),
+        )
+        try:
+            await _wait_done(dsn, n, 600, worker, after=after)
+        finally:
+            worker.stop()
+    finally:
+        server.stop()
+    return await _drain_times(dsn, after)
+
+
+async def _http_latency(ctx: Context, rate: int, n: int) -> LatencyRun:
+    """Jobs sent to POST /jobs at `rate`; one HTTP worker takes them through a waiting
+    claim and stamps when each arrived."""
+    dsn, port = await ctx.server.fresh(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    starts_file = Path(tempfile.mkstemp(suffix=".txt")[1])
+    env = {"DATABASE_URL": dsn, "PORT": str(port), "JQS_LOG_LEVEL": "warning"}
+    # No key exists: a loopback server then answers without one (POST /jobs as elsewhere).
+    server = jqs(["serve", "--no-worker"], env, ctx.log(f"http_latency_{rate}"))
+    client = Client("127.0.0.1", port, size=32)
+    worker: Proc | None = None
+    try:
+        await wait_http(f"{url}/health")
+        worker = start(
+            [
+                sys.executable,
+                "-m",
+                "bench.http_worker",
+                url,
+                BENCH_KEY,
+                "--loops",
+                "1",
+                "--starts",
+                str(starts_file),
+            ],
+            {},
+            ctx.log(f"http_latency_{rate}_worker"),
+        )
+        await client.open()
+        body = orjson.dumps({"task": "noop"})
+        await open_loop(client, "/jobs", [body] * 50, 100)  # warm-up
+        await asyncio.sleep(1)
+        starts_file.write_text("")
+        answered, achieved, failures = await open_loop(client, "/jobs", [body] * n, rate)
+        deadline = time.monotonic() + 30
+        while not answered.keys() <= _starts(starts_file).keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+        if worker is not None:
+            worker.stop()
+        server.stop()
+    starts = _starts(starts_file)
+    starts_file.unlink()
+    assert not failures, f"{failures} submissions failed"
+    run = _latency_from_stamps(
+        {i: sent for i, (sent, _) in answered.items()},
+        {i: ack for i, (_, ack) in answered.items()},
+        starts,
+        rate,
+    )
+    run.achieved = achieved
+    return run
+
+
+async def http_worker(ctx: Context) -> None:
+    """The HTTP worker protocol: a drain by one HTTP worker process against one `jqs worker`
+    (taking turns, medians of DRAIN_ROUNDS), and the pickup latency of a waiting claim at
+    200 jobs/s."""
+    n = 10_000 if ctx.quick else 50_000
+    rounds = 1 if ctx.quick else DRAIN_ROUNDS
+    runs: dict[str, list[float]] = {"http": [], "jqs": []}
+    for round_no in range(rounds):
+        for kind in _rotated(list(runs), round_no):
+            name = f"http_drain_{kind}_{round_no}"
+            if kind == "http":
+                times = await _http_drain_times(ctx, n, name)
+            else:
+                times = await jqs_drain_times(ctx, await ctx.server.fresh(), n, name)
+            runs[kind].append(times.jobs_per_s)
+    ctx.extra["http_drain_runs"] = runs
+    http, local = statistics.median(runs["http"]), statistics.median(runs["jqs"])
+    each = f"median of {rounds} runs each, taking turns"
+    ctx.rows.append(
+        Row(
+            ctx.title(f"drain {n:,} no-op jobs, one HTTP worker process (jobs/s)"),
+            http,
+            local,
+            "jobs/s",
+            "one `jqs worker` (concurrency 100) draining the same jobs",
+            ">= 0.5x",
+            note="bench/http_worker.py: claims of 100 and POST /v1/workers/outcomes of 100, "
+            f"two claim loops, outcomes sent on a connection of their own, through "
+            f"`jqs serve --no-worker`; {each}",
+        )
+    )
+    rate, jobs = 200, 500 if ctx.quick else 2000
+    latency = await _http_latency(ctx, rate, jobs)
+    ctx.extra["http_latency"] = {"latencies": latency.latencies, "achieved": latency.achieved}
+    p99 = percentile(latency.latencies, 99)
+    ctx.rows.append(
+        Row(
+            ctx.title(f"pickup latency p99 at {rate} jobs/s, waiting HTTP claim (ms)"),
+            p99,
+            percentile(latency.latencies, 50),
+            "ms",
+            "its own p50",
+            "<= 10 ms",
+            higher_is_better=False,
+            met=p99 <= 10,
+            note=f"{jobs} jobs: POST /jobs returned -> the worker's waiting claim answered "
+            f"with the job; achieved {latency.achieved:.0f}/s",
+        )
+    )

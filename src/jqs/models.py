@@ -244,6 +244,20 @@ class ClaimedJob(NamedTuple):
     lease: Lease
     waited: float = 0.0  # seconds from when the job was due to its claim
     trace_context: str | None = None  # the submitting span's traceparent, if traced
+    lease_expires_at: datetime | None = None  # on the database's clock
+
+
+class HeldJob(NamedTuple):
+    """A running attempt whose lease is still held, as deciding its outcome needs it."""
+
+    id: int
+    task: str | None
+    queue: str
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+    lease_expires_at: datetime
+    worker_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +279,8 @@ class LeaseCheck:
 
     lost: frozenset[int]  # another worker owns these now (or they ended)
     cancel_requested: frozenset[int]
+    # When each lease extended by the look now ends (only when it extended them).
+    expires_at: dict[int, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,13 +99,21 @@ def encode_result(value: Any) -> RawJSON:
 
 
 def attempt_error(
-    message: str, *, kind: str, attempt: int, exc: BaseException | None = None, **extra: Any
+    message: str,
+    *,
+    kind: str,
+    attempt: int,
+    exc: BaseException | None = None,
+    trace: str | None = None,
+    **extra: Any,
 ) -> AttemptError:
-    """The error of a failed attempt, as kept in `result` (and `errors`)."""
+    """The error of a failed attempt, as kept in `result` (and `errors`); its traceback
+    from `exc`, or `trace` as a worker elsewhere wrote it."""
     error: dict[str, Any] = {"error": message, "type": kind, "attempt": attempt, **extra}
     if exc is not None:
-        text = "".join(traceback.format_exception(exc))
-        error["traceback"] = text[-_TRACEBACK_LIMIT:]
+        trace = "".join(traceback.format_exception(exc))
+    if trace:
+        error["traceback"] = trace[-_TRACEBACK_LIMIT:]
     return AttemptError(message, kind, encode_result(error))
 
 

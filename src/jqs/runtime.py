@@ -34,6 +34,7 @@ from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
 from jqs.maintenance.scheduler import Scheduler
 from jqs.metrics import Exposition, Metrics, NoMetrics
+from jqs.remote import ClaimHub, Ends, RemoteWorkers
 from jqs.service import Service
 from jqs.settings import Settings
 from jqs.store import Database
@@ -176,15 +177,24 @@ class Runner:
         if tracing.enabled:
             log.info("tracing_on", detail="spans go where the OTEL_* variables say")
         pool = self._worker_pool(db, registry, metrics, tracing) if self._worker else None
+        # Workers elsewhere claim through the API, waiting on the same signals as the pool.
+        remote = self._remote_workers(db) if sock is not None else None
         origin = new_origin()
         assert db.dsn is not None
-        # `enqueued` wakes this pool directly; the Listener is for other processes' jobs.
-        listener = Listener(db.dsn, pool.notify, origin=origin) if pool is not None else None
+
+        def work_arrived(queue: str | None) -> None:
+            if pool is not None:
+                pool.notify(queue)
+            if remote is not None:
+                remote.hub.notify(queue)
+
+        # `enqueued` wakes this process directly; the Listener is for other processes' jobs.
+        listening = pool is not None or remote is not None
+        listener = Listener(db.dsn, work_arrived, origin=origin) if listening else None
         notifier = Notifier(db.pool, origin=origin, own_listener=listener)
 
         def enqueued(queue: str) -> None:
-            if pool is not None:
-                pool.notify(queue)
+            work_arrived(queue)
             notifier.touch(queue)
 
         # Events were written: this process's feed reads them at once, other processes'
@@ -231,6 +241,8 @@ class Runner:
             )
         if listener is not None:
             services.append(listener)
+        if remote is not None:
+            services.append(remote.hub)
         keyring = await self._keyring(db) if sock is not None else None
         if keyring is not None:
             services.append(keyring)
@@ -277,6 +289,7 @@ class Runner:
                 rotation_overlap=settings.webhook_rotation_overlap,
                 on_new=dispatcher.arm,
             ),
+            remote=remote,
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None
@@ -302,6 +315,8 @@ class Runner:
         state.shutting_down = True
         if feed is not None:
             feed.close()  # waits answer now, streams end (their clients resume elsewhere)
+        if remote is not None:
+            remote.hub.close()  # waiting claims answer [] now, before the server drains
         stopping: list[asyncio.Future[None] | asyncio.Task[None]] = []
         if server is not None and server_task is not None:
             server.should_exit = True
@@ -390,6 +405,26 @@ class Runner:
             )
         return keyring
 
+    def _remote_workers(self, db: Database) -> RemoteWorkers:
+        settings = self.settings
+        return RemoteWorkers(
+            queue=db.store,
+            hub=ClaimHub(
+                db.store,
+                poll_interval=settings.poll_interval,
+                # Claims waiting on a signal share a few connections, leaving the rest.
+                max_claims=max(1, min(4, settings.db_pool_max // 2)),
+            ),
+            ends=Ends(db.store, policy=self._retry_policy()),
+            lease_seconds=settings.lease_seconds,
+        )
+
+    def _retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            backoff_base=self.settings.retry_backoff_base,
+            backoff_max=self.settings.retry_backoff_max,
+        )
+
     def _worker_pool(
         self, db: Database, registry: TaskRegistry, metrics: Metrics, tracing: Tracing
     ) -> WorkerPool:
@@ -402,10 +437,7 @@ class Runner:
                 queues=settings.queue_names,
                 poll_interval=settings.poll_interval,
                 lease_seconds=settings.lease_seconds,
-                retry=RetryPolicy(
-                    backoff_base=settings.retry_backoff_base,
-                    backoff_max=settings.retry_backoff_max,
-                ),
+                retry=self._retry_policy(),
             ),
             metrics=metrics,
             tracing=tracing,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from jqs.models import EnqueueOptions, JobStatus, Lease, NewJob
 from jqs.outcome import Cancelled, Completed, Failed, Retry, attempt_error, cancelled_result
-from jqs.store.port import Finish, LeaseCheckParams, RescueParams
+from jqs.store.port import Finish, LeaseCheckParams, RescueParams, WorkerBeat
 from tests.contract.conftest import Subject
 from tests.support.jobs import add, claim, raw
 
@@ -199,6 +199,64 @@ async def test_rescue_returns_expired_leases_or_ends_their_jobs(subject: Subject
     check = await store.check_leases(LeaseCheckParams([stale.lease], extend_by=30))
     assert check.lost == {again.id}
     assert await store.rescue(RescueParams(now=now + timedelta(seconds=31))) == []
+
+
+async def test_claim_keeps_to_the_tasks_asked_for(subject: Subject) -> None:
+    store = subject.store
+    first = await add(store, {"task": "a"})
+    await add(store, {"task": "b"})
+    untasked = await add(store, {"n": 1})
+    assert [j.id for j in await claim(store, tasks=["a", "c"])] == [first.id]
+    assert await claim(store, tasks=["a"]) == []
+    assert [j.id for j in await claim(store, tasks=[""])] == [untasked.id], "no task is ''"
+    assert [j.task for j in await claim(store, tasks=None)] == ["b"]
+
+
+async def test_a_claim_says_when_its_lease_ends(subject: Subject) -> None:
+    store = subject.store
+    await add(store, {"task": "x"})
+    before = await subject.now()
+    [job] = await claim(store, lease_seconds=100)
+    assert job.lease_expires_at is not None
+    ends_in = (job.lease_expires_at - before).total_seconds()
+    assert 90 < ends_in < 110
+
+
+async def test_held_reads_the_attempts_that_leases_still_hold(subject: Subject) -> None:
+    store = subject.store
+    kept = await add(store, {"task": "kept"}, max_attempts=4)
+    asked = await add(store, {"task": "asked"}, queue="q")
+    jobs = await claim(store, ["default", "q"])
+    await store.cancel(asked.id, cancelled_result(0))
+    wrong = Lease(kept.id, uuid.uuid4())
+    held = {h.id: h for h in await store.held([*(j.lease for j in jobs), wrong])}
+    assert set(held) == {kept.id, asked.id}
+    assert (held[kept.id].attempt, held[kept.id].max_attempts) == (1, 4)
+    assert (held[kept.id].task, held[kept.id].queue) == ("kept", "default")
+    assert (held[kept.id].cancel_requested, held[asked.id].cancel_requested) == (False, True)
+    assert held[asked.id].queue == "q"
+    assert held[kept.id].worker_id == "w"
+    [ended] = [j for j in jobs if j.id == kept.id]
+    assert await store.finish([Finish(ended.lease, Completed(raw(1)))]) == [True]
+    assert [h.id for h in await store.held([ended.lease])] == []
+    assert await store.held([]) == []
+
+
+async def test_extending_a_lease_says_until_when_and_counts_as_its_workers_beat(
+    subject: Subject,
+) -> None:
+    store = subject.store
+    await add(store, {"task": "x"})
+    await store.worker_beat(WorkerBeat("w", "h", ["default"], "1.0", 1))
+    [seen_before] = await store.workers()
+    [job] = await claim(store, worker_id="w", lease_seconds=5)
+    check = await store.check_leases(LeaseCheckParams([job.lease], extend_by=600))
+    assert job.lease_expires_at is not None
+    assert check.expires_at[job.id] > job.lease_expires_at
+    [seen_after] = await store.workers()
+    assert seen_after.last_seen_at >= seen_before.last_seen_at
+    look = await store.check_leases(LeaseCheckParams([job.lease]))
+    assert look.expires_at == {}, "only an extension says until when"
 
 
 async def test_a_jobs_trace_context_reaches_its_claim(subject: Subject) -> None:

@@ -122,6 +122,7 @@ async def test_a_claim_commits_without_waiting_for_the_flush_and_only_itself(
         "lease_seconds": 30.0,
         "worker_id": "w",
         "now": None,
+        "tasks": None,
         "skip_limited": True,
         "token": None,
     }

@@ -75,6 +75,13 @@ def test_every_body_taking_operation_describes_its_body(document: dict[str, Any]
         "PATCH /queues/{name}",
         "POST /keys",
         "POST /webhooks",
+        "POST /v1/workers/claim",
+        "POST /v1/workers/{worker_id}/heartbeat",
+        "POST /v1/workers/outcomes",
+        "POST /v1/jobs/{job_id}/heartbeat",
+        "POST /v1/jobs/{job_id}/progress",
+        "POST /v1/jobs/{job_id}/complete",
+        "POST /v1/jobs/{job_id}/fail",
     }
     for name, operation in _operations(document):
         if name in with_body:
@@ -111,6 +118,10 @@ def test_the_limits_are_the_servers_own(document: dict[str, Any]) -> None:
     batch = document["paths"]["/jobs/batch"]["post"]["requestBody"]
     assert batch["content"]["application/json"]["schema"]["properties"]["jobs"]["maxItems"] == 44
     assert f"{LIMITS.batch_max_bytes} bytes" in batch["description"]
+    complete = document["paths"]["/v1/jobs/{job_id}/complete"]["post"]["requestBody"]
+    assert f"{5000 + 16_384} bytes" in complete["description"], "a result as big as a payload"
+    outcomes = document["paths"]["/v1/workers/outcomes"]["post"]["requestBody"]
+    assert f"{LIMITS.batch_max_bytes} bytes" in outcomes["description"]
     (limit,) = (p for p in document["paths"]["/jobs"]["get"]["parameters"] if p["name"] == "limit")
     assert "33" in limit["description"]
     default = create_app(ApiState(store=MemoryStore())).fastapi.openapi()

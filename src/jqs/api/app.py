@@ -20,7 +20,18 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jqs import __version__
-from jqs.api import batch, docs, events, health, jobs, keys, metrics, queues, webhooks
+from jqs.api import (
+    batch,
+    docs,
+    events,
+    health,
+    jobs,
+    keys,
+    metrics,
+    queues,
+    webhooks,
+    workers,
+)
 from jqs.api.access_log import AccessLog
 from jqs.api.auth import SECURITY_SCHEME, Guard
 from jqs.api.openapi import PROBLEM_SCHEMA, STORABLE_SCHEMA, problem_response
@@ -87,6 +98,7 @@ def _fastapi(state: ApiState) -> FastAPI:
         events.router,
         queues.router,
         keys.router,
+        workers.router,
         metrics.router,
         webhooks.router,
         health.router,
@@ -124,8 +136,10 @@ def _document(app: FastAPI, limits: Limits) -> dict[str, Any]:
     schemas["StorableJSON"] = STORABLE_SCHEMA
     schemas.update(keys.NEW_KEY_COMPONENTS)
     schemas.update(webhooks.NEW_WEBHOOK_COMPONENTS)
+    schemas.update(workers.WORKER_COMPONENTS)
     jobs.document_limits(document, limits)
     batch.document_limits(document, limits)
+    workers.document_limits(document, limits)
     _document_auth(document)
     return document
 

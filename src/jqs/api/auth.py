@@ -182,6 +182,7 @@ ManageKey = Annotated[Principal, _scoped(KeyScope.JOBS_MANAGE)]
 QueuesAdminKey = Annotated[Principal, _scoped(KeyScope.QUEUES_ADMIN)]
 AdminKey = Annotated[Principal, _scoped(KeyScope.ADMIN)]
 MetricsKey = Annotated[Principal, _scoped(KeyScope.METRICS)]
+WorkerKey = Annotated[Principal, _scoped(KeyScope.WORKER)]
 
 
 def scope_doc(scope: KeyScope) -> dict[str, Any]:

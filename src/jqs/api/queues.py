@@ -53,8 +53,9 @@ def _whole(value: object) -> object:
     return value
 
 
-# After the bounds: a validator before them would hide them from the JSON schema.
-_WHOLE = BeforeValidator(_whole)
+# After the bounds: a validator before them would hide them from the JSON schema (also used
+# by jqs.api.workers).
+WHOLE = BeforeValidator(_whole)
 
 
 class QueuePatch(BaseModel):
@@ -63,14 +64,14 @@ class QueuePatch(BaseModel):
     # Strict: "yes" is not a boolean, true is not a number, "4" is not an integer.
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    concurrency_limit: Annotated[int, Field(ge=1, le=CONCURRENCY_MAX), _WHOLE] | None = Field(
+    concurrency_limit: Annotated[int, Field(ge=1, le=CONCURRENCY_MAX), WHOLE] | None = Field(
         default=None, description="jobs running at once, at most"
     )
     rate_limit: float | None = Field(
         default=None, ge=RATE_MIN, le=RATE_MAX, description="jobs started per second, at most"
     )
     paused: bool = Field(default=False, description="true: no job of the queue starts")
-    max_queued: Annotated[int, Field(ge=1, le=MAX_QUEUED_MAX), _WHOLE] | None = Field(
+    max_queued: Annotated[int, Field(ge=1, le=MAX_QUEUED_MAX), WHOLE] | None = Field(
         default=None, description=MAX_QUEUED_NOTE
     )
 

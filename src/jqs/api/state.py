@@ -16,6 +16,7 @@ from jqs.events import EventFeed
 from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.models import Inserted, Job, JobStatus, NewJob
 from jqs.netguard import DestinationPolicy, Resolver, system_resolver
+from jqs.remote import RemoteWorkers
 from jqs.store.port import Events, Jobs, Keys, Queues, Webhooks
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
@@ -80,6 +81,7 @@ class ApiState:
     keyring: KeyRing | None = None  # None: authentication is off
     open_when_empty: bool = False  # anonymous while no key exists (a loopback address)
     cors_origins: tuple[str, ...] = ()  # other origins whose pages may call the API
+    remote: RemoteWorkers | None = None  # the HTTP worker protocol; None: not served
     shutting_down: bool = False
     # What `?wait` and the SSE streams wait on (the composition root wakes it; a state built
     # without one gets its own, which reads the log only by its poll): see `events`.

@@ -29,6 +29,7 @@ from jqs.models import (
     EventCursor,
     EventPage,
     EventType,
+    HeldJob,
     IdempotencyKey,
     Inserted,
     InsertedAlike,
@@ -350,7 +351,10 @@ class MemoryStore:
                 (
                     row
                     for row in self._jobs.values()
-                    if row.status is JobStatus.QUEUED and row.queue == name and row.run_at <= due_by
+                    if row.status is JobStatus.QUEUED
+                    and row.queue == name
+                    and row.run_at <= due_by
+                    and (params.tasks is None or (row.task or "") in params.tasks)
                 ),
                 key=_start_order,
             )
@@ -385,6 +389,7 @@ class MemoryStore:
                 lease=Lease(row.id, token),
                 waited=(now - row.run_at).total_seconds(),
                 trace_context=row.trace_context,
+                lease_expires_at=row.lease_expires_at,
             )
             for row in picked
         ]
@@ -421,14 +426,38 @@ class MemoryStore:
     async def check_leases(self, params: LeaseCheckParams) -> LeaseCheck:
         """Which leases are lost and which jobs were asked to cancel; extends the rest."""
         held = list(self._held(params.leases))
+        extended: dict[int, datetime] = {}
         if params.extend_by is not None:
-            expires = self._now() + timedelta(seconds=params.extend_by)
+            now = self._now()
+            expires = now + timedelta(seconds=params.extend_by)
             for row in held:
                 row.lease_expires_at = expires
+                extended[row.id] = expires
+                worker = self._workers.get(row.worker_id or "")
+                if worker is not None:
+                    self._workers[worker.id] = replace(worker, last_seen_at=now)
         return LeaseCheck(
             lost=frozenset(lease.job_id for lease in params.leases) - {row.id for row in held},
             cancel_requested=frozenset(row.id for row in held if row.cancel_requested_at),
+            expires_at=extended,
         )
+
+    async def held(self, leases: Sequence[Lease]) -> list[HeldJob]:
+        """The running attempts these leases still hold (the others are left out)."""
+        return [
+            HeldJob(
+                id=row.id,
+                task=row.task,
+                queue=row.queue,
+                attempt=row.attempts,
+                max_attempts=row.max_attempts,
+                cancel_requested=row.cancel_requested_at is not None,
+                lease_expires_at=row.lease_expires_at or self._now(),
+                worker_id=row.worker_id,
+            )
+            for row in self._held(leases)
+            if row.status is JobStatus.PROCESSING
+        ]
 
     async def finish(self, finishes: Sequence[Finish]) -> list[bool]:
         """Write attempts' ends, each only if its lease holds."""

@@ -28,6 +28,7 @@ from jqs.models import (
     EnqueueOptions,
     EventCursor,
     EventPage,
+    HeldJob,
     IdempotencyKey,
     Inserted,
     InsertedAlike,
@@ -67,6 +68,8 @@ class ClaimParams:
     lease_seconds: float
     worker_id: str
     now: datetime | None = None  # instead of the store's clock for run_at (tests)
+    # Only jobs of these tasks (a job without a task counts as ""); None: every task.
+    tasks: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +261,12 @@ class JobQueue(Protocol):
         ...
 
     async def check_leases(self, params: LeaseCheckParams) -> LeaseCheck:
-        """Which leases are lost and which jobs were asked to cancel; extends the rest."""
+        """Which leases are lost and which jobs were asked to cancel; extends the rest
+        (and counts as a sign of life of the workers holding them)."""
+        ...
+
+    async def held(self, leases: Sequence[Lease]) -> list[HeldJob]:
+        """The running attempts these leases still hold (the others are left out)."""
         ...
 
     async def finish(self, finishes: Sequence[Finish]) -> list[bool]:

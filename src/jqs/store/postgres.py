@@ -26,6 +26,7 @@ from jqs.models import (
     EventCursor,
     EventPage,
     EventType,
+    HeldJob,
     IdempotencyKey,
     Inserted,
     InsertedAlike,
@@ -149,6 +150,7 @@ def _claimed(row: asyncpg.Record, token: uuid.UUID) -> ClaimedJob:
         Lease(row["id"], token),
         row["waited"],
         row["trace_context"],
+        row["lease_expires_at"],
     )
 
 
@@ -456,7 +458,17 @@ class PostgresStore:
         return LeaseCheck(
             lost=frozenset(lease.job_id for lease in params.leases) - held,
             cancel_requested=frozenset(row["id"] for row in rows if row["cancel_requested"]),
+            expires_at={}
+            if params.extend_by is None
+            else {row["id"]: row["lease_expires_at"] for row in rows},
         )
+
+    async def held(self, leases: Sequence[Lease]) -> list[HeldJob]:
+        """The running attempts these leases still hold (the others are left out)."""
+        if not leases:
+            return []
+        rows = await self._db.fetch("job_leases_held", **_lease_arrays(leases))
+        return [HeldJob(**row) for row in rows]
 
     async def finish(self, finishes: Sequence[Finish]) -> list[bool]:
         """Write attempts' ends in one statement, each only if its lease holds."""

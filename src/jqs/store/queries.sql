@@ -242,6 +242,7 @@ ORDER BY id DESC;
 -- priority, then run_at, then id; rows other workers hold are skipped. Each claim brings a
 -- fresh lease token (:token, one per statement: a job's id and its claim's token are unique
 -- together) that every write ending the attempt must present.
+-- :tasks (NULL: every task) keeps to jobs of those tasks; a job without one counts as ''.
 -- :skip_limited (the fast path, outside any transaction): skip queues that are limited or
 -- paused now; those are claimed only in the locked path, whatever a cache of their settings
 -- says.
@@ -279,6 +280,7 @@ candidates AS (
         SELECT ctid, id, priority, run_at FROM jobs
         WHERE status = 'queued' AND queue = a.name
           AND run_at <= coalesce(:now::timestamptz, now())
+          AND (:tasks::text[] IS NULL OR coalesce(task, '') = ANY (:tasks::text[]))
         ORDER BY priority DESC, run_at, id
         LIMIT a.n
         FOR UPDATE SKIP LOCKED
@@ -304,7 +306,7 @@ claimed AS (
     -- leaves that job queued for the next claim.
     WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM picked))
     RETURNING j.id, j.payload, j.task, j.queue, j.attempts, j.max_attempts, j.timeout,
-              j.priority, j.run_at, j.trace_context
+              j.priority, j.run_at, j.trace_context, j.lease_expires_at
 ),
 events AS (
     INSERT INTO job_events (job_id, type, data)
@@ -314,7 +316,8 @@ events AS (
 -- RETURNING has no order of its own: hand the jobs over in the order they should start.
 -- waited: seconds since the job became due (its queue wait, for metrics).
 SELECT id, payload, task, queue, attempts AS attempt, max_attempts, timeout,
-       extract(epoch FROM now() - run_at)::float8 AS waited, trace_context
+       extract(epoch FROM now() - run_at)::float8 AS waited, trace_context,
+       lease_expires_at
 FROM claimed
 ORDER BY priority DESC, run_at, id;
 
@@ -369,6 +372,8 @@ SELECT id FROM ended;
 -- own outcome being written, an operator's cancel) is skipped, not waited for: waiting on
 -- rows taken in another order is how two statements deadlock. Rows that do not come back
 -- were lost, or skipped: the caller reads those again without locking (job_leases_read).
+-- Keeping a lease is also its worker's sign of life: the worker's row (if it has one) is
+-- seen now, unless another statement holds it (a beat of its own, just then).
 WITH held AS (
     SELECT j.ctid
     FROM jobs AS j
@@ -376,15 +381,36 @@ WITH held AS (
       ON j.id = r.id AND j.lease_token = r.token
     WHERE j.status = 'processing'
     FOR UPDATE OF j SKIP LOCKED
+),
+extended AS (
+    UPDATE jobs AS j
+    SET lease_expires_at = now() + make_interval(secs => :seconds::float8)
+    WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM held))
+    RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.worker_id,
+              j.lease_expires_at
+),
+seen AS (
+    UPDATE workers SET last_seen_at = now()
+    WHERE id = ANY (ARRAY(
+        SELECT w.id FROM workers AS w
+        WHERE w.id = ANY (ARRAY(SELECT DISTINCT worker_id FROM extended))
+        FOR UPDATE SKIP LOCKED
+    ))
 )
-UPDATE jobs AS j
-SET lease_expires_at = now() + make_interval(secs => :seconds::float8)
-WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM held))
-RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested;
+SELECT id, cancel_requested, lease_expires_at FROM extended;
+
+-- name: job_leases_held
+-- The running attempts these leases still hold, as an outcome needs them (nothing written).
+SELECT j.id, j.task, j.queue, j.attempts AS attempt, j.max_attempts,
+       j.cancel_requested_at IS NOT NULL AS cancel_requested, j.lease_expires_at, j.worker_id
+FROM jobs AS j
+JOIN unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
+  ON j.id = r.id AND j.lease_token = r.token
+WHERE j.status = 'processing';
 
 -- name: job_leases_read
 -- The leases still held, and whether each job was asked to cancel (nothing is written).
-SELECT j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
+SELECT j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested, j.lease_expires_at
 FROM jobs AS j
 JOIN unnest(:ids::bigint[], :tokens::uuid[]) AS r(id, token)
   ON j.id = r.id AND j.lease_token = r.token

@@ -50,6 +50,26 @@ class RetryPolicy:
     backoff_max: float = 300.0
 
 
+def after_failure(
+    error: AttemptError,
+    *,
+    attempt: int,
+    max_attempts: int,
+    policy: RetryPolicy,
+    rng: random.Random,
+    delay: float | None = None,
+    requested: bool = False,
+) -> Retry | Failed:
+    """How a failed attempt ends, wherever it ran (here or in an HTTP worker): Retry while
+    attempts remain, after `delay` seconds or else the policy's backoff; Failed after the
+    last. `requested`: the worker asked to run again later (not a failure to warn of)."""
+    if attempt >= max_attempts:
+        return Failed(error)
+    if delay is None:
+        delay = backoff_delay(attempt, base=policy.backoff_base, cap=policy.backoff_max, rng=rng)
+    return Retry(error, delay, requested=requested)
+
+
 class _HandlerTimeout(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"the attempt timed out after {seconds:g}s")
@@ -106,17 +126,15 @@ class Executor:
 
     def _failed(self, job: ClaimedJob, exc: Exception, delay: float | None = None) -> Outcome:
         """Retry while attempts remain, else Failed."""
-        error = self._error(job, exc)
-        if job.attempt >= job.max_attempts:
-            return Failed(error)
-        if delay is None:
-            delay = backoff_delay(
-                job.attempt,
-                base=self._policy.backoff_base,
-                cap=self._policy.backoff_max,
-                rng=self._rng,
-            )
-        return Retry(error, delay, requested=isinstance(exc, RetryLater))
+        return after_failure(
+            self._error(job, exc),
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            policy=self._policy,
+            rng=self._rng,
+            delay=delay,
+            requested=isinstance(exc, RetryLater),
+        )
 
     @staticmethod
     def _error(job: ClaimedJob, exc: Exception) -> AttemptError:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from jqs.batching import Batcher
 from jqs.clock import Clock
@@ -137,43 +137,70 @@ class OutcomeWriter:
         self._metrics.finished(end.job.queue, end.job.task, status, end.duration_ms / 1000)
 
     def _log(self, end: _End, written: bool) -> None:
-        job, outcome = end.job, end.outcome
-        if written and isinstance(outcome, Completed) and not job_events_at("info"):
-            return  # the common case, at level warning: build nothing
-        line: dict[str, object] = {
-            "job_id": job.id,
-            "task": job.task,
-            "queue": job.queue,
-            "attempt": job.attempt,
-            "worker": self._worker_id,
-        }
-        level = "warning"
-        if not written:
-            line["detail"] = "another worker owns this job now; outcome dropped"
-            line["event"] = "job_lease_lost"
-        elif isinstance(outcome, Completed):
-            level = "info"
-            line["status"] = JobStatus.COMPLETED.value
-            line["duration_ms"] = end.duration_ms
-            line["event"] = "job_completed"
-        elif isinstance(outcome, Retry):
-            # A handler's RetryLater is its plan, not a failure: info, not warning.
-            level = "info" if outcome.requested else "warning"
-            line["status"] = JobStatus.QUEUED.value
-            line["error"] = outcome.error.message
-            line["error_type"] = outcome.error.kind
-            line["retry_in"] = round(outcome.delay, 3)
-            line["max_attempts"] = job.max_attempts
-            line["event"] = "job_retry_scheduled"
-        elif isinstance(outcome, Failed):
-            line["status"] = JobStatus.FAILED.value
-            line["error"] = outcome.error.message
-            line["error_type"] = outcome.error.kind
-            line["max_attempts"] = job.max_attempts
-            line["event"] = "job_failed"
-        elif isinstance(outcome, Cancelled):
-            level = "info"
-            line["status"] = JobStatus.CANCELLED.value
-            line["event"] = "job_cancelled"
-        line["logger_name"] = __name__
-        job_event(level, line)
+        log_end(end.job, end.outcome, written, worker=self._worker_id, duration_ms=end.duration_ms)
+
+
+class Ended(Protocol):
+    """What a log line tells of the job whose attempt ended."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def task(self) -> str | None: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def max_attempts(self) -> int: ...
+
+
+def log_end(
+    job: Ended,
+    outcome: Final,
+    written: bool,
+    *,
+    worker: str | None,
+    duration_ms: float | None = None,
+) -> None:
+    """Log an attempt's end once its write is done (`written` False: the lease was lost)."""
+    if written and isinstance(outcome, Completed) and not job_events_at("info"):
+        return  # the common case, at level warning: build nothing
+    line: dict[str, object] = {
+        "job_id": job.id,
+        "task": job.task,
+        "queue": job.queue,
+        "attempt": job.attempt,
+        "worker": worker,
+    }
+    level = "warning"
+    if not written:
+        line["detail"] = "another worker owns this job now; outcome dropped"
+        line["event"] = "job_lease_lost"
+    elif isinstance(outcome, Completed):
+        level = "info"
+        line["status"] = JobStatus.COMPLETED.value
+        if duration_ms is not None:
+            line["duration_ms"] = duration_ms
+        line["event"] = "job_completed"
+    elif isinstance(outcome, Retry):
+        # A handler's RetryLater is its plan, not a failure: info, not warning.
+        level = "info" if outcome.requested else "warning"
+        line["status"] = JobStatus.QUEUED.value
+        line["error"] = outcome.error.message
+        line["error_type"] = outcome.error.kind
+        line["retry_in"] = round(outcome.delay, 3)
+        line["max_attempts"] = job.max_attempts
+        line["event"] = "job_retry_scheduled"
+    elif isinstance(outcome, Failed):
+        line["status"] = JobStatus.FAILED.value
+        line["error"] = outcome.error.message
+        line["error_type"] = outcome.error.kind
+        line["max_attempts"] = job.max_attempts
+        line["event"] = "job_failed"
+    elif isinstance(outcome, Cancelled):
+        level = "info"
+        line["status"] = JobStatus.CANCELLED.value
+        line["event"] = "job_cancelled"
+    line["logger_name"] = __name__
+    job_event(level, line)
