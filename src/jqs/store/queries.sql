@@ -601,6 +601,64 @@ SELECT queue, status, count(*) AS n,
 FROM jobs
 GROUP BY queue, status;
 
+-- name: job_search
+-- plan: per-value
+-- The dashboard's search: the jobs of an id window (above :above_id, below :before_id when
+-- given) that match, newest first. The window bounds what is read, whatever matches: a
+-- payload search (@>) has no index to use, since a GIN index on payloads would slow every
+-- insert; NULL filters match every row.
+SELECT * FROM jobs
+WHERE id > :above_id::bigint
+  AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+  AND (:status::text IS NULL OR status = :status::text)
+  AND (:queue::text IS NULL OR queue = :queue::text)
+  AND (:task::text IS NULL OR task = :task::text)
+  AND (:contains::jsonb IS NULL OR payload @> :contains::jsonb)
+  AND (:since::timestamptz IS NULL OR created_at >= :since::timestamptz)
+  AND (:until::timestamptz IS NULL OR created_at < :until::timestamptz)
+  AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+  AND (:tasks::text[] IS NULL OR coalesce(task, '') = ANY(:tasks::text[]))
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: job_search_count
+-- plan: per-value
+-- How many jobs of job_search's window match (a count bounded by the window), and when the
+-- window's oldest job was created (the primary key's first entry above the floor).
+SELECT (SELECT count(*) FROM jobs
+WHERE id > :above_id::bigint
+  AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+  AND (:status::text IS NULL OR status = :status::text)
+  AND (:queue::text IS NULL OR queue = :queue::text)
+  AND (:task::text IS NULL OR task = :task::text)
+  AND (:contains::jsonb IS NULL OR payload @> :contains::jsonb)
+  AND (:since::timestamptz IS NULL OR created_at >= :since::timestamptz)
+  AND (:until::timestamptz IS NULL OR created_at < :until::timestamptz)
+  AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+  AND (:tasks::text[] IS NULL OR coalesce(task, '') = ANY(:tasks::text[]))) AS matching,
+       (SELECT created_at FROM jobs WHERE id > :above_id::bigint ORDER BY id LIMIT 1)
+           AS oldest_at;
+
+-- name: job_newest_id
+SELECT coalesce(max(id), 0) FROM jobs;
+
+-- name: job_throughput
+-- plan: per-value
+-- Completed and failed jobs per minute since :minutes minutes before this minute began,
+-- from the newest :rows finished jobs at most (the finished_at index, read backwards).
+SELECT date_trunc('minute', finished_at) AS minute,
+       count(*) FILTER (WHERE status = 'completed') AS completed,
+       count(*) FILTER (WHERE status = 'failed') AS failed
+FROM (
+    SELECT finished_at, status FROM jobs
+    WHERE status IN ('completed', 'failed', 'cancelled')
+      AND finished_at >= date_trunc('minute', now()) - make_interval(mins => :minutes::int)
+    ORDER BY finished_at DESC
+    LIMIT :rows
+) AS recent
+GROUP BY 1
+ORDER BY 1;
+
 -- name: queue_activity
 -- Queued and running jobs per queue, and how long the oldest due queued job has waited:
 -- read from the partial indexes that hold only those rows (never the finished history).
