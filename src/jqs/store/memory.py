@@ -63,7 +63,6 @@ from jqs.store.port import (
     FindParams,
     Finish,
     JobEventsRead,
-    JobSearch,
     LeaseCheckParams,
     NewKey,
     PruneParams,
