@@ -14,14 +14,14 @@ from jqs.auth.keyring import KeyRing
 from jqs.batching import Batcher
 from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.models import Inserted, Job, JobStatus, NewJob
-from jqs.store.port import Jobs, Keys, Queues
+from jqs.store.port import Dashboard, Events, Jobs, Keys, Queues
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 from jqs.tracing import Tracing
 
 
-class ApiStore(Jobs, Queues, Keys, Protocol):
-    """The parts of the store the API uses."""
+class ApiStore(Jobs, Queues, Keys, Events, Dashboard, Protocol):
+    """The parts of the store the API (and its dashboard, jqs.ui) uses."""
 
 
 @dataclass(slots=True)
