@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import history, scenarios
+from bench import dashboard, history, scenarios
 from bench.common import REPO, Server, cpu_jiffies, machine, percentile, steal_percent
 
 TARGETS_NOTE = (
@@ -484,6 +484,7 @@ async def main() -> None:
         ("end_to_end", scenarios.end_to_end),
         ("latency", scenarios.pickup_latency),
         ("history", history.history),
+        ("dashboard", dashboard.dashboard),
         ("profile", scenarios.profile_drain),
         ("others", scenarios.others),
         ("servers", scenarios.servers),

@@ -1,0 +1,148 @@
+"""The dashboard's logic without a database: sessions, CSRF tokens, filters, the chart, and
+its pages on the in-memory store (auth on and off)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from jqs.api.app import create_app
+from jqs.api.state import ApiState
+from jqs.auth.issue import KeySpec, issue_key
+from jqs.auth.keyring import KeyRing
+from jqs.auth.principal import Principal
+from jqs.auth.scopes import Scope
+from jqs.models import Throughput
+from jqs.testing import ManualClock, MemoryStore
+from jqs.ui import session
+from jqs.ui.chart import chart
+from jqs.ui.filters import FilterError, Filters, contains
+
+ADMIN = "a" * 32
+READER = Principal("key_reader", "reader", frozenset({Scope.JOBS_READ}))
+
+
+def test_payload_filters_become_containment_objects() -> None:
+    assert contains("user_id = 42") == b'{"user_id":42}'
+    assert contains('user_id = 42 and region = "eu"') == b'{"user_id":42,"region":"eu"}'
+    assert contains("customer.country = fr\nflag = true") == (
+        b'{"customer":{"country":"fr"},"flag":true}'
+    )
+    assert contains('{"tags": ["a"]}') == b'{"tags":["a"]}'
+    for bad in ("user_id", "= 3", "[1]", "{nope", "a = 1 and a.b = 2"):
+        with pytest.raises(FilterError):
+            contains(bad)
+
+
+def test_filters_search_within_the_keys_reach() -> None:
+    limited = Principal("k", "k", frozenset({Scope.JOBS_READ}), queues=frozenset({"mail"}))
+    filters = Filters.of({"status": "failed", "since": "2030-01-02T03:04", "x": "ignored"})
+    search = filters.search(limited)
+    assert search.queues == frozenset({"mail"})
+    assert search.since == datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    assert filters.windowed, "a time range reads the window"
+    assert not Filters.of({"status": "failed", "task": "t"}).windowed, "indexed"
+    assert Filters.of({"payload": "a = 1"}).windowed
+    assert filters.query(before=5) == "status=failed&since=2030-01-02T03%3A04&before=5"
+    with pytest.raises(FilterError):
+        Filters.of({"status": "done"}).search(limited)
+    with pytest.raises(FilterError):
+        Filters.of({"until": "yesterday"}).search(limited)
+
+
+async def test_a_session_names_its_key_is_signed_and_ends_with_it() -> None:
+    clock = ManualClock()
+    store = MemoryStore(clock)
+    ring = KeyRing(store, admin_key=ADMIN, clock=clock)
+    issued = await issue_key(
+        store, KeySpec(name="r", scopes=frozenset({Scope.JOBS_READ})), created_by=None
+    )
+    ring.add(issued.secret_hash, issued.principal)
+    value = session.issue(issued.secret_hash, issued.principal)
+    assert issued.secret not in value
+    opened = session.open_session(value, ring)
+    assert opened is not None
+    assert opened.principal.id == issued.key.id
+    assert opened.csrf_ok(opened.csrf)
+    assert not opened.csrf_ok("x" + opened.csrf[1:])
+    assert not opened.csrf_ok(None)
+    key_id, expires, nonce, mac = value.split(".")
+    assert session.open_session(f"{key_id}.{int(expires) + 9}.{nonce}.{mac}", ring) is None
+    assert session.open_session(f"{key_id}.{expires}.{nonce}x.{mac}", ring) is None
+    assert session.open_session("garbage", ring) is None
+    later = int(expires) + 1
+    assert session.open_session(value, ring, now=later) is None, "expired"
+    other = session.issue(issued.secret_hash, issued.principal)
+    assert session.open_session(other, ring).csrf != opened.csrf  # type: ignore[union-attr]
+    ring.remove(issued.key.id)
+    assert session.open_session(value, ring) is None, "revoked"
+
+
+def test_the_chart_has_a_bar_per_minute() -> None:
+    now = datetime(2030, 1, 1, 12, 30, 15, tzinfo=UTC)
+    minute = now.replace(second=0) - timedelta(minutes=2)
+    drawn = chart([Throughput(minute, 3, 1)], now, 60)
+    assert len(drawn.bars) == 60
+    assert drawn.peak == 4
+    assert (drawn.completed, drawn.failed) == (3, 1)
+    tall = drawn.bars[-3]
+    assert tall.completed_height + tall.failed_height == pytest.approx(drawn.height - 4)
+    assert drawn.bars[-1].completed_height == 0
+
+
+async def _client(state: ApiState) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(state))
+    return httpx.AsyncClient(transport=transport, base_url="http://jqs.test")
+
+
+async def test_pages_need_a_session_and_its_scope() -> None:
+    clock = ManualClock()
+    store = MemoryStore(clock)
+    ring = KeyRing(store, admin_key=ADMIN, clock=clock)
+    reader = await issue_key(
+        store, KeySpec(name="r", scopes=frozenset({Scope.JOBS_READ})), created_by=None
+    )
+    ring.add(reader.secret_hash, reader.principal)
+    async with await _client(ApiState(store=store, keyring=ring)) as client:
+        first = await client.get("/ui/jobs")
+        assert first.status_code == 303
+        assert first.headers["location"] == "/ui/signin?next=%2Fui%2Fjobs"
+        assert (await client.get("/ui/static/htmx.min.js")).status_code == 200
+        form = await client.get("/ui/signin")
+        token = re.search(r'name="token" value="([^"]+)"', form.text)
+        assert token is not None
+        wrong = await client.post("/ui/signin", data={"token": token[1], "key": "nope"})
+        assert "unknown" in wrong.headers["location"]
+        form = await client.get("/ui/signin")
+        token = re.search(r'name="token" value="([^"]+)"', form.text)
+        assert token is not None
+        signed = await client.post(
+            "/ui/signin", data={"token": token[1], "key": reader.secret, "next": "/ui/jobs"}
+        )
+        assert signed.status_code == 303
+        assert signed.headers["location"] == "/ui/jobs"
+        cookie = signed.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
+        assert "Secure" not in cookie, "plain HTTP"
+        assert (await client.get("/ui/jobs")).status_code == 200
+        assert (await client.get("/ui/keys")).status_code == 403
+        assert (await client.get("/ui/submit")).status_code == 403
+        # The Bearer API is not opened by the cookie.
+        assert (await client.get("/jobs")).status_code == 401
+        over_tls = await client.get("/ui/signin", headers={"X-Forwarded-Proto": "https"})
+        assert "Secure" in over_tls.headers["set-cookie"]
+
+
+async def test_with_authentication_off_the_pages_open_for_anyone() -> None:
+    store = MemoryStore(ManualClock())
+    async with await _client(ApiState(store=store, keyring=None)) as client:
+        overview = await client.get("/ui")
+        assert overview.status_code == 200
+        assert "Throughput" in overview.text
+        assert (await client.get("/ui/signin")).status_code == 303
+        refused = await client.post("/ui/submit", data={"payload": "{}"})
+        assert refused.status_code == 403, "no CSRF token"
