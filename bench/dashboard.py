@@ -10,7 +10,6 @@ median and the slowest. The budget is 100 ms per page.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import statistics
@@ -101,9 +100,9 @@ async def _sign_in(client: httpx.AsyncClient) -> None:
     assert "jqs_session" in client.cookies
 
 
-def _durations(log: Path, path: str, runs: int) -> list[float]:
-    """The server's duration_ms of the last `runs` requests for `path` in its access log."""
-    wanted = path.split("?")[0]
+def _durations(log: Path) -> list[float]:
+    """The server's duration_ms of every GET of a dashboard page in its access log, in
+    order (read once the server has stopped: its log is flushed then)."""
     found = []
     for line in log.read_text(errors="replace").splitlines():
         if '"http_request"' not in line:
@@ -112,9 +111,9 @@ def _durations(log: Path, path: str, runs: int) -> list[float]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if entry.get("path") == wanted:
+        if entry.get("method") == "GET" and entry.get("path", "").startswith("/ui"):
             found.append(float(entry["duration_ms"]))
-    return found[-runs:]
+    return found
 
 
 async def dashboard(ctx: Context) -> None:
@@ -134,21 +133,24 @@ async def dashboard(ctx: Context) -> None:
     )
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 3600))
     measured: dict[str, dict[str, float]] = {}
+    asked = pages(failed_id, since)
     try:
         await wait_http(f"http://127.0.0.1:{port}/health")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             await _sign_in(client)
-            for label, path in pages(failed_id, since):
+            for _, path in asked:
                 # One request first: each connection plans a statement on its first run.
                 for _ in range(runs + 1):
                     answer = await client.get(path)
                     assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
-                await asyncio.sleep(0.2)  # the access log line is written after the answer
-                # Pages sharing a path are asked one after another: the last lines are these.
-                times = _durations(log, path, runs)
-                measured[label] = {"median": statistics.median(times), "max": max(times)}
     finally:
         proc.stop()
+    # After the sign-in form's GET, each page's requests in the order they were made.
+    durations = _durations(log)[1:]
+    assert len(durations) == len(asked) * (runs + 1), len(durations)
+    for n, (label, _) in enumerate(asked):
+        times = durations[n * (runs + 1) + 1 : (n + 1) * (runs + 1)]
+        measured[label] = {"median": statistics.median(times), "max": max(times)}
     ctx.extra["dashboard_pages"] = {"finished": history_n, "runs": runs, "ms": measured}
     for label, ms in measured.items():
         ctx.rows.append(
