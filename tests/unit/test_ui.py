@@ -16,6 +16,7 @@ from jqs.auth.keyring import KeyRing
 from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
 from jqs.models import Throughput
+from jqs.store.port import JobSearch, SearchParams
 from jqs.testing import ManualClock, MemoryStore
 from jqs.ui import session
 from jqs.ui.chart import chart
@@ -146,3 +147,43 @@ async def test_with_authentication_off_the_pages_open_for_anyone() -> None:
         assert (await client.get("/ui/signin")).status_code == 303
         refused = await client.post("/ui/submit", data={"payload": "{}"})
         assert refused.status_code == 403, "no CSRF token"
+
+
+async def test_bad_input_gets_a_page_never_a_500() -> None:
+    store = MemoryStore(ManualClock())
+    async with await _client(ApiState(store=store, keyring=None)) as client:
+        page = await client.get("/ui/submit")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None
+        csrf = token[1]
+        huge = "9" * 30
+        for path in (
+            f"/ui/jobs?payload=a+%3D+1&top={huge}&before={huge}",
+            f"/ui/jobs?before={huge}",
+            "/ui/jobs?top=-5&queue=q",
+            f"/ui/jobs/bulk?action=retry&top={huge}",
+        ):
+            assert (await client.get(path)).status_code == 200, path
+        assert (await client.get("/ui/jobs?payload=nonsense")).status_code == 422
+        assert (await client.get("/ui/jobs?status=done")).status_code == 422
+        assert (await client.get(f"/ui/jobs/{huge}")).status_code == 404
+        assert (await client.get("/ui/jobs/0")).status_code == 404
+        bad_queue = await client.post("/ui/queues/%20bad", data={"csrf": csrf, "op": "pause"})
+        assert bad_queue.status_code == 404
+        assert await store.queue_settings_list() == []
+        limits = await client.post(
+            "/ui/queues/q", data={"csrf": csrf, "op": "limits", "concurrency_limit": "-1"}
+        )
+        assert "q%3A%20concurrency_limit" in limits.headers["location"]
+        key = await client.post("/ui/keys", data={"csrf": csrf, "name": "a\x01b"})
+        assert key.status_code == 303
+        assert await store.key_list() == []
+        bad_json = await client.post("/ui/submit", data={"csrf": csrf, "payload": "[1]"})
+        assert bad_json.status_code == 422
+        assert "JSON object" in bad_json.text
+        made = await client.post(
+            "/ui/submit", data={"csrf": csrf, "payload": '{"task": "t"}', "queue": "q2"}
+        )
+        assert made.status_code == 303
+        [job] = await store.job_search(SearchParams(JobSearch(), 0))
+        assert job.queue == "q2"

@@ -19,10 +19,11 @@ from pydantic import ValidationError
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from jqs.api.auth import creator
+from jqs.api.keys import NewKeyIn
 from jqs.api.options import options_from_query, task_of
 from jqs.api.problems import ProblemError
 from jqs.api.queues import QueuePatch as QueuePatchIn
-from jqs.auth.issue import KeySpec, issue_key
+from jqs.auth.issue import issue_key
 from jqs.auth.scopes import Scope
 from jqs.auth.secrets import secret_hash
 from jqs.errors import JobNotFound, StoreError
@@ -30,7 +31,15 @@ from jqs.jsonutil import RawJSON
 from jqs.logging import get_logger
 from jqs.models import Job, JobFilter, JobStatus, NewJob
 from jqs.outcome import cancelled_result
-from jqs.store.port import FindParams, JobEventsRead, QueuePatch, SearchParams, ThroughputRead
+from jqs.store.port import (
+    MAX_JOB_ID,
+    FindParams,
+    JobEventsRead,
+    QueuePatch,
+    SearchParams,
+    ThroughputRead,
+)
+from jqs.tasks.names import QUEUE_NAME, QUEUE_NAME_RULE
 from jqs.ui import session as sessions
 from jqs.ui.access import (
     Can,
@@ -270,10 +279,12 @@ async def overview(request: Request) -> Response:
 
 
 def _int(value: str | None) -> int | None:
+    """A job id from the query string or a form: None unless a number; within bigint."""
     try:
-        return int(value) if value else None
+        number = int(value) if value else None
     except ValueError:
         return None
+    return None if number is None else max(0, min(number, MAX_JOB_ID))
 
 
 @router.get("/jobs")
@@ -503,7 +514,15 @@ async def submit(request: Request) -> Response:
         )
         if not principal.may_touch(job.options.queue, task):
             raise ProblemError(403, f"API key {principal.id} may not use this queue or task")
-        inserted = await state.inserts.submit(job)
+        queue, bounds = job.options.queue, state.bounds
+        # As POST /jobs: 429 when the queue is full; a bounded queue counts the job until
+        # it is settled.
+        settle = bounds.settle if bounds is not None and bounds.admit(queue) else None
+        try:
+            inserted = await state.inserts.submit(job)
+        finally:
+            if settle is not None:
+                settle(queue)
     except ProblemError as exc:
         return _page(
             request,
@@ -570,6 +589,8 @@ async def queue_update(request: Request, name: str) -> Response:
     """Scope queues:admin. Pause, resume, or set the limits (blank: none)."""
     form = await _form(request)
     visitor = need_form(request, Scope.QUEUES_ADMIN, form)
+    if not QUEUE_NAME.match(name):
+        raise Refused(404, QUEUE_NAME_RULE)
     if not visitor.principal.may_use_queue(name):
         raise Refused(403, f"API key {visitor.principal.id} may not use queue {name!r}")
     state = api_state(request)
@@ -637,12 +658,15 @@ async def key_create(request: Request) -> Response:
     form = await _form(request)
     visitor = need_form(request, Scope.ADMIN, form)
     state = api_state(request)
-    name = form.get("name", "").strip()
-    scopes = frozenset(Scope(value) for value in _scopes(form))
-    if not name or not scopes:
-        return _back(f"{PREFIX}/keys", "a key needs a name and at least one scope")
+    try:
+        wanted = NewKeyIn.model_validate(
+            {"name": form.get("name", "").strip(), "scopes": _scopes(form)}
+        )
+    except ValidationError as exc:
+        detail = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        return _back(f"{PREFIX}/keys", f"a key needs a name and at least one scope ({detail})")
     issued = await issue_key(
-        state.store, KeySpec(name=name[:100], scopes=scopes), created_by=visitor.principal.id
+        state.store, wanted.spec(datetime.now(UTC)), created_by=visitor.principal.id
     )
     if state.keyring is not None:
         state.keyring.add(issued.secret_hash, issued.principal)
