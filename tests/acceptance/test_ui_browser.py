@@ -109,6 +109,10 @@ async def test_dashboard_in_chromium(
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)
+    # Console errors include Content-Security-Policy violations (htmx must work under it).
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
     await _sign_in(page, base, ADMIN)
     cookie = next(c for c in await context.cookies() if c["name"] == "jqs_session")
     assert cookie["httpOnly"]
@@ -116,6 +120,13 @@ async def test_dashboard_in_chromium(
     assert ADMIN not in cookie["value"]
     await expect(page.locator("svg.chart")).to_be_visible()
     await page.screenshot(path=shots / "overview.png", full_page=True)
+    # The figures refresh in place: htmx asks for the page again within seconds.
+    async with page.expect_request(lambda r: r.headers.get("hx-request") == "true"):
+        pass
+    huge = "9" * 30
+    answer = await page.goto(f"{base}/ui/jobs?payload=a+%3D+1&top={huge}&before={huge}")
+    assert answer is not None
+    assert answer.status == 200
 
     # Filter by payload content: one job has user_id 42.
     await page.get_by_role("link", name="Jobs", exact=True).click()
@@ -167,6 +178,7 @@ async def test_dashboard_in_chromium(
     for name in ("workers", "keys", "submit"):
         await page.goto(f"{base}/ui/{name}")
         await page.screenshot(path=shots / f"{name}.png", full_page=True)
+    assert problems == []
 
     # A phone's width: nothing wider than the screen; and the dark theme.
     phone = await browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
