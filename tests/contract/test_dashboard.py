@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from jqs.models import JobStatus, QueueSettings
-from jqs.outcome import Completed, Failed, attempt_error
-from jqs.store.port import Finish, JobSearch, QueuePatch, SearchParams, ThroughputRead
+from jqs.models import EventType, JobStatus, QueueSettings
+from jqs.outcome import Completed, Failed, attempt_error, cancelled_result
+from jqs.store.port import (
+    Finish,
+    JobEventsRead,
+    JobSearch,
+    QueuePatch,
+    SearchParams,
+    ThroughputRead,
+)
 from tests.contract.conftest import Subject
 from tests.support.jobs import add, claim, raw
 
@@ -94,3 +101,46 @@ async def test_queue_settings_list(subject: Subject) -> None:
         QueueSettings("a", concurrency_limit=2),
         QueueSettings("b", paused=True),
     ]
+
+
+async def test_cancel_many_ends_queued_jobs_and_asks_running_ones_once(subject: Subject) -> None:
+    store = subject.store
+    running = await add(store, {"task": "a"})
+    [claimed] = await claim(store, limit=1)
+    assert claimed.id == running.id
+    queued = await add(store, {"task": "b"}, queue="q2")
+    done = await add(store, {"task": "c"}, queue="q3")
+    [other] = await claim(store, ["q3"], limit=1)
+    await store.finish([Finish(other.lease, Completed(raw(1)))])
+    ids = [running.id, queued.id, done.id, 999_999, 0]
+    moved = await store.cancel_many(ids, cancelled_result(attempt=0))
+    assert sorted(moved) == sorted([(running.id, "default"), (queued.id, "q2")])
+    assert (await store.get(queued.id)).status is JobStatus.CANCELLED
+    assert (await store.get(running.id)).cancel_requested
+    assert (await store.get(done.id)).status is JobStatus.COMPLETED
+    assert await store.cancel_many(ids, cancelled_result(attempt=0)) == [], "asked already"
+    kinds = [e.type for e in await store.events_of_job(JobEventsRead(running.id))]
+    assert kinds.count(EventType.CANCEL_REQUESTED) == 1
+    kinds = [e.type for e in await store.events_of_job(JobEventsRead(queued.id))]
+    assert kinds[-1] is EventType.CANCELLED
+
+
+async def test_retry_many_queues_failed_and_cancelled_jobs_again(subject: Subject) -> None:
+    store = subject.store
+    failing = await add(store, {"task": "a"})
+    [claimed] = await claim(store, limit=1)
+    failed = attempt_error("broken", kind="RuntimeError", attempt=1)
+    await store.finish([Finish(claimed.lease, Failed(failed))])
+    cancelled = await add(store, {"task": "b"}, queue="q2")
+    await store.cancel(cancelled.id, cancelled_result(attempt=0))
+    queued = await add(store, {"task": "c"})
+    moved = await store.retry_many([queued.id, cancelled.id, failing.id, 0])
+    assert sorted(moved) == sorted([(failing.id, "default"), (cancelled.id, "q2")])
+    again = await store.get(failing.id)
+    assert again.status is JobStatus.QUEUED
+    assert again.attempts == 0
+    assert again.errors[0]["error"] == "broken", "the history stays"
+    assert (await store.get(queued.id)).status is JobStatus.QUEUED
+    assert await store.retry_many([failing.id]) == []
+    kinds = [e.type for e in await store.events_of_job(JobEventsRead(failing.id))]
+    assert kinds[-1] is EventType.ENQUEUED

@@ -15,12 +15,13 @@ from jqs.auth.issue import KeySpec, issue_key
 from jqs.auth.keyring import KeyRing
 from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
-from jqs.models import Throughput
-from jqs.store.port import JobSearch, SearchParams
+from jqs.models import NewJob, Throughput
+from jqs.store.port import FindParams, JobSearch, SearchParams
 from jqs.testing import ManualClock, MemoryStore
 from jqs.ui import session
 from jqs.ui.chart import chart
 from jqs.ui.filters import FilterError, Filters, contains
+from tests.support.jobs import raw
 
 ADMIN = "a" * 32
 READER = Principal("key_reader", "reader", frozenset({Scope.JOBS_READ}))
@@ -187,3 +188,41 @@ async def test_bad_input_gets_a_page_never_a_500() -> None:
         assert made.status_code == 303
         [job] = await store.job_search(SearchParams(JobSearch(), 0))
         assert job.queue == "q2"
+
+
+async def test_bulk_actions_take_every_match_of_the_window_in_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jqs.ui import jobs as job_pages
+
+    monkeypatch.setattr(job_pages, "BULK_BATCH", 3)
+    monkeypatch.setattr(job_pages, "BULK_MAX", 7)
+    store = MemoryStore(ManualClock())
+    await store.insert([NewJob(raw({"task": "t", "n": n})) for n in range(9)])
+    await store.insert([NewJob(raw({"task": "other"}))])
+    woken: list[str] = []
+    state = ApiState(store=store, keyring=None, on_enqueue=woken.append)
+    async with await _client(state) as client:
+        page = await client.get("/ui/jobs/bulk?action=cancel&task=t")
+        assert "<strong>9</strong> jobs match" in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        form = {"csrf": csrf[1], "action": "cancel", "task": "t", "floor": "0", "top": "11"}
+        first = await client.post("/ui/jobs/bulk", data=form)
+        assert "7%20jobs%20cancelled" in first.headers["location"]
+        rest = first.headers["location"]
+        assert rest.startswith("/ui/jobs/bulk?")
+        page = await client.get(rest)
+        assert "<strong>2</strong> jobs match" in page.text, "what the first press left"
+        top = re.search(r'name="top" value="([^"]+)"', page.text)
+        assert top is not None
+        second = await client.post("/ui/jobs/bulk", data={**form, "top": top[1]})
+        assert "2%20jobs%20cancelled" in second.headers["location"], "the rest"
+        assert second.headers["location"].startswith("/ui/jobs?")
+        statuses = [job.status.value for job in await store.find(FindParams(limit=20))]
+        assert statuses == ["queued"] + ["cancelled"] * 9
+        retried = await client.post("/ui/jobs/bulk", data={**form, "action": "retry"})
+        assert "7%20jobs%20queued%20again" in retried.headers["location"]
+        assert set(woken) == {"default"}, "the queues of the jobs queued again are woken"
+        refused = await client.post("/ui/jobs/bulk", data={**form, "csrf": "forged"})
+        assert refused.status_code == 403

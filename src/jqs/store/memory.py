@@ -64,6 +64,7 @@ from jqs.store.port import (
     Finish,
     JobEventsRead,
     LeaseCheckParams,
+    Moved,
     NewKey,
     PruneParams,
     QueuePatch,
@@ -759,6 +760,28 @@ class MemoryStore:
     async def job_newest_id(self) -> int:
         """The highest job id (0 when there is no job)."""
         return max(self._jobs, default=0)
+
+    async def cancel_many(self, job_ids: Sequence[int], result: RawJSON) -> list[Moved]:
+        """`cancel` for each job; the jobs it changed."""
+        moved = []
+        for job_id in sorted(set(job_ids)):
+            row = self._jobs.get(job_id)
+            if row is None or row.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+                continue
+            if row.status is JobStatus.PROCESSING and row.cancel_requested_at is not None:
+                continue
+            await self.cancel(job_id, result)
+            moved.append(Moved(job_id, row.queue))
+        return moved
+
+    async def retry_many(self, job_ids: Sequence[int]) -> list[Moved]:
+        """`retry` for each job; the jobs it queued again."""
+        moved = []
+        for job_id in sorted(set(job_ids)):
+            row = self._jobs.get(job_id)
+            if row is not None and (await self.retry(job_id)).changed:
+                moved.append(Moved(job_id, row.queue))
+        return moved
 
     async def throughput(self, params: ThroughputRead) -> list[Throughput]:
         """Completed and failed jobs per minute, oldest minute first."""

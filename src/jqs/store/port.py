@@ -395,6 +395,13 @@ class SearchCount:
     oldest_at: datetime | None
 
 
+class Moved(NamedTuple):
+    """A job an operator's request changed, and its queue (to wake its workers)."""
+
+    id: int
+    queue: str
+
+
 @dataclass(frozen=True, slots=True)
 class ThroughputRead:
     """Finished jobs per minute over the last `minutes`, from `rows` finished jobs at most
@@ -417,6 +424,15 @@ class Dashboard(Protocol):
 
     async def job_newest_id(self) -> int:
         """The highest job id (0 when there is no job)."""
+        ...
+
+    async def cancel_many(self, job_ids: Sequence[int], result: RawJSON) -> list[Moved]:
+        """`cancel` for each job at once; the jobs it changed (a running job asked to stop
+        once already is not changed again)."""
+        ...
+
+    async def retry_many(self, job_ids: Sequence[int]) -> list[Moved]:
+        """`retry` for each job at once; the jobs it queued again."""
         ...
 
     async def throughput(self, params: ThroughputRead) -> list[Throughput]:

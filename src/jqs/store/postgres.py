@@ -61,6 +61,7 @@ from jqs.store.port import (
     JobEventsRead,
     JobSearch,
     LeaseCheckParams,
+    Moved,
     NewKey,
     PruneParams,
     QueuePatch,
@@ -647,6 +648,22 @@ class PostgresStore:
         """The highest job id (0 when there is no job)."""
         newest: int = await self._db.fetchval("job_newest_id")
         return newest
+
+    async def cancel_many(self, job_ids: Sequence[int], result: RawJSON) -> list[Moved]:
+        """`cancel` for each job in one statement; the jobs it changed."""
+        ids = [job_id for job_id in job_ids if 0 < job_id <= MAX_JOB_ID]
+        rows = await self._db.fetch("job_cancel_many", ids=ids, result=result)
+        if rows:
+            self.on_events()
+        return [Moved(row["id"], row["queue"]) for row in rows]
+
+    async def retry_many(self, job_ids: Sequence[int]) -> list[Moved]:
+        """`retry` for each job in one statement; the jobs it queued again."""
+        ids = [job_id for job_id in job_ids if 0 < job_id <= MAX_JOB_ID]
+        rows = await self._db.fetch("job_retry_many", ids=ids)
+        if rows:
+            self.on_events()
+        return [Moved(row["id"], row["queue"]) for row in rows]
 
     async def throughput(self, params: ThroughputRead) -> list[Throughput]:
         """Completed and failed jobs per minute, oldest minute first."""

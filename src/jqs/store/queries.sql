@@ -435,6 +435,60 @@ events AS (
 )
 SELECT * FROM queued;
 
+-- name: job_cancel_many
+-- job_cancel for several jobs (:ids) in one statement, the dashboard's "cancel all": queued
+-- ones end cancelled, running ones are asked to stop; the others are left as they are and
+-- do not come back. Rows are locked in id order, so two such statements cannot deadlock.
+WITH target AS (
+    SELECT id, status, cancel_requested_at AS asked FROM jobs
+    WHERE id = ANY(:ids::bigint[]) AND status IN ('queued', 'processing')
+    ORDER BY id
+    FOR UPDATE
+),
+changed AS (
+    UPDATE jobs AS j
+    SET status = CASE WHEN t.status = 'queued' THEN 'cancelled' ELSE j.status END,
+        result = CASE WHEN t.status = 'queued' THEN :result::jsonb ELSE j.result END,
+        finished_at = CASE WHEN t.status = 'queued' THEN now() ELSE j.finished_at END,
+        cancel_requested_at = coalesce(j.cancel_requested_at, now()),
+        updated_at = now()
+    FROM target AS t
+    WHERE j.id = t.id
+    RETURNING j.id, j.queue, t.status AS was, t.asked
+),
+events AS (
+    INSERT INTO job_events (job_id, type)
+    SELECT id, CASE WHEN was = 'queued' THEN 'job.cancelled' ELSE 'job.cancel_requested' END
+    FROM changed
+    WHERE was = 'queued' OR asked IS NULL
+)
+SELECT id, queue FROM changed WHERE was = 'queued' OR asked IS NULL;
+
+-- name: job_retry_many
+-- job_retry for several jobs (:ids) in one statement, the dashboard's "retry all": failed and
+-- cancelled ones are queued again; the others are left as they are and do not come back.
+WITH target AS (
+    SELECT id FROM jobs
+    WHERE id = ANY(:ids::bigint[]) AND status IN ('failed', 'cancelled')
+    ORDER BY id
+    FOR UPDATE
+),
+queued AS (
+    UPDATE jobs AS j
+    SET status = 'queued', attempts = 0, run_at = now(), result = NULL,
+        cancel_requested_at = NULL, lease_token = NULL, lease_expires_at = NULL,
+        worker_id = NULL, started_at = NULL, finished_at = NULL, progress = NULL,
+        updated_at = now()
+    FROM target AS t
+    WHERE j.id = t.id
+    RETURNING j.id, j.queue
+),
+events AS (
+    INSERT INTO job_events (job_id, type, data)
+    SELECT id, 'job.enqueued', '{"retry": true}'::jsonb FROM queued
+)
+SELECT id, queue FROM queued;
+
 -- name: job_rescue_expired
 -- Jobs whose worker stopped heartbeating go back to the queue, or end failed when their
 -- attempts are spent (cancelled when cancellation was asked for). The transaction-scoped

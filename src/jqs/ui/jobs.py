@@ -97,9 +97,14 @@ async def jobs_page(request: Request) -> Response:
     return page(request, visitor, "jobs.html", context)
 
 
-def _window(request: Request, top_text: str | None, newest: int) -> tuple[int, int]:
+def _window(top_text: str | None, floor_text: str | None, newest: int) -> tuple[int, int]:
+    """The ids (floor, top) a bulk action covers: the newest WINDOW_IDS below `top`, or from
+    `floor` when an action left some of its window for another press."""
     top = _int(top_text) or newest + 1
-    return max(0, top - 1 - WINDOW_IDS), top
+    floor = _int(floor_text)
+    if floor is None or not top - 1 - WINDOW_IDS <= floor < top:
+        floor = max(0, top - 1 - WINDOW_IDS)
+    return floor, top
 
 
 @router.get("/jobs/bulk")
@@ -115,7 +120,8 @@ async def bulk_page(request: Request) -> Response:
         search = filters.search(visitor.principal)
     except FilterError as exc:
         return back(f"{PREFIX}/jobs?{filters.query()}", str(exc))
-    floor, top = _window(request, request.query_params.get("top"), await store.job_newest_id())
+    asked = request.query_params
+    floor, top = _window(asked.get("top"), asked.get("floor"), await store.job_newest_id())
     count = await store.job_search_count(SearchParams(search, floor, top))
     return page(
         request,
@@ -149,33 +155,36 @@ async def bulk(request: Request) -> Response:
         search = filters.search(visitor.principal)
     except FilterError as exc:
         return back(f"{PREFIX}/jobs?{filters.query()}", str(exc))
+    state = api_state(request)
     changed = unchanged = 0
     cursor = top
     done = False
     while changed + unchanged < BULK_MAX and not done:
-        batch = await store.job_search(SearchParams(search, floor, cursor, BULK_BATCH))
-        done = len(batch) < BULK_BATCH
-        for job in batch[: BULK_MAX - changed - unchanged]:
-            change = (
-                await store.cancel(job.id, cancelled_result(attempt=0))
-                if action == "cancel"
-                else await store.retry(job.id)
-            )
-            if change.changed:
-                changed += 1
-                if action == "retry":
-                    api_state(request).on_enqueue(job.queue)
-            else:
-                unchanged += 1
-        if batch:
-            cursor = batch[-1].id
+        size = min(BULK_BATCH, BULK_MAX - changed - unchanged)
+        batch = await store.job_search(SearchParams(search, floor, cursor, size))
+        done = len(batch) < size
+        if not batch:
+            break
+        ids = [job.id for job in batch]
+        if action == "cancel":
+            moved = await store.cancel_many(ids, cancelled_result(attempt=0))
+        else:
+            moved = await store.retry_many(ids)
+            for queue in {each.queue for each in moved}:
+                state.on_enqueue(queue)
+        changed += len(moved)
+        unchanged += len(batch) - len(moved)
+        cursor = batch[-1].id
     log.info(
         "ui_bulk", action=action, changed=changed, unchanged=unchanged, key_id=visitor.principal.id
     )
-    verb = "cancelled" if action == "cancel" else "retried"
-    message = f"{changed} jobs {verb}; {unchanged} could not be (already finished or running)"
+    verb = "cancelled or asked to stop" if action == "cancel" else "queued again"
+    message = f"{changed} jobs {verb}; {unchanged} left as they were"
     if not done:
-        message += f"; stopped after {BULK_MAX} jobs: press again for the rest"
+        # The rest of the window, counted again, for the next press.
+        message += f"; stopped after {BULK_MAX:,} jobs: the rest are below"
+        rest = filters.query(action=action, floor=floor, top=cursor)
+        return back(f"{PREFIX}/jobs/bulk?{rest}", message)
     return back(f"{PREFIX}/jobs?{filters.query()}", message)
 
 
