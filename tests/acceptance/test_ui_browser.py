@@ -221,5 +221,9 @@ async def test_dashboard_in_chromium(
     assert resumed.status == 403
     assert (await queues())["default"]["paused"] is True
     await viewer.close()
+    # Each page's access log line names the session's key (never its secret).
+    seen_lines = [e for e in proc.events("http_request") if e["path"] == f"/ui/jobs/{ids[41]}"]
+    assert {e.get("key_id") for e in seen_lines} == {reader["id"]}
+    assert all(ADMIN not in line and reader["secret"] not in line for line in proc.raw)
     await context.close()
     await api.aclose()

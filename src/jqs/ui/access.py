@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from jqs.api.access_log import KEY_ID
 from jqs.api.state import ApiState
 from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
@@ -69,7 +70,10 @@ def current(request: Request) -> Session | None:
     if auth_off(state):
         return sessions.anonymous()
     assert state.keyring is not None
-    return sessions.open_session(request.cookies.get(COOKIE), state.keyring)
+    found = sessions.open_session(request.cookies.get(COOKIE), state.keyring)
+    if found is not None:
+        request.scope[KEY_ID] = found.principal.id  # the request's access log line names it
+    return found
 
 
 def need(request: Request, scope: Scope) -> Session:
