@@ -113,6 +113,8 @@ async def test_pages_need_a_session_and_its_scope() -> None:
         assert first.status_code == 303
         assert first.headers["location"] == "/ui/signin?next=%2Fui%2Fjobs"
         assert (await client.get("/ui/static/htmx.min.js")).status_code == 200
+        refresh = await client.get("/ui/queues", headers={"HX-Request": "true"})
+        assert refresh.headers["hx-redirect"] == "/ui/signin?next=%2Fui%2Fqueues"
         form = await client.get("/ui/signin")
         token = re.search(r'name="token" value="([^"]+)"', form.text)
         assert token is not None

@@ -37,6 +37,7 @@ SECURITY_SCHEME = "apiKey"
 # The dashboard (jqs.ui) signs its visitors in with a session cookie of its own and checks
 # each page's scope itself; the Origin check still applies to its forms.
 SESSION_PATH = "/ui"
+_SESSION_ONLY = Principal(id="dashboard-session", name="dashboard session", scopes=frozenset())
 
 
 class Guard:
@@ -69,7 +70,11 @@ class Guard:
                 await problem(403, "Forbidden", refusal)(scope, receive, send)
                 return
         path: str = scope["path"]
-        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or _dashboard(path):
+        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        if _dashboard(path):
+            scope[PRINCIPAL] = _SESSION_ONLY  # no scope: an API route here would refuse
             await self.app(scope, receive, send)
             return
         principal = self._principal(headers)

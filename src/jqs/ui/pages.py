@@ -30,7 +30,11 @@ async def _sign_in_first(request: Request, exc: Exception) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if request.method != "GET":
         target = PREFIX
-    return RedirectResponse(f"{PREFIX}/signin?{urlencode({'next': target})}", status_code=303)
+    signin = f"{PREFIX}/signin?{urlencode({'next': target})}"
+    if request.headers.get("hx-request") == "true":
+        # A page's live refresh: the whole page goes to sign in, not the refreshed region.
+        return Response(status_code=204, headers={"HX-Redirect": signin})
+    return RedirectResponse(signin, status_code=303)
 
 
 async def _refused(request: Request, exc: Exception) -> Response:
