@@ -91,11 +91,7 @@ def write_report(
     for row in ctx.rows:
         met = _ratio_met(row)
         mark = "" if met is None else ("yes" if met else "**no**")
-        ratio = (
-            row.ratio
-            if row.higher_is_better
-            else (row.baseline / row.value if row.value else float("nan"))
-        )
+        ratio = row.ratio if row.higher_is_better else (1 / row.ratio if row.ratio else math.nan)
         lines.append(
             f"| {row.scenario} | {_fmt(row.value, row.unit)} | {_fmt(row.baseline, row.unit)} | "
             f"{ratio:.2f}x | {row.target} | {mark} | {row.baseline_name} | {row.note} |"
@@ -117,9 +113,21 @@ def write_report(
                 for key, label in (
                     ("jqs", "JQS"),
                     ("jqs_quiet", "JQS at warning"),
-                    ("jqs_key", "JQS with an API key"),
                     ("baseline", "baseline"),
                 )
+            )
+            + ".",
+        ]
+    pairs = ctx.extra.get("key_pairs")
+    if isinstance(pairs, list) and pairs:
+        lines += [
+            "",
+            "Single POST with and without an API key, pair by pair (requests/s without / with; "
+            "server CPU per request without / with, us): "
+            + "; ".join(
+                f"{p['rate_open']:,.0f} / {p['rate_key']:,.0f}, "
+                f"{p['cpu_open']:.1f} / {p['cpu_key']:.1f}"
+                for p in pairs
             )
             + ".",
         ]
@@ -483,6 +491,8 @@ async def main() -> None:
         ("drain", scenarios.drain),
         ("end_to_end", scenarios.end_to_end),
         ("latency", scenarios.pickup_latency),
+        ("wait", scenarios.wait_latency),
+        ("webhooks", scenarios.webhooks),
         ("history", history.history),
         ("dashboard", dashboard.dashboard),
         ("profile", scenarios.profile_drain),

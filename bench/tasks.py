@@ -26,6 +26,12 @@ async def record_start(payload: dict[str, Any]) -> None:
     _starts.write(f"{current_job().job_id} {now:.6f}\n")
 
 
+@task("stamp_end")
+async def stamp_end(payload: dict[str, Any]) -> dict[str, float]:
+    """Return time.time() as the handler ends: the job's result says when it completed."""
+    return {"at": time.time()}
+
+
 @task("fail_once")
 async def fail_once(payload: dict[str, Any]) -> None:
     """Ask for another attempt on the first, succeed on the second: a drain with retries."""

@@ -14,7 +14,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import httpx
 import orjson
@@ -29,11 +29,18 @@ from jqs.logging import configure_logging
 from jqs.models import ApiKey
 from jqs.runtime import database_for
 from jqs.settings import load_settings, parse_duration
-from jqs.store.port import Keys
+from jqs.store.port import Keys, SecretRotation, Webhooks
 from jqs.tasks.names import check_queue_name
+from jqs.webhooks import signing
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 T = TypeVar("T")
+
+
+class KeyStore(Keys, Webhooks, Protocol):
+    """What the commands ask of the database."""
+
+
 CLI_KEY_ID = "cli"  # what keys made with direct database access record as their creator
 
 
@@ -65,7 +72,7 @@ def _over_http() -> str | None:
     return url.rstrip("/")
 
 
-def _with_store(action: Callable[[Keys], Awaitable[T]]) -> T:
+def _with_store(action: Callable[[KeyStore], Awaitable[T]]) -> T:
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -185,13 +192,19 @@ def create(
 
         async def make(store: Keys) -> dict[str, Any]:
             issued = await issue_key(store, spec, created_by=CLI_KEY_ID)
-            return {**_json(issued.key), "secret": issued.secret}
+            return {
+                **_json(issued.key),
+                "secret": issued.secret,
+                "webhook_secret": issued.webhook_secret,
+            }
 
         created = _with_store(make)
     if as_json:
         typer.echo(orjson.dumps(created).decode())
         return
     typer.echo(f"Created API key {created['id']} ({created['name']}).")
+    typer.echo("Its webhook secret, which signs the callbacks of its jobs, shown only once:")
+    typer.echo(created["webhook_secret"])
     typer.echo("Its secret, shown only this once (send it as Authorization: Bearer <secret>):")
     typer.echo(created["secret"])
 
@@ -232,3 +245,29 @@ def revoke(
         if _with_store(revoke_in) is None:
             raise _fail(f"no API key has the id {key_id}")
     typer.echo(f"Revoked API key {key_id}.")
+
+
+@app.command("rotate-webhook-secret")
+def rotate_webhook_secret(
+    key_id: Annotated[str, typer.Argument(help="The key's id, e.g. key_3f9a0c1d2e4b.")],
+) -> None:
+    """Give a key a new webhook secret (printed once); the old one signs too for a while."""
+    url = _over_http()
+    if url is not None:
+        answer = _request("POST", f"/keys/{key_id}/webhook-secret", url)
+        secret, until = answer["webhook_secret"], answer["previous_secret_until"]
+    else:
+        secret = signing.new_secret()
+        overlap = load_settings().webhook_rotation_overlap
+
+        async def rotate_in(store: Webhooks) -> SecretRotation | None:
+            return await store.key_webhook_secret_rotate(key_id, secret, overlap)
+
+        rotation = _with_store(rotate_in)
+        if rotation is None:
+            raise _fail(f"no API key has the id {key_id}")
+        until = rotation.previous_until
+    typer.echo(f"New webhook secret of API key {key_id}, shown only this once:")
+    typer.echo(secret)
+    if until is not None:
+        typer.echo(f"The old one signs as well until {until}.")

@@ -159,6 +159,8 @@ class EnqueueOptions:
     delay: float = 0.0
     max_attempts: int = 3
     timeout: float | None = None
+    # Where to POST the job's final event, signed with the submitting key's webhook secret.
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,3 +479,90 @@ class Progress:
         if self.data is not None:
             out["data"] = self.data
         return out
+
+
+class DeliveryState(enum.StrEnum):
+    """Where a webhook delivery stands."""
+
+    PENDING = "pending"  # an attempt is due, running, or scheduled
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # every attempt of the schedule failed, or the receiver answered 410
+    DROPPED = "dropped"  # its subscription was disabled before it was delivered
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A webhook subscription as operators see it (never its secret).
+
+    `events`: the event types it receives; `queues`/`tasks`: None for every one.
+    `previous_secret_until`: after a rotation, when the old secret stops signing too.
+    `disabled_at`: set when its receiver answered 410 Gone; nothing more is sent.
+    """
+
+    id: str
+    url: str
+    events: list[str]
+    queues: list[str] | None
+    tasks: list[str] | None
+    created_at: datetime
+    created_by: str | None
+    previous_secret_until: datetime | None
+    disabled_at: datetime | None
+    disabled_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One attempt to deliver: its HTTP status (None when no answer came) or its error."""
+
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event for one subscription, and every attempt to deliver it so far."""
+
+    id: int
+    message_id: Annotated[
+        str, Field(description="the `webhook-id` header, the same on every attempt")
+    ]
+    job_id: int
+    event_id: int
+    event_type: str
+    event_at: datetime
+    state: DeliveryState
+    attempts: list[DeliveryAttempt]
+    next_attempt_at: Annotated[
+        datetime | None, Field(description="when the next attempt is due; null once done")
+    ]
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def message_id(delivery_id: int) -> str:
+    """A delivery's `webhook-id`: the same on every attempt, so receivers can drop repeats."""
+    return f"msg_{delivery_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery claimed for an attempt, under the lease its claim's token holds.
+
+    `job` is the job as it stands, when the body is yet to be made (`body` None).
+    `secrets`: every secret that signs it, the current one first. `disabled`: its
+    subscription is gone or disabled, so it is dropped unsent.
+    """
+
+    id: int
+    token: UUID
+    url: str | None
+    secrets: tuple[str, ...]
+    event: JobEvent
+    attempts: int
+    body: str | None
+    job: Job | None
+    disabled: bool
+    subscription: str | None

@@ -15,17 +15,18 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
 from jqs.api.app import create_app
 from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
-from jqs.api.state import ApiState, Limits
+from jqs.api.state import ApiState, Limits, StreamSettings, WebhookApi
 from jqs.auth.keyring import KeyRing
 from jqs.auth.startup import AuthMode, auth_mode, is_loopback
 from jqs.errors import ConfigError
+from jqs.events import EventFeed, FeedSettings
 from jqs.http.fds import connection_cap, raise_soft_limit
 from jqs.http.protocol import ConnectionLimits, guarded_protocol
 from jqs.logging import flush_job_events, get_logger
@@ -36,12 +37,19 @@ from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.service import Service
 from jqs.settings import Settings
 from jqs.store import Database
-from jqs.store.notify import Listener, Notifier, new_origin
+from jqs.store.notify import (
+    EVENTS_CHANNEL,
+    EVENTS_LISTENER_APP,
+    Listener,
+    Notifier,
+    new_origin,
+)
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
 from jqs.tracing import Tracing, tracing_from_env
+from jqs.webhooks.dispatcher import Dispatcher
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy
 
@@ -97,6 +105,16 @@ def registry_for(settings: Settings) -> TaskRegistry:
         if settings.http_task
         else None,
     )
+
+
+def fan_out(callbacks: list[Callable[[], None]]) -> Callable[[], None]:
+    """One callable that calls each of `callbacks` (the list may grow later)."""
+
+    def call_each() -> None:
+        for callback in callbacks:
+            callback()
+
+    return call_each
 
 
 class Runner:
@@ -169,10 +187,30 @@ class Runner:
                 pool.notify(queue)
             notifier.touch(queue)
 
+        # Events were written: this process's feed reads them at once, other processes'
+        # feeds are told. Whatever else follows the log adds itself to `on_events`.
+        feed, events_listener = self._feed(db, origin) if sock is not None else (None, None)
+        events_notifier = Notifier(
+            db.pool,
+            origin=origin,
+            own_listener=events_listener,
+            channel=EVENTS_CHANNEL,
+            application=EVENTS_LISTENER_APP,
+        )
+        on_events: list[Callable[[], None]] = [lambda: events_notifier.touch("log")]
+        if feed is not None:
+            on_events.append(feed.wake)
+        # Webhook deliveries are sent by every process; this one's events wake its own.
+        dispatcher = Dispatcher(db.store, settings.destination_policy, settings.dispatch_settings)
+        on_events.append(dispatcher.wake)
+        db.store.on_events = fan_out(on_events)
+
         # Maintenance runs in every process: workers may all be gone, and someone must take
         # their jobs back. Try-locks in the statements keep the processes from competing.
         services: list[Service] = [
             notifier,
+            events_notifier,
+            dispatcher,
             Rescuer(
                 db.store,
                 interval=settings.rescue_interval,
@@ -203,6 +241,8 @@ class Runner:
         bounds = QueueBounds(db.store) if sock is not None else None
         if bounds is not None:
             services.append(bounds)
+        if feed is not None:
+            services.append(feed)
         for service in services:
             await service.start()
         if pool is not None:
@@ -224,9 +264,19 @@ class Runner:
             keyring=keyring,
             open_when_empty=keyring is not None and is_loopback(settings.host),
             cors_origins=settings.cors_origin_list,
+            feed=feed,
+            streams=StreamSettings(
+                keepalive=settings.sse_keepalive, max_duration=settings.sse_max_duration
+            ),
             metrics=metrics,
             exposition=Exposition(metrics, db.store) if settings.metrics else None,
             tracing=tracing,
+            webhooks=WebhookApi(
+                db.store,
+                policy=settings.destination_policy,
+                rotation_overlap=settings.webhook_rotation_overlap,
+                on_new=dispatcher.arm,
+            ),
         )
         server: _Server | None = None
         server_task: asyncio.Task[None] | None = None
@@ -250,6 +300,8 @@ class Runner:
             waiters.append(server_task)  # type: ignore[arg-type]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         state.shutting_down = True
+        if feed is not None:
+            feed.close()  # waits answer now, streams end (their clients resume elsewhere)
         stopping: list[asyncio.Future[None] | asyncio.Task[None]] = []
         if server is not None and server_task is not None:
             server.should_exit = True
@@ -265,6 +317,27 @@ class Runner:
         for waiter in waiters:
             waiter.cancel()
         await asyncio.to_thread(tracing.shutdown)  # the spans still buffered
+
+    def _feed(self, db: Database, origin: str) -> tuple[EventFeed, Listener]:
+        """The feed that `?wait` and the event streams of this process's API wait on, and
+        its listener for other processes' events (held while the feed is in use)."""
+        settings = self.settings
+        assert db.dsn is not None
+        listener = Listener(
+            db.dsn,
+            lambda _: feed.wake(),
+            origin=origin,
+            channel=EVENTS_CHANNEL,
+            application=EVENTS_LISTENER_APP,
+        )
+        feed = EventFeed(
+            db.store,
+            FeedSettings(
+                poll_interval=settings.events_poll_interval, stream_buffer=settings.sse_buffer
+            ),
+            listener=listener,
+        )
+        return feed, listener
 
     def _connection_limits(self) -> ConnectionLimits:
         """The HTTP server's limits, its connection cap sized to the descriptors it may have."""

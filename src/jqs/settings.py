@@ -25,6 +25,8 @@ from jqs.errors import ConfigError
 from jqs.netguard import DestinationPolicy
 from jqs.tasks.names import check_queue_name
 from jqs.tasks.schedules import CronEntry
+from jqs.webhooks.dispatcher import DispatchSettings
+from jqs.webhooks.schedule import DEFAULT_SCHEDULE, RetrySchedule
 
 _CRON_LIST = TypeAdapter(list[CronEntry])
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -96,6 +98,16 @@ class Settings(BaseSettings):
     http_allow: str = Field(
         default="", description="Hosts and CIDR ranges the http task may reach besides public ones."
     )
+    webhook_schedule: str = Field(
+        default=DEFAULT_SCHEDULE,
+        description="Seconds before each webhook attempt: the first, then after each failure.",
+    )
+    webhook_timeout: float = Field(default=15.0, gt=0, le=600)
+    webhook_concurrency: int = Field(default=100, ge=1, le=10_000)
+    webhook_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    webhook_rotation_overlap: float = Field(
+        default=86_400.0, ge=0, le=30 * 86_400, description="Seconds an old secret still signs."
+    )
     db_pool_min: int = Field(default=1, ge=0, le=1_000)
     db_pool_max: int = Field(default=10, ge=1, le=1_000)
     db_connect_timeout: float = Field(default=10.0, gt=0, le=600)
@@ -106,6 +118,14 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1024 * 1024)
     header_timeout: float = Field(default=10.0, gt=0, le=3_600)
     keep_alive_timeout: int = Field(default=5, ge=1, le=3_600)
+    # Event streams (docs/events.md): a comment line after this many seconds without an
+    # event; each stream ends after sse_max_duration (its client resumes); a client that
+    # lets more than sse_buffer events pile up unread is cut off (it resumes too).
+    sse_keepalive: float = Field(default=15.0, gt=0, le=3_600)
+    sse_max_duration: float = Field(default=3_600.0, gt=0, le=7 * 86_400)
+    sse_buffer: int = Field(default=1_000, ge=1, le=1_000_000)
+    # How often the event log is read when no notification says it changed.
+    events_poll_interval: float = Field(default=1.0, gt=0, le=60)
     max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
     metrics: bool = Field(default=True, description="false turns /metrics and its counting off.")
     log_level: LogLevel = "info"
@@ -170,6 +190,12 @@ class Settings(BaseSettings):
         _CRON_LIST.validate_json(value or "[]")  # refuse a bad schedule at start-up
         return value
 
+    @field_validator("webhook_schedule")
+    @classmethod
+    def _webhook_schedule(cls, value: str) -> str:
+        RetrySchedule.parse(value)  # refuse a bad schedule at start-up
+        return value
+
     @field_validator("http_allow")
     @classmethod
     def _http_allow_entries(cls, value: str) -> str:
@@ -195,6 +221,16 @@ class Settings(BaseSettings):
     def destination_policy(self) -> DestinationPolicy:
         """Where the http task may send requests (public addresses plus JQS_HTTP_ALLOW)."""
         return DestinationPolicy.parse(self.http_allow)
+
+    @property
+    def dispatch_settings(self) -> DispatchSettings:
+        """How webhook deliveries are made."""
+        return DispatchSettings(
+            schedule=RetrySchedule.parse(self.webhook_schedule),
+            timeout=self.webhook_timeout,
+            concurrency=self.webhook_concurrency,
+            poll_interval=self.webhook_poll_interval,
+        )
 
     @property
     def queue_names(self) -> list[str]:

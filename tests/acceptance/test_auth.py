@@ -223,6 +223,11 @@ def test_jqs_keys_on_the_database_and_over_http(
     key = json.loads(made.stdout)
     assert key["queues"] == ["a", "b"]
     assert key["created_by"] == "cli"
+    assert key["webhook_secret"].startswith("whsec_")
+    rotated = run_jqs("keys", "rotate-webhook-secret", key["id"], env=env, cwd=tmp_path)
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.splitlines()[1].startswith("whsec_")
+    assert rotated.stdout.splitlines()[1] != key["webhook_secret"]
     bad = run_jqs("keys", "create", "--name", "x", "--scopes", "jobs:all", env=env, cwd=tmp_path)
     assert bad.returncode == 1
     assert "unknown scope 'jobs:all'" in bad.stderr
@@ -246,6 +251,10 @@ def test_jqs_keys_on_the_database_and_over_http(
     assert over_http.returncode == 0, over_http.stderr
     reader = json.loads(over_http.stdout)
     assert reader["created_by"] == key["id"]
+    assert reader["webhook_secret"].startswith("whsec_")
+    rotated = run_jqs("keys", "rotate-webhook-secret", reader["id"], env=client_env, cwd=tmp_path)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "The old one signs as well until" in rotated.stdout
     assert reader["expires_at"] is not None
     listed = run_jqs("keys", "list", "--json", env=client_env, cwd=tmp_path)
     assert {k["name"] for k in json.loads(listed.stdout)} == {"ci", "reader"}

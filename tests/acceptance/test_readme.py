@@ -194,3 +194,20 @@ def test_readme_api_key_examples(tmp_path: Path, dsn: str) -> None:
         assert json.loads(unauthenticated)["status"] == 401
     finally:
         proc.kill()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_wait_example(tmp_path: Path, dsn: str) -> None:
+    text = README.read_text()
+    section = text.split("## Waiting for a result", 1)[1].split("\n## ", 1)[0]
+    [command] = [line for line in section.splitlines() if line.startswith("curl ")]
+    env = jqs_env(DATABASE_URL=dsn, PORT="0", JQS_HOST="127.0.0.1", JQS_DEMO_DELAY="0.2")
+    proc = JqsProcess("serve", env=env, cwd=tmp_path)
+    try:
+        argv = shlex.split(command.replace("http://localhost:8080", proc.url))
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=40).stdout
+        job = json.loads(out)
+        assert job["status"] == "completed"
+        assert job["result"]["message"] == "Job completed successfully"
+    finally:
+        proc.kill()

@@ -23,6 +23,7 @@ from schemathesis.config import SchemathesisConfig
 
 from jqs.api.app import create_app
 from jqs.api.state import ApiState
+from jqs.api.waiting import MAX_WAIT
 from jqs.store.memory import MemoryStore
 from tests.acceptance.conftest import serve_env
 from tests.support.pg import PgTestServer
@@ -32,6 +33,7 @@ from tests.support.proc import JqsProcess
 ADMIN_KEY = "test-admin-key-0123456789abcdefghijkl"
 HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 MAX_EXAMPLES = 100
+WEBHOOK_URL = "http://127.0.0.1:9/hook"
 SEED = 20261203
 
 DOCUMENT = create_app(ApiState(store=MemoryStore())).fastapi.openapi()
@@ -64,7 +66,15 @@ async def jqs_url(
 ) -> AsyncIterator[str]:
     """One `jqs serve` on a database of its own for the whole run."""
     async with pg_server.database() as dsn:
-        env = serve_env(DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN_KEY)
+        # Webhook URLs on loopback pass the SSRF policy (nothing listens on WEBHOOK_URL).
+        env = serve_env(
+            DATABASE_URL=dsn,
+            JQS_ADMIN_KEY=ADMIN_KEY,
+            JQS_HTTP_ALLOW="127.0.0.1",
+            # Streams end soon, so that each example of an SSE operation does.
+            JQS_SSE_MAX_DURATION="1",
+            JQS_SSE_KEEPALIVE="0.5",
+        )
         proc = JqsProcess("serve", env=env, cwd=tmp_path_factory.mktemp("schemathesis"))
         _SERVER.append(proc)
         try:
@@ -87,7 +97,18 @@ def _within_what_openapi_cannot_say(case: Case) -> None:
     """Rules that a document cannot state, applied to the requests meant to be valid: on
     POST /jobs, run_at and delay are not given together (the body's schema says so; query
     parameters cannot) and an Idempotency-Key is new for a new request; on POST /keys, an
-    expires_at lies in the future."""
+    expires_at lies in the future; a callback URL needs a key with a webhook secret (the
+    bootstrap key has none); a webhook URL must resolve to an allowed address. Whatever the
+    mode, a valid `wait` is cut to a second: the run stays short (streams are bounded by
+    the server's JQS_SSE_MAX_DURATION)."""
+    wait = (case.query or {}).get("wait")
+    if isinstance(wait, int | float | str) and not isinstance(wait, bool):
+        try:
+            seconds = float(wait)
+        except ValueError:
+            seconds = 0.0
+        if 1 < seconds <= MAX_WAIT:
+            case.query["wait"] = 1
     if case.meta is None or case.meta.generation.mode is not GenerationMode.POSITIVE:
         return
     if case.operation.label == "POST /jobs":
@@ -96,9 +117,19 @@ def _within_what_openapi_cannot_say(case: Case) -> None:
         key = (case.headers or {}).get("Idempotency-Key")
         if isinstance(key, str):
             case.headers["Idempotency-Key"] = f"{next(_KEYS)}.{key}"[:255]
+        # The bootstrap key has no webhook secret to sign a callback with.
+        if case.query:
+            case.query.pop("callback_url", None)
     body = case.body
     if case.operation.label == "POST /keys" and isinstance(body, dict) and body.get("expires_at"):
         body["expires_at"] = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    if case.operation.label == "POST /jobs/batch" and isinstance(body, dict):
+        for item in body.get("jobs") or ():
+            if isinstance(item, dict):
+                item.pop("callback_url", None)
+    if case.operation.label == "POST /webhooks" and isinstance(body, dict):
+        # A URL whose host resolves, and to an address the policy allows.
+        body["url"] = WEBHOOK_URL
 
 
 # One operation's examples take up to half a minute here; a loaded machine gets room.

@@ -10,7 +10,14 @@ import pytest
 
 from jqs.models import EventCursor, EventType, JobEvent, JobStatus, Progress
 from jqs.outcome import Cancelled, Completed, Failed, Retry, attempt_error, cancelled_result
-from jqs.store.port import EventRead, Finish, JobEventsRead, PruneParams, RescueParams
+from jqs.store.port import (
+    EndedRead,
+    EventRead,
+    Finish,
+    JobEventsRead,
+    PruneParams,
+    RescueParams,
+)
 from tests.contract.conftest import Subject
 from tests.support.jobs import add, claim, raw
 
@@ -195,3 +202,18 @@ def test_a_cursor_reads_back_from_its_text() -> None:
     for bad in ("", "12", "a-1", "-1-2", "1-2-3"):
         with pytest.raises(ValueError, match=r"invalid literal|not an event position"):
             EventCursor.parse(bad)
+
+
+async def test_ends_are_found_among_the_jobs_asked_for_from_a_horizon(subject: Subject) -> None:
+    store = subject.store
+    done, running, other = [await add(store, {"task": "t"}) for _ in range(3)]
+    horizon = (await store.events_now()).xid
+    claimed = await claim(store, limit=3)
+    by_id = {c.id: c for c in claimed}
+    await store.finish([Finish(by_id[done.id].lease, Completed(raw(1)))])
+    await store.finish([Finish(by_id[other.id].lease, Completed(raw(1)))])
+    ended = await store.events_ended(EndedRead([done.id, running.id], horizon))
+    assert ended == [done.id]
+    assert await store.events_ended(EndedRead([], horizon)) == []
+    later = (await store.events_now()).xid
+    assert await store.events_ended(EndedRead([done.id], later)) == []

@@ -32,6 +32,8 @@ async def api_client(
         bounds=bounds,
         tracing=tracing or Tracing(),
     )
+    if hasattr(store, "on_events"):
+        store.on_events = state.events().wake  # as the composition root wires it
     transport = httpx.ASGITransport(app=create_app(state))
     async with httpx.AsyncClient(transport=transport, base_url="http://jqs.test") as client:
         yield client

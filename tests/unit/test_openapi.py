@@ -69,7 +69,13 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
 
 def test_every_body_taking_operation_describes_its_body(document: dict[str, Any]) -> None:
     with_body = {name for name, operation in _operations(document) if "requestBody" in operation}
-    assert with_body == {"POST /jobs", "POST /jobs/batch", "PATCH /queues/{name}", "POST /keys"}
+    assert with_body == {
+        "POST /jobs",
+        "POST /jobs/batch",
+        "PATCH /queues/{name}",
+        "POST /keys",
+        "POST /webhooks",
+    }
     for name, operation in _operations(document):
         if name in with_body:
             body = operation["requestBody"]
@@ -124,9 +130,12 @@ def test_parameters_state_their_ranges(document: dict[str, Any]) -> None:
     assert submit["max_attempts"]["maximum"] == 1000
     assert "anyOf" not in submit["queue"], "a query parameter is left out, never null"
     assert submit["Idempotency-Key"]["maxLength"] == 255
-    (job_id,) = document["paths"]["/jobs/{job_id}"]["get"]["parameters"]
+    get_job = {p["name"]: p for p in document["paths"]["/jobs/{job_id}"]["get"]["parameters"]}
+    assert set(get_job) == {"job_id", "wait"}
+    job_id = get_job["job_id"]
     assert job_id["schema"]["minimum"] == 1
     assert job_id["schema"]["maximum"] == 2**63 - 1
+    assert (submit["wait"]["exclusiveMinimum"], submit["wait"]["maximum"]) == (0, 60)
     patch = document["paths"]["/queues/{name}"]["patch"]
     properties = patch["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert set(properties) == {"concurrency_limit", "rate_limit", "paused", "max_queued"}

@@ -49,7 +49,7 @@ def test_plan_marker_and_session_settings() -> None:
 def test_shipped_queries_load_and_are_noun_first() -> None:
     names = queries()
     assert {"job_insert_many", "job_get", "job_list", "job_claim", "job_finish_many"} <= set(names)
-    prefixes = ("job_", "queue_", "cron_", "worker_", "key_", "db_", "event_")
+    prefixes = ("job_", "queue_", "cron_", "worker_", "key_", "db_", "event_", "webhook_")
     assert all(name.startswith(prefixes) for name in names)
     source = resources.files("jqs.store").joinpath("queries.sql").read_text()
     assert not re.search(r"\$\d", source), "parameters are named, not numbered"
@@ -61,6 +61,7 @@ def test_shipped_queries_load_and_are_noun_first() -> None:
         "job_search_count",
         "job_throughput",
         "worker_list",
+        "webhook_delivery_list",
     ]
 
 

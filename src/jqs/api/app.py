@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jqs import __version__
-from jqs.api import batch, docs, health, jobs, keys, metrics, queues
+from jqs.api import batch, docs, events, health, jobs, keys, metrics, queues, webhooks
 from jqs.api.access_log import AccessLog
 from jqs.api.auth import SECURITY_SCHEME, Guard
 from jqs.api.openapi import PROBLEM_SCHEMA, STORABLE_SCHEMA, problem_response
@@ -85,9 +85,11 @@ def _fastapi(state: ApiState) -> FastAPI:
     routers = (
         batch.router,
         jobs.router,
+        events.router,
         queues.router,
         keys.router,
         metrics.router,
+        webhooks.router,
         health.router,
         docs.router,
     )
@@ -123,6 +125,7 @@ def _document(app: FastAPI, limits: Limits) -> dict[str, Any]:
     schemas["Problem"] = PROBLEM_SCHEMA
     schemas["StorableJSON"] = STORABLE_SCHEMA
     schemas.update(keys.NEW_KEY_COMPONENTS)
+    schemas.update(webhooks.NEW_WEBHOOK_COMPONENTS)
     jobs.document_limits(document, limits)
     batch.document_limits(document, limits)
     _document_auth(document)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
+from jqs.api import webhooks
 from jqs.api.auth import SubmitKey, creator, require_queue, require_task, scope_doc
 from jqs.api.body import read_json_object
 from jqs.api.jobs import TOO_MANY
@@ -162,6 +163,9 @@ async def submit_jobs(
             require_queue(principal, queue)
         for task in tasks:
             require_task(principal, task)
+    callbacks = {o.callback_url for o in options_of if o.callback_url is not None}
+    if callbacks:
+        await webhooks.check_callbacks(state, principal, callbacks)
     by = creator(principal)
     per_queue = Counter(options.queue for options in options_of)
     bounds = state.bounds  # 429 when a queue is full; a bounded one counts the jobs until settled
@@ -188,6 +192,8 @@ async def submit_jobs(
         state.metrics.enqueued(resolved.queue, job["task"])
     for queue in {options.queue for options in options_of}:
         state.on_enqueue(queue)
+    if callbacks and state.webhooks is not None:
+        state.webhooks.on_new()
     log.info("jobs_enqueued", count=len(answer), first_id=answer[0]["id"], last_id=answer[-1]["id"])
     return JSONResponse(answer, status_code=201)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response, StreamingResponse
 
-from jqs.api import idempotency
+from jqs.api import idempotency, webhooks
 from jqs.api.auth import (
     ManageKey,
     ReadKey,
@@ -33,6 +33,7 @@ from jqs.api.options import (
 from jqs.api.problems import ProblemError
 from jqs.api.render import JSONResponse, inserted_jobs, job_array, job_array_whole
 from jqs.api.state import ApiState, Limits, api_state
+from jqs.api.waiting import WAIT_PARAMETER, Wait, job_after_wait, parse_wait
 from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
 from jqs.errors import JobNotFound
@@ -88,10 +89,13 @@ def submit_job_operation(limits: Limits) -> dict[str, Any]:
     return {
         "tags": ["jobs"],
         "summary": "Submit a job",
-        "description": "Queue a job; answered only once the job is committed.",
+        "description": "Queue a job; answered only once the job is committed. With `wait`, "
+        "answered once the job has finished, or when the wait runs out, with the job as it "
+        "stands then.",
         "operationId": "submit_job",
         "parameters": [
             *OPENAPI_PARAMETERS,
+            WAIT_PARAMETER,
             {
                 "name": idempotency.HEADER,
                 "in": "header",
@@ -158,7 +162,12 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     """
     principal = require(principal_of(request), Scope.JOBS_SUBMIT)
     key = idempotency.validate_key(request.headers.get(idempotency.HEADER))
-    options = options_from_query(request.query_params)
+    query: Any = request.query_params
+    wait = None
+    if "wait" in query:
+        wait = parse_wait(query["wait"])
+        query = {name: value for name, value in query.items() if name != "wait"}
+    options = options_from_query(query)
     raw, payload = await read_json_object(
         request, max_bytes=state.limits.max_body_bytes, max_depth=state.limits.max_json_depth
     )
@@ -170,9 +179,27 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     if principal.restricted:
         require_queue(principal, job.options.queue)
         require_task(principal, handler)
+    callback = job.options.callback_url
+    if callback is not None:
+        await webhooks.check_callbacks(state, principal, {callback})
     if state.tracing.enabled:
-        return await _traced_submit(request, state, job, key, payload, options, handler)
-    return await _submit(state, job, key, payload, options)
+        response = await _traced_submit(request, state, job, key, payload, options, handler)
+    else:
+        response = await _submit(state, job, key, payload, options)
+    if wait is None:
+        return response
+    return await _waited(state, response, wait)
+
+
+async def _waited(state: ApiState, submitted: Response, wait: float) -> Response:
+    """The answer to a submission with `?wait`: its job once finished, or as it stands when
+    the wait runs out; the status code and headers stay those of the submission."""
+    located = submitted.headers["Location"]
+    job = await job_after_wait(state, int(located.rsplit("/", 1)[-1]), wait)
+    headers = {"Location": located}
+    if "Idempotent-Replayed" in submitted.headers:
+        headers["Idempotent-Replayed"] = submitted.headers["Idempotent-Replayed"]
+    return JSONResponse(state.shown(job), status_code=submitted.status_code, headers=headers)
 
 
 async def _traced_submit(
@@ -247,6 +274,8 @@ async def _submit(
         body, job_id, task = state.shown(stored), stored.id, stored.task
         state.metrics.enqueued(queue, task)
         state.on_enqueue(queue)
+    if job.options.callback_url is not None and state.webhooks is not None:
+        state.webhooks.on_new()
     # The enqueue is logged on the request's access line (one line per job, not two).
     structlog.contextvars.bind_contextvars(
         job_id=job_id, task=task, queue=queue, status=JobStatus.QUEUED.value
@@ -276,9 +305,14 @@ async def reachable(state: ApiState, principal: Principal, job_id: int) -> Job |
     responses=problem_responses(404, 422, 503),
     openapi_extra=scope_doc(Scope.JOBS_READ),
 )
-async def get_job(state: State, principal: ReadKey, job_id: JobId) -> Response:
-    """One job with its current status and result."""
-    job = await reachable(state, principal, job_id) or await state.store.get(job_id)
+async def get_job(state: State, principal: ReadKey, job_id: JobId, wait: Wait = None) -> Response:
+    """One job with its current status and result; with `wait`, once it has finished or
+    the wait has run out (200 either way: the status says which)."""
+    job = await reachable(state, principal, job_id)
+    if wait is not None:
+        job = await job_after_wait(state, job_id, wait)
+    elif job is None:
+        job = await state.store.get(job_id)
     return JSONResponse(state.shown(job))
 
 

@@ -96,9 +96,12 @@ NEW_KEY_COMPONENTS: dict[str, Any] = NEW_KEY_SCHEMA.pop("$defs", {})
 @dataclass(frozen=True, slots=True)
 class CreatedKey(ApiKey):
     """A key just created, with its secret: send it as `Authorization: Bearer <secret>`.
-    The secret is not stored and is not shown again."""
+    The secret is not stored and is not shown again. `webhook_secret` (`whsec_...`) signs
+    the callbacks of the jobs the key submits (`?callback_url=`); it is stored, to sign,
+    but shown only this once too."""
 
     secret: str
+    webhook_secret: str
 
 
 @router.post(
@@ -132,7 +135,7 @@ async def create_key(request: Request, state: State, principal: AdminKey) -> Res
         "key_created", new_key_id=key.id, name=key.name, scopes=key.scopes, key_id=principal.id
     )
     return JSONResponse(
-        CreatedKey(**asdict(key), secret=issued.secret),
+        CreatedKey(**asdict(key), secret=issued.secret, webhook_secret=issued.webhook_secret),
         status_code=201,
         headers={"Location": f"/keys/{key.id}", "Cache-Control": "no-store"},
     )

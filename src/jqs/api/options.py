@@ -24,6 +24,7 @@ from jqs.jsonutil import dumps
 from jqs.models import EnqueueOptions
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.names import QUEUE_NAME, error_message
+from jqs.webhooks.destination import MAX_URL_LENGTH, URL_PATTERN
 
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 366 * 24 * 3600.0
@@ -66,6 +67,9 @@ class JobOptions(BaseModel):
     delay: float | None = Field(default=None, ge=0, le=MAX_DELAY)
     max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS), _INTEGRAL] | None = None
     timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT)
+    callback_url: str | None = Field(
+        default=None, min_length=1, max_length=MAX_URL_LENGTH, pattern=URL_PATTERN
+    )
 
     @field_validator("run_at", mode="before")
     @classmethod
@@ -114,6 +118,7 @@ class JobOptions(BaseModel):
             delay=self.delay or 0.0,
             max_attempts=max_attempts,
             timeout=timeout,
+            callback_url=self.callback_url,
         )
 
     def given(self) -> dict[str, Any]:
@@ -197,6 +202,8 @@ def _openapi_parameters() -> list[dict[str, Any]]:
         "delay": "seconds from now before it may start (not with run_at)",
         "max_attempts": "attempts before the job fails (default: the task's, or settings)",
         "timeout": "seconds one attempt may run",
+        "callback_url": "where to POST the job's final event (job.completed, job.failed or "
+        "job.cancelled), signed with the submitting API key's webhook secret",
     }
     return [
         {

@@ -12,9 +12,11 @@ from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
 from jqs.auth.keyring import KeyRing
 from jqs.batching import Batcher
+from jqs.events import EventFeed
 from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.models import Inserted, Job, JobStatus, NewJob
-from jqs.store.port import Dashboard, Events, Jobs, Keys, Queues
+from jqs.netguard import DestinationPolicy, Resolver, system_resolver
+from jqs.store.port import Dashboard, Events, Jobs, Keys, Queues, Webhooks
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 from jqs.tracing import Tracing
@@ -39,6 +41,32 @@ class Limits:
         return min(self.max_body_bytes * 16, 64 * 1024 * 1024)
 
 
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """SSE streams: a keep-alive comment after `keepalive` seconds without an event; each
+    stream ends after `max_duration` seconds (its client resumes with Last-Event-ID)."""
+
+    keepalive: float = 15.0
+    max_duration: float = 3600.0
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookApi:
+    """What the webhook routes and callback URLs need: the store's webhook part, the SSRF
+    policy URLs are checked against, how long a rotated secret keeps signing, and a hook
+    that wakes this process's dispatcher when a subscription or callback is made."""
+
+    store: Webhooks
+    policy: DestinationPolicy = field(default_factory=DestinationPolicy)
+    rotation_overlap: float = 86_400.0
+    on_new: Callable[[], None] = _nothing
+    resolver: Resolver = system_resolver
+
+
 @dataclass(slots=True)
 class ApiState:
     """The store, limits, and a hook called after each enqueue (wakes local workers)."""
@@ -53,14 +81,26 @@ class ApiState:
     open_when_empty: bool = False  # anonymous while no key exists (a loopback address)
     cors_origins: tuple[str, ...] = ()  # other origins whose pages may call the API
     shutting_down: bool = False
+    # What `?wait` and the SSE streams wait on (the composition root wakes it; a state built
+    # without one gets its own, which reads the log only by its poll): see `events`.
+    feed: EventFeed | None = None
+    streams: StreamSettings = field(default_factory=StreamSettings)
     metrics: Metrics = field(default_factory=NoMetrics)  # what this process counts
     exposition: Exposition | None = None  # /metrics; None: JQS_METRICS=false
     tracing: Tracing = field(default_factory=Tracing)
+    webhooks: WebhookApi | None = None  # None: this store has no webhooks (503)
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
     inserts: Batcher[NewJob, Inserted] = field(init=False)
 
     def __post_init__(self) -> None:
         self.inserts = Batcher(self._insert_and_wake)
+        if self.feed is None:
+            self.feed = EventFeed(self.store)
+
+    def events(self) -> EventFeed:
+        """The process's event feed."""
+        assert self.feed is not None  # made in __post_init__
+        return self.feed
 
     async def _insert_and_wake(self, jobs: Sequence[NewJob]) -> list[Inserted]:
         created = await self.store.insert(jobs)

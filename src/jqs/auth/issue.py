@@ -11,6 +11,7 @@ from jqs.auth.scopes import Scope
 from jqs.auth.secrets import new_key_id, new_secret, secret_hash
 from jqs.models import ApiKey
 from jqs.store.port import Keys, NewKey
+from jqs.webhooks import signing
 
 MAX_NAME_LENGTH = 100
 
@@ -34,6 +35,7 @@ class IssuedKey:
     key: ApiKey
     secret: str
     secret_hash: str
+    webhook_secret: str  # signs the callbacks of the jobs the key submits; shown once too
 
     @property
     def principal(self) -> Principal:
@@ -46,6 +48,7 @@ async def issue_key(store: Keys, spec: KeySpec, *, created_by: str | None) -> Is
     key_id = new_key_id()
     secret = new_secret(key_id)
     digest = secret_hash(secret)
+    webhook_secret = signing.new_secret()
     stored = await store.key_create(
         NewKey(
             id=key_id,
@@ -57,6 +60,7 @@ async def issue_key(store: Keys, spec: KeySpec, *, created_by: str | None) -> Is
             rate_limit=spec.rate_limit,
             expires_at=spec.expires_at,
             created_by=created_by,
+            webhook_secret=webhook_secret,
         )
     )
-    return IssuedKey(stored, secret, digest)
+    return IssuedKey(stored, secret, digest, webhook_secret)

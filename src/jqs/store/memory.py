@@ -59,6 +59,7 @@ from jqs.store.port import (
     ActiveKey,
     Change,
     ClaimParams,
+    EndedRead,
     EventRead,
     FindParams,
     Finish,
@@ -876,6 +877,17 @@ class MemoryStore:
         horizon = self._last_event + 1
         return EventPage(
             [self._with_job(event) for event in after[: params.limit]], horizon, pending=False
+        )
+
+    async def events_ended(self, params: EndedRead) -> list[int]:
+        """The jobs among `job_ids` with a final event at or above `from_xid`."""
+        wanted = set(params.job_ids)
+        return sorted(
+            {
+                event.job_id
+                for event in self._events
+                if event.job_id in wanted and event.xid >= params.from_xid and event.type.final
+            }
         )
 
     async def events_now(self) -> EventCursor:

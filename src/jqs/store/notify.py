@@ -35,8 +35,10 @@ from jqs.store.db import Db
 
 log = get_logger(__name__)
 CHANNEL = "jqs_jobs"
+EVENTS_CHANNEL = "jqs_events"  # events were written (jqs.events.feed reads them)
 ORIGIN_MARK = "@"
 LISTENER_APP = "jqs-listener"
+EVENTS_LISTENER_APP = "jqs-events-listener"
 OTHERS_RECHECK_SECONDS = 1.0
 
 
@@ -55,8 +57,12 @@ class Notifier(LoopService):
         origin: str | None = None,
         own_listener: Listener | None = None,
         recheck_seconds: float = OTHERS_RECHECK_SECONDS,
+        channel: str = CHANNEL,
+        application: str = LISTENER_APP,
     ) -> None:
         self._db = Db(pool)
+        self._channel = channel
+        self._application = application
         self._origin = ORIGIN_MARK + (origin or new_origin())
         self._own_listener = own_listener
         self._recheck_seconds = recheck_seconds
@@ -80,7 +86,9 @@ class Notifier(LoopService):
                 continue
             try:
                 await self._db.execute(
-                    "db_notify", channel=CHANNEL, message=",".join([*sorted(queues), self._origin])
+                    "db_notify",
+                    channel=self._channel,
+                    message=",".join([*sorted(queues), self._origin]),
                 )
             except StoreError as exc:
                 log.warning("notify_failed", error=str(exc))  # pollers will find the work
@@ -92,7 +100,7 @@ class Notifier(LoopService):
             own = self._own_listener.backend_pid if self._own_listener is not None else None
             try:
                 found = await self._db.fetchval(
-                    "db_listeners_elsewhere", application=LISTENER_APP, own_pid=own
+                    "db_listeners_elsewhere", application=self._application, own_pid=own
                 )
                 self._others_listen = bool(found)
             except StoreError as exc:  # not knowing, tell them
@@ -113,8 +121,12 @@ class Listener(LoopService):
         *,
         check_interval: float = 1.0,
         origin: str | None = None,
+        channel: str = CHANNEL,
+        application: str = LISTENER_APP,
     ) -> None:
         self._dsn = dsn
+        self._channel = channel
+        self._application = application
         self._on_notify = on_notify
         self._own = None if origin is None else ORIGIN_MARK + origin
         self._check_interval = check_interval
@@ -137,9 +149,9 @@ class Listener(LoopService):
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(  # its own: a pooled one could not keep LISTEN
-                    self._dsn, server_settings={"application_name": LISTENER_APP}, timeout=10
+                    self._dsn, server_settings={"application_name": self._application}, timeout=10
                 )
-                await conn.add_listener(CHANNEL, self._deliver)
+                await conn.add_listener(self._channel, self._deliver)
                 self.backend_pid = conn.get_server_pid()
                 self.connected.set()
                 if not first:

@@ -13,6 +13,7 @@ them, as the composition root builds it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,8 @@ from jqs.jsonutil import RawJSON
 from jqs.models import (
     ApiKey,
     ClaimResult,
+    DeliveryState,
+    DueDelivery,
     EnqueueOptions,
     EventCursor,
     EventPage,
@@ -45,6 +48,8 @@ from jqs.models import (
     QueueSettings,
     RescuedJob,
     Throughput,
+    Webhook,
+    WebhookDelivery,
     WorkerInfo,
 )
 from jqs.outcome import Final
@@ -87,6 +92,15 @@ class EventRead:
 
     after: EventCursor
     limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class EndedRead:
+    """Which of `job_ids` have a final event written by a transaction at or above `from_xid`
+    (a horizon) that has committed, whether or not the log may be read that far yet."""
+
+    job_ids: Sequence[int]
+    from_xid: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +193,7 @@ class NewKey:
     rate_limit: float | None = None
     expires_at: datetime | None = None
     created_by: str | None = None
+    webhook_secret: str | None = None  # signs the callbacks of the jobs it submits
 
 
 class ActiveKey(NamedTuple):
@@ -353,9 +368,116 @@ class Events(Protocol):
         them: a reader that goes on from the last event's cursor misses none."""
         ...
 
+    async def events_ended(self, params: EndedRead) -> list[int]:
+        """The jobs among `job_ids` whose end has committed at or above the horizon: a
+        waiter needs no order, so it need not wait for older transactions to end."""
+        ...
+
     async def events_now(self) -> EventCursor:
         """A position before every event yet to be written (some written already may
         follow it too)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhook:
+    """A subscription to store. `queues`/`tasks` None: every one."""
+
+    id: str
+    url: str
+    events: Sequence[str]
+    secret: str
+    queues: Sequence[str] | None = None
+    tasks: Sequence[str] | None = None
+    created_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryClaim:
+    """Take up to `limit` due deliveries, each for `lease_seconds` (longer than an attempt)."""
+
+    limit: int
+    lease_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """How one attempt ended: delivered, pending again in `retry_in` seconds, failed (the
+    schedule is spent) or dropped. `gone`: the receiver answered 410 (a subscription's is
+    then disabled). `body`: the body sent, kept for every later attempt."""
+
+    id: int
+    token: uuid.UUID
+    state: DeliveryState
+    retry_in: float = 0.0
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+    body: str | None = None
+    gone: str | None = None  # the subscription to disable
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryListing:
+    """A subscription's deliveries, newest first, below `before_id` when given."""
+
+    webhook_id: str
+    limit: int = 50
+    before_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRotation:
+    """A secret replaced: the old one signs too until `previous_until` (None: there was
+    none)."""
+
+    previous_until: datetime | None
+
+
+class Webhooks(Protocol):
+    """Webhook subscriptions, key secrets for callbacks, and the outbox of deliveries."""
+
+    async def webhook_create(self, hook: NewWebhook) -> Webhook:
+        """Store a subscription."""
+        ...
+
+    async def webhook_list(self) -> list[Webhook]:
+        """Every subscription, oldest first."""
+        ...
+
+    async def webhook_delete(self, webhook_id: str) -> bool:
+        """Delete a subscription and its deliveries; False when there is none."""
+        ...
+
+    async def webhook_rotate(self, webhook_id: str, secret: str, overlap: float) -> Webhook | None:
+        """Sign with `secret` from now on, and with the old one for `overlap` seconds."""
+        ...
+
+    async def key_webhook_secret_rotate(
+        self, key_id: str, secret: str, overlap: float
+    ) -> SecretRotation | None:
+        """A key's new webhook secret; the old one (if any) signs for `overlap` seconds more.
+        None when no key has this id."""
+        ...
+
+    async def key_has_webhook_secret(self, key_id: str) -> bool:
+        """Whether the key exists and has a webhook secret."""
+        ...
+
+    async def webhooks_armed(self) -> bool:
+        """Whether a delivery can arise at all (an enabled subscription, or a callback)."""
+        ...
+
+    async def deliveries_claim(self, params: DeliveryClaim) -> list[DueDelivery]:
+        """Due deliveries, each under a fresh lease."""
+        ...
+
+    async def deliveries_record(self, outcomes: Sequence[DeliveryOutcome]) -> int:
+        """Write attempts' outcomes where their lease holds; how many were written."""
+        ...
+
+    async def deliveries_list(self, params: DeliveryListing) -> list[WebhookDelivery]:
+        """A subscription's deliveries, newest first."""
         ...
 
 

@@ -19,6 +19,9 @@ from jqs.models import (
     ApiKey,
     ClaimedJob,
     ClaimResult,
+    DeliveryAttempt,
+    DeliveryState,
+    DueDelivery,
     EnqueueOptions,
     EventCursor,
     EventPage,
@@ -42,7 +45,10 @@ from jqs.models import (
     QueueSettings,
     RescuedJob,
     Throughput,
+    Webhook,
+    WebhookDelivery,
     WorkerInfo,
+    message_id,
     shared_options,
 )
 from jqs.outcome import Completed, Failed, Final, Retry
@@ -55,6 +61,10 @@ from jqs.store.port import (
     ActiveKey,
     Change,
     ClaimParams,
+    DeliveryClaim,
+    DeliveryListing,
+    DeliveryOutcome,
+    EndedRead,
     EventRead,
     FindParams,
     Finish,
@@ -63,12 +73,14 @@ from jqs.store.port import (
     LeaseCheckParams,
     Moved,
     NewKey,
+    NewWebhook,
     PruneParams,
     QueuePatch,
     RescueParams,
     ScheduleFire,
     SearchCount,
     SearchParams,
+    SecretRotation,
     ThroughputRead,
     WorkerBeat,
 )
@@ -248,10 +260,15 @@ class PostgresStore:
                 *_option_values(j.options),
                 j.created_by,
                 j.trace_context,
+                j.options.callback_url,
             )
             for j in jobs
         ]
-        inserted = await self._db.fetch("job_insert_many", rows=RawJSON(orjson.dumps(rows)))
+        inserted = await self._db.fetch(
+            "job_insert_many",
+            rows=RawJSON(orjson.dumps(rows)),
+            any_callback=any(j.options.callback_url is not None for j in jobs),
+        )
         self.on_events()
         return sorted((Inserted(**row) for row in inserted), key=lambda new: new.id)
 
@@ -732,7 +749,162 @@ class PostgresStore:
             pending=rows[0]["pending"],
         )
 
+    async def events_ended(self, params: EndedRead) -> list[int]:
+        """The jobs among `job_ids` whose end has committed at or above the horizon."""
+        if not params.job_ids:
+            return []
+        rows = await self._db.fetch(
+            "event_ended_above", xid=str(params.from_xid), ids=list(params.job_ids)
+        )
+        return [row["job_id"] for row in rows]
+
     async def events_now(self) -> EventCursor:
         """A position before every event yet to be written."""
         horizon: int = await self._db.fetchval("event_horizon")
         return EventCursor(horizon, 0)
+
+    # Webhooks
+
+    async def webhook_create(self, hook: NewWebhook) -> Webhook:
+        """Store a subscription."""
+        row = await self._db.fetchrow(
+            "webhook_create",
+            hook,
+            events=list(hook.events),
+            queues=None if hook.queues is None else list(hook.queues),
+            tasks=None if hook.tasks is None else list(hook.tasks),
+        )
+        assert row is not None
+        return _webhook(row)
+
+    async def webhook_list(self) -> list[Webhook]:
+        """Every subscription, oldest first."""
+        return [_webhook(row) for row in await self._db.fetch("webhook_list")]
+
+    async def webhook_delete(self, webhook_id: str) -> bool:
+        """Delete a subscription and its deliveries; False when there is none."""
+        deleted: int = await self._db.fetchval("webhook_delete", id=webhook_id)
+        return deleted > 0
+
+    async def webhook_rotate(self, webhook_id: str, secret: str, overlap: float) -> Webhook | None:
+        """Sign with `secret` from now on, and with the old one for `overlap` seconds."""
+        row = await self._db.fetchrow(
+            "webhook_rotate", id=webhook_id, secret=secret, overlap=overlap
+        )
+        return None if row is None else _webhook(row)
+
+    async def key_webhook_secret_rotate(
+        self, key_id: str, secret: str, overlap: float
+    ) -> SecretRotation | None:
+        """A key's new webhook secret; None when no key has this id."""
+        row = await self._db.fetchrow(
+            "key_webhook_secret_rotate", id=key_id, secret=secret, overlap=overlap
+        )
+        return None if row is None else SecretRotation(row["previous_webhook_until"])
+
+    async def key_has_webhook_secret(self, key_id: str) -> bool:
+        """Whether the key exists and has a webhook secret."""
+        has: bool | None = await self._db.fetchval("key_has_webhook_secret", id=key_id)
+        return bool(has)
+
+    async def webhooks_armed(self) -> bool:
+        """Whether a delivery can arise at all."""
+        armed: bool = await self._db.fetchval("webhook_armed")
+        return armed
+
+    async def deliveries_claim(self, params: DeliveryClaim) -> list[DueDelivery]:
+        """Due deliveries, each under a fresh lease."""
+        token = uuid.uuid4()
+        rows = await self._db.fetch("webhook_delivery_claim", params, token=token)
+        return [_due(row, token) for row in rows]
+
+    async def deliveries_record(self, outcomes: Sequence[DeliveryOutcome]) -> int:
+        """Write attempts' outcomes where their lease holds; how many were written."""
+        if not outcomes:
+            return 0
+        encoded = [
+            {
+                "id": o.id,
+                "token": o.token,
+                "state": o.state.value,
+                "retry_in": o.retry_in,
+                "status_code": o.status_code,
+                "error": o.error,
+                "duration_ms": o.duration_ms,
+                "body": o.body,
+            }
+            for o in outcomes
+        ]
+        rows = await self._db.fetch(
+            "webhook_delivery_record",
+            outcomes=RawJSON(orjson.dumps(encoded)),
+            ids=[o.id for o in outcomes],
+            gone=sorted({o.gone for o in outcomes if o.gone is not None}),
+        )
+        return len(rows)
+
+    async def deliveries_list(self, params: DeliveryListing) -> list[WebhookDelivery]:
+        """A subscription's deliveries, newest first."""
+        rows = await self._db.fetch("webhook_delivery_list", params)
+        return [
+            WebhookDelivery(
+                id=row["id"],
+                message_id=message_id(row["id"]),
+                job_id=row["job_id"],
+                event_id=row["event_id"],
+                event_type=row["event_type"],
+                event_at=row["event_at"],
+                state=DeliveryState(row["state"]),
+                attempts=[
+                    DeliveryAttempt(
+                        at=datetime.fromisoformat(a["at"]),
+                        status_code=a.get("status_code"),
+                        error=a.get("error"),
+                        duration_ms=a.get("duration_ms"),
+                    )
+                    for a in row["history"]
+                ],
+                next_attempt_at=row["next_attempt_at"],
+                created_at=row["created_at"],
+                finished_at=row["finished_at"],
+            )
+            for row in rows
+        ]
+
+
+def _webhook(row: asyncpg.Record) -> Webhook:
+    return Webhook(
+        id=row["id"],
+        url=row["url"],
+        events=row["events"],
+        queues=row["queues"],
+        tasks=row["tasks"],
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+        previous_secret_until=row["previous_until"],
+        disabled_at=row["disabled_at"],
+        disabled_reason=row["disabled_reason"],
+    )
+
+
+def _due(row: asyncpg.Record, token: uuid.UUID) -> DueDelivery:
+    secrets = tuple(s for s in (row["secret"], row["previous_secret"]) if s is not None)
+    job_row = row["job"]
+    return DueDelivery(
+        id=row["id"],
+        token=token,
+        url=row["url"],
+        secrets=secrets,
+        event=JobEvent(
+            id=row["event_id"],
+            job_id=row["job_id"],
+            type=EventType(row["event_type"]),
+            at=row["event_at"],
+            data=row["event_data"],
+        ),
+        attempts=row["attempts"],
+        body=row["body"],
+        job=None if job_row is None else job_from_row(job_row),
+        disabled=row["disabled"],
+        subscription=row["webhook_id"],
+    )

@@ -70,6 +70,12 @@ WITH inserted AS (
 ),
 events AS (
     INSERT INTO job_events (job_id, type) SELECT id, 'job.enqueued' FROM inserted
+),
+-- The callback URL the job was submitted with, signed with its key's secret (migration 0010).
+callbacks AS (
+    INSERT INTO job_callbacks (job_id, url, key_id)
+    SELECT id, :callback_url::text, :created_by::text FROM inserted
+    WHERE :callback_url::text IS NOT NULL
 )
 SELECT * FROM inserted;
 
@@ -80,9 +86,9 @@ SELECT * FROM jobs WHERE idempotency_key = :key;
 -- One statement for a whole batch: all rows or none. Ids follow the input order. Only what
 -- the caller does not know already comes back. The rows travel as one JSON array of
 -- [payload, queue, priority, run_at, delay, max_attempts, timeout, created_by,
--- trace_context]: serialized
--- in C by orjson and parsed once by the server, where eight typed arrays cost the driver a
--- Python-level type check per element.
+-- trace_context, callback_url]: serialized in C by orjson and parsed once by the server,
+-- where typed arrays cost the driver a Python-level type check per element. The rows are
+-- read again only when one has a callback URL (:any_callback).
 WITH inserted AS (
     INSERT INTO jobs (payload, queue, priority, run_at, max_attempts, timeout, created_by,
                       trace_context)
@@ -95,8 +101,15 @@ WITH inserted AS (
 ),
 events AS (
     INSERT INTO job_events (job_id, type) SELECT id, 'job.enqueued' FROM inserted ORDER BY id
+),
+callbacks AS (
+    INSERT INTO job_callbacks (job_id, url, key_id)
+    SELECT i.id, r ->> 9, r ->> 7
+    FROM jsonb_array_elements(:rows::jsonb) WITH ORDINALITY AS x(r, n)
+    JOIN (SELECT id, row_number() OVER (ORDER BY id) AS n FROM inserted) AS i USING (n)
+    WHERE :any_callback::boolean AND r ->> 9 IS NOT NULL
 )
-SELECT * FROM inserted;
+SELECT id, task, created_at, run_at FROM inserted;
 
 -- name: job_insert_many_alike
 -- job_insert_many for jobs that share their options, the usual batch: the payloads travel
@@ -115,6 +128,11 @@ WITH inserted AS (
 ),
 events AS (
     INSERT INTO job_events (job_id, type) SELECT id, 'job.enqueued' FROM inserted ORDER BY id
+),
+callbacks AS (
+    INSERT INTO job_callbacks (job_id, url, key_id)
+    SELECT id, :callback_url::text, :created_by::text FROM inserted
+    WHERE :callback_url::text IS NOT NULL
 )
 SELECT array_agg(id ORDER BY id) AS ids, array_agg(task ORDER BY id) AS tasks,
        now() AS created_at,
@@ -572,9 +590,15 @@ deleted AS (
     DELETE FROM jobs WHERE id = ANY (ARRAY(SELECT id FROM doomed))
     RETURNING 1
 ),
--- A job's events go with it.
+-- A job's events go with it, and its webhook deliveries and callback.
 events AS (
     DELETE FROM job_events WHERE job_id = ANY (ARRAY(SELECT id FROM doomed))
+),
+deliveries AS (
+    DELETE FROM webhook_deliveries WHERE job_id = ANY (ARRAY(SELECT id FROM doomed))
+),
+callbacks AS (
+    DELETE FROM job_callbacks WHERE job_id = ANY (ARRAY(SELECT id FROM doomed))
 )
 SELECT count(*) FROM deleted;
 
@@ -785,9 +809,9 @@ SELECT count(*) FROM forgotten;
 
 -- name: key_create
 INSERT INTO api_keys (id, name, secret_hash, scopes, queues, tasks, rate_limit, expires_at,
-                      created_by)
+                      created_by, webhook_secret)
 VALUES (:id, :name, :secret_hash, :scopes, :queues, :tasks, :rate_limit, :expires_at,
-        :created_by)
+        :created_by, :webhook_secret)
 RETURNING id, name, scopes, queues, tasks, rate_limit, created_at, created_by, expires_at,
           revoked_at;
 
@@ -836,6 +860,14 @@ WHERE e.job_id = :job_id AND e.id > :after_id
 ORDER BY e.id
 LIMIT :limit;
 
+-- name: event_ended_above
+-- Which of the jobs :ids have a committed final event written by a transaction at or above
+-- :xid (the log's horizon, below which event_read_log has read everything already): ends
+-- that a waiter may take now, since it needs no order.
+SELECT DISTINCT job_id FROM job_events
+WHERE xid >= :xid::text::xid8 AND job_id = ANY (:ids::bigint[])
+  AND type IN ('job.completed', 'job.failed', 'job.cancelled');
+
 -- name: event_horizon
 -- Where the log stands: an xid below which no event may still commit. That is the oldest
 -- transaction running now in this database (pg_stat_activity.backend_xid, a top-level xid,
@@ -877,3 +909,146 @@ LEFT JOIN LATERAL (
 ) AS e ON true
 ORDER BY e.xid, e.id;
 
+-- name: webhook_create
+INSERT INTO webhooks (id, url, events, queues, tasks, secret, created_by)
+VALUES (:id, :url, :events, :queues, :tasks, :secret, :created_by)
+RETURNING id, url, events, queues, tasks, created_at, created_by, previous_until,
+          disabled_at, disabled_reason;
+
+-- name: webhook_list
+SELECT id, url, events, queues, tasks, created_at, created_by, previous_until, disabled_at,
+       disabled_reason
+FROM webhooks
+ORDER BY created_at, id;
+
+-- name: webhook_delete
+-- A subscription goes with its deliveries, pending or not.
+WITH deleted AS (
+    DELETE FROM webhooks WHERE id = :id RETURNING id
+),
+deliveries AS (
+    DELETE FROM webhook_deliveries WHERE webhook_id = (SELECT id FROM deleted)
+)
+SELECT count(*) FROM deleted;
+
+-- name: webhook_rotate
+-- The new secret signs from now on; the old one signs as well for :overlap seconds.
+UPDATE webhooks
+SET previous_secret = secret, secret = :secret,
+    previous_until = now() + make_interval(secs => :overlap::float8)
+WHERE id = :id
+RETURNING id, url, events, queues, tasks, created_at, created_by, previous_until,
+          disabled_at, disabled_reason;
+
+-- name: key_webhook_secret_rotate
+-- A key's webhook secret: the new one signs from now on, the old one (if any) as well for
+-- :overlap seconds.
+UPDATE api_keys
+SET previous_webhook_secret = webhook_secret, webhook_secret = :secret,
+    previous_webhook_until = CASE WHEN webhook_secret IS NULL THEN NULL
+                                  ELSE now() + make_interval(secs => :overlap::float8) END
+WHERE id = :id
+RETURNING id, previous_webhook_until;
+
+-- name: key_webhook_secret_set
+UPDATE api_keys SET webhook_secret = :secret WHERE id = :id;
+
+-- name: key_has_webhook_secret
+SELECT webhook_secret IS NOT NULL FROM api_keys WHERE id = :id;
+
+-- name: webhook_armed
+-- Whether any delivery can be made at all: an enabled subscription, or a job with a
+-- callback. While neither exists, events need not wake the dispatcher.
+SELECT EXISTS (SELECT 1 FROM webhooks WHERE disabled_at IS NULL)
+    OR EXISTS (SELECT 1 FROM job_callbacks);
+
+-- name: webhook_delivery_claim
+-- Due deliveries, each taken under a lease: next_at moves to the lease's end and the
+-- claim's token (:token) fences the write of its outcome. Another process takes a delivery
+-- only once its lease has run out, which is after the attempt's own timeout: one attempt at
+-- a time. Each comes with where it goes and the secrets that sign it (a rotated secret
+-- while it still signs), and with its job when the body is yet to be made (the job as a
+-- row, which the store maps as it maps any job).
+WITH due AS (
+    SELECT id FROM webhook_deliveries
+    WHERE state = 'pending' AND next_at <= now()
+    ORDER BY next_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE webhook_deliveries AS d
+    SET next_at = now() + make_interval(secs => :lease_seconds::float8),
+        lease_token = :token::uuid
+    WHERE d.id = ANY (ARRAY(SELECT id FROM due))
+    RETURNING d.id, d.webhook_id, d.key_id, d.url, d.job_id, d.event_id, d.event_type,
+              d.event_at, d.event_data, d.attempts, d.body
+)
+SELECT c.id, c.webhook_id, c.job_id, c.event_id, c.event_type, c.event_at, c.event_data,
+       c.attempts, c.body,
+       CASE WHEN c.webhook_id IS NULL THEN c.url ELSE w.url END AS url,
+       CASE WHEN c.webhook_id IS NULL THEN k.webhook_secret ELSE w.secret END AS secret,
+       CASE WHEN c.webhook_id IS NULL
+            THEN CASE WHEN k.previous_webhook_until > now() THEN k.previous_webhook_secret END
+            ELSE CASE WHEN w.previous_until > now() THEN w.previous_secret END
+       END AS previous_secret,
+       c.webhook_id IS NOT NULL AND (w.id IS NULL OR w.disabled_at IS NOT NULL) AS disabled,
+       CASE WHEN c.body IS NULL THEN j END AS job
+FROM claimed AS c
+LEFT JOIN webhooks AS w ON w.id = c.webhook_id
+LEFT JOIN api_keys AS k ON k.id = c.key_id
+LEFT JOIN jobs AS j ON j.id = c.job_id
+ORDER BY c.id;
+
+-- name: webhook_delivery_record
+-- The outcomes of attempts, each written only while its claim's lease holds (:token).
+-- :outcomes is one JSON array of {"id", "token", "state", "retry_in"?, "status_code"?,
+-- "error"?, "duration_ms", "body"?}. A pending one is due again in retry_in seconds. A 410
+-- from a subscription's receiver disables the subscription (:gone) and drops its other
+-- pending deliveries.
+WITH o AS (
+    SELECT * FROM jsonb_to_recordset(:outcomes::jsonb)
+        AS o(id bigint, token uuid, state text, retry_in float8, status_code integer,
+             error text, duration_ms float8, body text)
+),
+recorded AS (
+    UPDATE webhook_deliveries AS d
+    SET state = o.state,
+        attempts = d.attempts + 1,
+        next_at = CASE WHEN o.state = 'pending'
+                       THEN now() + make_interval(secs => o.retry_in) ELSE d.next_at END,
+        lease_token = NULL,
+        body = coalesce(d.body, o.body),
+        history = d.history || jsonb_build_array(jsonb_build_object(
+            'at', now(), 'status_code', o.status_code, 'error', o.error,
+            'duration_ms', o.duration_ms)),
+        finished_at = CASE WHEN o.state = 'pending' THEN NULL ELSE now() END
+    FROM o
+    WHERE d.id = ANY (:ids::bigint[]) AND d.id = o.id AND d.lease_token = o.token
+    RETURNING d.id
+),
+disabled AS (
+    UPDATE webhooks
+    SET disabled_at = now(), disabled_reason = 'the receiver answered 410 Gone'
+    WHERE id = ANY (:gone::text[]) AND disabled_at IS NULL
+    RETURNING id
+),
+dropped AS (
+    UPDATE webhook_deliveries
+    SET state = 'dropped', finished_at = now(), lease_token = NULL
+    WHERE webhook_id = ANY (:gone::text[]) AND state = 'pending'
+      AND NOT (id = ANY (:ids::bigint[]))
+)
+SELECT id FROM recorded;
+
+-- name: webhook_delivery_list
+-- plan: per-value
+-- A subscription's deliveries, newest first, below :before_id when given.
+SELECT id, job_id, event_id, event_type, event_at, state, attempts,
+       CASE WHEN state = 'pending' THEN next_at END AS next_attempt_at, history, created_at,
+       finished_at
+FROM webhook_deliveries
+WHERE webhook_id = :webhook_id
+  AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+ORDER BY id DESC
+LIMIT :limit;

@@ -1,0 +1,61 @@
+"""`?wait=S`: answer with a job once it has finished, or after S seconds as it stands.
+
+The request registers with the process's event feed before it reads the job, so that a job
+that ends between the read and the wait is not missed; while it waits it costs no query.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import Query
+
+from jqs.api.problems import ProblemError
+from jqs.api.state import ApiState
+from jqs.models import Job
+
+MAX_WAIT = 60.0
+WAIT_DESCRIPTION = (
+    f"wait up to this many seconds (at most {MAX_WAIT:g}) for the job to finish (completed, "
+    "failed or cancelled); the answer is the job as it stands then, finished or not"
+)
+Wait = Annotated[float | None, Query(gt=0, le=MAX_WAIT, description=WAIT_DESCRIPTION)]
+# POST /jobs reads its query by hand (jqs.api.options); this is its parameter's document.
+WAIT_PARAMETER: dict[str, Any] = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": WAIT_DESCRIPTION,
+    "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WAIT},
+}
+
+
+def parse_wait(text: str) -> float:
+    """The seconds of a `wait` query parameter; 422 unless 0 < S <= MAX_WAIT."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_WAIT:
+        msg = f"must be a number of seconds above 0 and at most {MAX_WAIT:g}"
+        raise ProblemError(422, f"query.wait: {msg}", errors=[{"loc": "query.wait", "msg": msg}])
+    return seconds
+
+
+async def job_after_wait(state: ApiState, job_id: int, seconds: float) -> Job:
+    """The job once it has finished, or after `seconds`, or when the process stops.
+
+    A waiter woken for an end that is not the job's state any more (it was retried since)
+    registers again and waits on for what is left of `seconds`.
+    """
+    feed = state.events()
+    until = feed.clock.monotonic() + seconds
+    while True:
+        async with feed.waiting(job_id) as waiter:
+            job = await state.store.get(job_id)
+            left = until - feed.clock.monotonic()
+            if job.status.finished or feed.closed or left <= 0:
+                return job
+            if not await waiter.wait(feed.clock, left):
+                return await state.store.get(job_id)
