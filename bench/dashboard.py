@@ -87,6 +87,7 @@ def pages(failed_id: int, since: str) -> list[tuple[str, str]]:
         ("queues", "/ui/queues"),
         ("workers", "/ui/workers"),
         ("keys", "/ui/keys"),
+        ("webhooks", "/ui/webhooks"),
         ("submit", "/ui/submit"),
     ]
 

@@ -71,7 +71,8 @@ async def test_dashboard_in_chromium(
     browser: Browser, dsn: str, start_jqs: StartJqs, tmp_path: Path
 ) -> None:
     expect.set_options(timeout=WAIT_MS)
-    proc = start_jqs(DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN)
+    # Webhooks may go to loopback here: a closed port, whose deliveries fail and wait.
+    proc = start_jqs(DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN, JQS_HTTP_ALLOW="127.0.0.1")
     await asyncio.to_thread(proc.wait_for, "api_listening")
     base = proc.url
     shots = _shots(tmp_path)
@@ -86,6 +87,10 @@ async def test_dashboard_in_chromium(
     made = await api.post("/keys", json={"name": "viewer", "scopes": ["jobs:read"]})
     reader = made.json()
     assert (await api.patch("/queues/held", json={"paused": True})).status_code == 200
+    hook = await api.post(
+        "/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["job.completed"]}
+    )
+    assert hook.status_code == 201, hook.text
     ids = {}
     for user in (41, 42, 43):
         job = await api.post("/jobs", json={"task": "sleep", "seconds": 0, "user_id": user})
@@ -175,7 +180,14 @@ async def test_dashboard_in_chromium(
     assert (await queues())["default"]["paused"] is True
     await page.screenshot(path=shots / "queues.png", full_page=True)
 
-    for name in ("workers", "keys", "submit"):
+    # Webhooks: the subscription, and its deliveries (the jobs that completed).
+    await page.goto(f"{base}/ui/webhooks")
+    await page.get_by_role("link", name=hook.json()["id"]).click()
+    await expect(page.get_by_role("heading", name="Latest deliveries")).to_be_visible()
+    await expect(page.locator("table").first).to_contain_text("job.completed")
+    await page.screenshot(path=shots / "webhook.png", full_page=True)
+
+    for name in ("workers", "keys", "submit", "webhooks"):
         await page.goto(f"{base}/ui/{name}")
         await page.screenshot(path=shots / f"{name}.png", full_page=True)
     assert problems == []
@@ -208,6 +220,7 @@ async def test_dashboard_in_chromium(
     await expect(seen.locator("table.queues")).to_contain_text("default")
     assert await seen.locator("details.queue-edit").count() == 0
     assert await seen.get_by_role("link", name="Keys").count() == 0
+    assert await seen.get_by_role("link", name="Webhooks").count() == 0
     csrf = await seen.locator("input[name=csrf]").first.get_attribute("value")
     assert csrf
     refused = await seen.request.post(

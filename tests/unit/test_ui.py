@@ -171,6 +171,8 @@ async def test_bad_input_gets_a_page_never_a_500() -> None:
         assert (await client.get("/ui/jobs?status=done")).status_code == 422
         assert (await client.get(f"/ui/jobs/{huge}")).status_code == 404
         assert (await client.get("/ui/jobs/0")).status_code == 404
+        assert (await client.get("/ui/webhooks")).status_code == 200
+        assert (await client.get("/ui/webhooks/wh_nope")).status_code == 404
         bad_queue = await client.post("/ui/queues/%20bad", data={"csrf": csrf, "op": "pause"})
         assert bad_queue.status_code == 404
         assert await store.queue_settings_list() == []

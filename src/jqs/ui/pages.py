@@ -3,7 +3,7 @@
 Every page answers for the session's API key (jqs.ui.access): what it lists is what that key
 may see, and the buttons are those it may press. Actions are forms posted with the
 session's CSRF token; each redirects back to a page (post/redirect/get) with a message.
-The routes live by area: signin, overview, jobs, submit, admin.
+The routes live by area: signin, overview, jobs, submit, admin, hooks.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request
 from starlette.responses import RedirectResponse, Response
 
-from jqs.ui import admin, jobs, overview, signin, submit
+from jqs.ui import admin, hooks, jobs, overview, signin, submit
 from jqs.ui.access import Refused, SignInFirst, current
 from jqs.ui.render import PREFIX, page
 
 
 def install(app: FastAPI) -> None:
     """Mount the dashboard on the API's app."""
-    for area in (signin, overview, jobs, submit, admin):
+    for area in (signin, overview, jobs, submit, admin, hooks):
         app.include_router(area.router)
     app.add_exception_handler(SignInFirst, _sign_in_first)
     app.add_exception_handler(Refused, _refused)
