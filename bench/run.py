@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import history, in_transaction, scenarios
+from bench import dashboard, history, in_transaction, scenarios
 from bench.common import REPO, Server, cpu_jiffies, machine, percentile, steal_percent
 
 TARGETS_NOTE = (
@@ -496,6 +496,7 @@ async def main() -> None:
         ("wait", scenarios.wait_latency),
         ("webhooks", scenarios.webhooks),
         ("history", history.history),
+        ("dashboard", dashboard.dashboard),
         ("profile", scenarios.profile_drain),
         ("others", scenarios.others),
         ("servers", scenarios.servers),

@@ -341,6 +341,15 @@ class QueueActivity:
 
 
 @dataclass(frozen=True, slots=True)
+class Throughput:
+    """Jobs that finished in one minute: completed, and failed (for good)."""
+
+    minute: datetime
+    completed: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class RescuedJob:
     """A job whose lease expired, and where the rescuer put it."""
 

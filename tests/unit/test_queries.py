@@ -57,6 +57,9 @@ def test_shipped_queries_load_and_are_noun_first() -> None:
         "job_list",
         "job_list_by_task",
         "queue_counts",
+        "job_search",
+        "job_search_count",
+        "job_throughput",
         "worker_list",
         "webhook_delivery_list",
     ]

@@ -38,6 +38,7 @@ from jqs.api.openapi import PROBLEM_SCHEMA, STORABLE_SCHEMA, problem_response
 from jqs.api.origin import OriginCheck
 from jqs.api.problems import install_problem_handlers, problem_for
 from jqs.api.state import ApiState, Limits
+from jqs.ui import pages as dashboard
 
 DESCRIPTION = (
     "A PostgreSQL-backed job queue service. Submit any JSON object to `POST /jobs`; "
@@ -110,6 +111,7 @@ def _fastapi(state: ApiState) -> FastAPI:
     # /jobs meets, so that its 405 names POST among the allowed methods.
     app.add_api_route("/jobs", _submit_job, methods=["POST"], include_in_schema=False)
     docs.install_files(app)
+    dashboard.install(app)
     # The app's own routes (/openapi.json, POST /jobs, the docs' files) and the routers'.
     routes = [*app.router.routes, *(route for router in routers for route in router.routes)]
     install_problem_handlers(app, routes=routes)

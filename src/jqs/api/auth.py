@@ -34,6 +34,10 @@ PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/redoc
 # The docs pages' own files (jqs.api.docs): ReDoc's sit under /redoc/.
 PUBLIC_PREFIXES = ("/docs/", "/redoc/")
 SECURITY_SCHEME = "apiKey"
+# The dashboard (jqs.ui) signs its visitors in with a session cookie of its own and checks
+# each page's scope itself; the Origin check still applies to its forms.
+SESSION_PATH = "/ui"
+_SESSION_ONLY = Principal(id="dashboard-session", name="dashboard session", scopes=frozenset())
 
 
 class Guard:
@@ -67,6 +71,10 @@ class Guard:
                 return
         path: str = scope["path"]
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        if _dashboard(path):
+            scope[PRINCIPAL] = _SESSION_ONLY  # no scope: an API route here would refuse
             await self.app(scope, receive, send)
             return
         principal = self._principal(headers)
@@ -122,6 +130,10 @@ class Guard:
             f"cross-site requests from {origin} may not change anything here; "
             "list the origin in JQS_CORS_ORIGINS to allow it"
         )
+
+
+def _dashboard(path: str) -> bool:
+    return path == SESSION_PATH or path.startswith(SESSION_PATH + "/")
 
 
 def principal_of(request: Request) -> Principal:

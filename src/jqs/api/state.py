@@ -17,14 +17,14 @@ from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.models import Inserted, Job, JobStatus, NewJob
 from jqs.netguard import DestinationPolicy, Resolver, system_resolver
 from jqs.remote import RemoteWorkers
-from jqs.store.port import Events, Jobs, Keys, Queues, Webhooks
+from jqs.store.port import Dashboard, Events, Jobs, Keys, Queues, Webhooks
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 from jqs.tracing import Tracing
 
 
-class ApiStore(Jobs, Queues, Keys, Events, Protocol):
-    """The parts of the store the API uses."""
+class ApiStore(Jobs, Queues, Keys, Events, Dashboard, Protocol):
+    """The parts of the store the API (and its dashboard, jqs.ui) uses."""
 
 
 @dataclass(slots=True)

@@ -73,6 +73,16 @@ class KeyRing(LoopService):
             return None
         return principal
 
+    def by_id(self, key_id: str) -> tuple[str, Principal] | None:
+        """A usable key's secret hash and principal, by the key's id (a dashboard session
+        names its key by id; jqs.ui.session)."""
+        for digest, principal in self._keys.items():
+            if principal.id == key_id:
+                if principal.expires_at is not None and principal.expired(self._clock.now()):
+                    return None
+                return digest, principal
+        return None
+
     def add(self, digest: str, principal: Principal) -> None:
         """A key just created by this process: usable here at once."""
         self._keys[digest] = principal

@@ -48,9 +48,11 @@ from jqs.models import (
     QueueRemoval,
     QueueSettings,
     RescuedJob,
+    Throughput,
     WorkerInfo,
 )
 from jqs.outcome import Cancelled, Completed, Failed, Retry
+from jqs.store.containment import contains
 from jqs.store.limits import LimitedQueue, plan_claim, spend_tokens
 from jqs.store.port import (
     MAX_JOB_ID,
@@ -64,11 +66,15 @@ from jqs.store.port import (
     Finish,
     JobEventsRead,
     LeaseCheckParams,
+    Moved,
     NewKey,
     PruneParams,
     QueuePatch,
     RescueParams,
     ScheduleFire,
+    SearchCount,
+    SearchParams,
+    ThroughputRead,
     WorkerBeat,
 )
 
@@ -749,6 +755,89 @@ class MemoryStore:
         return sorted(
             (w for w in self._workers.values() if w.last_seen_at >= cutoff), key=lambda w: w.id
         )
+
+    # Dashboard
+
+    def _matches(self, row: _Row, params: SearchParams) -> bool:
+        wanted = params.search
+        return (
+            row.id > params.above_id
+            and (params.before_id is None or row.id < params.before_id)
+            and (wanted.status is None or row.status is wanted.status)
+            and (wanted.queue is None or row.queue == wanted.queue)
+            and (wanted.task is None or row.task == wanted.task)
+            and (wanted.contains is None or contains(row.payload, _load(wanted.contains)))
+            and (wanted.since is None or row.created_at >= wanted.since)
+            and (wanted.until is None or row.created_at < wanted.until)
+            and (wanted.queues is None or row.queue in wanted.queues)
+            and (wanted.tasks is None or (row.task or "") in wanted.tasks)
+        )
+
+    async def job_search(self, params: SearchParams) -> list[Job]:
+        """The matching jobs of the window, newest first."""
+        rows = sorted(self._jobs.values(), key=lambda row: -row.id)
+        return [row.job() for row in rows if self._matches(row, params)][: params.limit]
+
+    async def job_search_count(self, params: SearchParams) -> SearchCount:
+        """How many jobs of the window match."""
+        window = [row for row in self._jobs.values() if row.id > params.above_id]
+        oldest = min(window, key=lambda row: row.id, default=None)
+        return SearchCount(
+            matching=sum(1 for row in window if self._matches(row, params)),
+            oldest_at=None if oldest is None else oldest.created_at,
+        )
+
+    async def job_newest_id(self) -> int:
+        """The highest job id (0 when there is no job)."""
+        return max(self._jobs, default=0)
+
+    async def cancel_many(self, job_ids: Sequence[int], result: RawJSON) -> list[Moved]:
+        """`cancel` for each job; the jobs it changed."""
+        moved = []
+        for job_id in sorted(set(job_ids)):
+            row = self._jobs.get(job_id)
+            if row is None or row.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+                continue
+            if row.status is JobStatus.PROCESSING and row.cancel_requested_at is not None:
+                continue
+            await self.cancel(job_id, result)
+            moved.append(Moved(job_id, row.queue))
+        return moved
+
+    async def retry_many(self, job_ids: Sequence[int]) -> list[Moved]:
+        """`retry` for each job; the jobs it queued again."""
+        moved = []
+        for job_id in sorted(set(job_ids)):
+            row = self._jobs.get(job_id)
+            if row is not None and (await self.retry(job_id)).changed:
+                moved.append(Moved(job_id, row.queue))
+        return moved
+
+    async def throughput(self, params: ThroughputRead) -> list[Throughput]:
+        """Completed and failed jobs per minute, oldest minute first."""
+        start = self._now().replace(second=0, microsecond=0) - timedelta(minutes=params.minutes)
+        ended = sorted(
+            (
+                row
+                for row in self._jobs.values()
+                if row.status.finished and row.finished_at is not None and row.finished_at >= start
+            ),
+            key=lambda row: row.finished_at or start,
+            reverse=True,
+        )[: params.rows]
+        minutes: dict[datetime, list[int]] = {}
+        for row in ended:
+            assert row.finished_at is not None
+            counts = minutes.setdefault(row.finished_at.replace(second=0, microsecond=0), [0, 0])
+            if row.status is JobStatus.COMPLETED:
+                counts[0] += 1
+            elif row.status is JobStatus.FAILED:
+                counts[1] += 1
+        return [Throughput(minute, *minutes[minute]) for minute in sorted(minutes)]
+
+    async def queue_settings_list(self) -> list[QueueSettings]:
+        """Every queue that has settings, by name."""
+        return [self._queues[name].settings for name in sorted(self._queues)]
 
     # Keys
 

@@ -36,6 +36,7 @@ from jqs.models import (
     Job,
     JobEvent,
     JobFilter,
+    JobStatus,
     JobText,
     Lease,
     LeaseCheck,
@@ -47,6 +48,7 @@ from jqs.models import (
     QueueRemoval,
     QueueSettings,
     RescuedJob,
+    Throughput,
     Webhook,
     WebhookDelivery,
     WorkerInfo,
@@ -487,5 +489,90 @@ class Webhooks(Protocol):
         ...
 
 
-class Store(Jobs, JobQueue, Maintenance, Queues, Keys, Events, Protocol):
+@dataclass(frozen=True, slots=True)
+class JobSearch:
+    """What the dashboard narrows jobs by; None matches every job. `contains`: a JSON object
+    the payload must contain (PostgreSQL's @>). `queues`, `tasks`: those an API key is
+    limited to."""
+
+    status: JobStatus | None = None
+    queue: str | None = None
+    task: str | None = None
+    contains: RawJSON | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    queues: frozenset[str] | None = None
+    tasks: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParams:
+    """The matching jobs whose id is above `above_id` (the searched window's floor: no index
+    serves a payload search, so it reads a bounded range of ids) and below `before_id` (a
+    keyset cursor), newest first, `limit` at most."""
+
+    search: JobSearch
+    above_id: int
+    before_id: int | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SearchCount:
+    """How many jobs of a window match, and when the window's oldest job was created."""
+
+    matching: int
+    oldest_at: datetime | None
+
+
+class Moved(NamedTuple):
+    """A job an operator's request changed, and its queue (to wake its workers)."""
+
+    id: int
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputRead:
+    """Finished jobs per minute over the last `minutes`, from `rows` finished jobs at most
+    (the newest), so that a busy hour costs no more than a quiet one."""
+
+    minutes: int = 60
+    rows: int = 20_000
+
+
+class Dashboard(Protocol):
+    """What the dashboard reads beyond the API's own: bounded searches and summaries."""
+
+    async def job_search(self, params: SearchParams) -> list[Job]:
+        """The matching jobs of the window, newest first."""
+        ...
+
+    async def job_search_count(self, params: SearchParams) -> SearchCount:
+        """How many jobs of the window match (`limit` not applied)."""
+        ...
+
+    async def job_newest_id(self) -> int:
+        """The highest job id (0 when there is no job)."""
+        ...
+
+    async def cancel_many(self, job_ids: Sequence[int], result: RawJSON) -> list[Moved]:
+        """`cancel` for each job at once; the jobs it changed (a running job asked to stop
+        once already is not changed again)."""
+        ...
+
+    async def retry_many(self, job_ids: Sequence[int]) -> list[Moved]:
+        """`retry` for each job at once; the jobs it queued again."""
+        ...
+
+    async def throughput(self, params: ThroughputRead) -> list[Throughput]:
+        """Completed and failed jobs per minute, oldest minute first; empty minutes left out."""
+        ...
+
+    async def queue_settings_list(self) -> list[QueueSettings]:
+        """Every queue that has settings, by name."""
+        ...
+
+
+class Store(Jobs, JobQueue, Maintenance, Queues, Keys, Events, Dashboard, Protocol):
     """Everything at once, as the composition root builds it."""

@@ -45,6 +45,7 @@ from jqs.models import (
     QueueRemoval,
     QueueSettings,
     RescuedJob,
+    Throughput,
     Webhook,
     WebhookDelivery,
     WorkerInfo,
@@ -69,14 +70,19 @@ from jqs.store.port import (
     FindParams,
     Finish,
     JobEventsRead,
+    JobSearch,
     LeaseCheckParams,
+    Moved,
     NewKey,
     NewWebhook,
     PruneParams,
     QueuePatch,
     RescueParams,
     ScheduleFire,
+    SearchCount,
+    SearchParams,
     SecretRotation,
+    ThroughputRead,
     WorkerBeat,
 )
 
@@ -198,6 +204,19 @@ def _event(row: asyncpg.Record) -> JobEvent:
         task=row.get("task"),
         xid=row["xid"],
     )
+
+
+def _search_values(search: JobSearch) -> dict[str, object]:
+    return {
+        "status": None if search.status is None else search.status.value,
+        "queue": search.queue,
+        "task": search.task,
+        "contains": search.contains,
+        "since": search.since,
+        "until": search.until,
+        "queues": None if search.queues is None else sorted(search.queues),
+        "tasks": None if search.tasks is None else sorted(search.tasks),
+    }
 
 
 def _no_one() -> None:
@@ -640,6 +659,49 @@ class PostgresStore:
         """The live workers, by id."""
         rows = await self._db.fetch("worker_list", silent_for=WORKER_SILENCE_SECONDS)
         return [WorkerInfo(**row) for row in rows]
+
+    # Dashboard
+
+    async def job_search(self, params: SearchParams) -> list[Job]:
+        """The matching jobs of the window, newest first."""
+        rows = await self._db.fetch("job_search", params, **_search_values(params.search))
+        return [job_from_row(row) for row in rows]
+
+    async def job_search_count(self, params: SearchParams) -> SearchCount:
+        """How many jobs of the window match."""
+        row = await self._db.fetchrow("job_search_count", params, **_search_values(params.search))
+        assert row is not None  # scalar subqueries always give one row
+        return SearchCount(matching=row["matching"], oldest_at=row["oldest_at"])
+
+    async def job_newest_id(self) -> int:
+        """The highest job id (0 when there is no job)."""
+        newest: int = await self._db.fetchval("job_newest_id")
+        return newest
+
+    async def cancel_many(self, job_ids: Sequence[int], result: RawJSON) -> list[Moved]:
+        """`cancel` for each job in one statement; the jobs it changed."""
+        ids = [job_id for job_id in job_ids if 0 < job_id <= MAX_JOB_ID]
+        rows = await self._db.fetch("job_cancel_many", ids=ids, result=result)
+        if rows:
+            self.on_events()
+        return [Moved(row["id"], row["queue"]) for row in rows]
+
+    async def retry_many(self, job_ids: Sequence[int]) -> list[Moved]:
+        """`retry` for each job in one statement; the jobs it queued again."""
+        ids = [job_id for job_id in job_ids if 0 < job_id <= MAX_JOB_ID]
+        rows = await self._db.fetch("job_retry_many", ids=ids)
+        if rows:
+            self.on_events()
+        return [Moved(row["id"], row["queue"]) for row in rows]
+
+    async def throughput(self, params: ThroughputRead) -> list[Throughput]:
+        """Completed and failed jobs per minute, oldest minute first."""
+        return [Throughput(**row) for row in await self._db.fetch("job_throughput", params)]
+
+    async def queue_settings_list(self) -> list[QueueSettings]:
+        """Every queue that has settings, by name."""
+        rows = await self._db.fetch("queue_settings")
+        return sorted((QueueSettings(**row) for row in rows), key=lambda each: each.name)
 
     # Keys
 

@@ -479,6 +479,60 @@ events AS (
 )
 SELECT * FROM queued;
 
+-- name: job_cancel_many
+-- job_cancel for several jobs (:ids) in one statement, the dashboard's "cancel all": queued
+-- ones end cancelled, running ones are asked to stop; the others are left as they are and
+-- do not come back. Rows are locked in id order, so two such statements cannot deadlock.
+WITH target AS (
+    SELECT id, status, cancel_requested_at AS asked FROM jobs
+    WHERE id = ANY(:ids::bigint[]) AND status IN ('queued', 'processing')
+    ORDER BY id
+    FOR UPDATE
+),
+changed AS (
+    UPDATE jobs AS j
+    SET status = CASE WHEN t.status = 'queued' THEN 'cancelled' ELSE j.status END,
+        result = CASE WHEN t.status = 'queued' THEN :result::jsonb ELSE j.result END,
+        finished_at = CASE WHEN t.status = 'queued' THEN now() ELSE j.finished_at END,
+        cancel_requested_at = coalesce(j.cancel_requested_at, now()),
+        updated_at = now()
+    FROM target AS t
+    WHERE j.id = t.id
+    RETURNING j.id, j.queue, t.status AS was, t.asked
+),
+events AS (
+    INSERT INTO job_events (job_id, type)
+    SELECT id, CASE WHEN was = 'queued' THEN 'job.cancelled' ELSE 'job.cancel_requested' END
+    FROM changed
+    WHERE was = 'queued' OR asked IS NULL
+)
+SELECT id, queue FROM changed WHERE was = 'queued' OR asked IS NULL;
+
+-- name: job_retry_many
+-- job_retry for several jobs (:ids) in one statement, the dashboard's "retry all": failed and
+-- cancelled ones are queued again; the others are left as they are and do not come back.
+WITH target AS (
+    SELECT id FROM jobs
+    WHERE id = ANY(:ids::bigint[]) AND status IN ('failed', 'cancelled')
+    ORDER BY id
+    FOR UPDATE
+),
+queued AS (
+    UPDATE jobs AS j
+    SET status = 'queued', attempts = 0, run_at = now(), result = NULL,
+        cancel_requested_at = NULL, lease_token = NULL, lease_expires_at = NULL,
+        worker_id = NULL, started_at = NULL, finished_at = NULL, progress = NULL,
+        updated_at = now()
+    FROM target AS t
+    WHERE j.id = t.id
+    RETURNING j.id, j.queue
+),
+events AS (
+    INSERT INTO job_events (job_id, type, data)
+    SELECT id, 'job.enqueued', '{"retry": true}'::jsonb FROM queued
+)
+SELECT id, queue FROM queued;
+
 -- name: job_rescue_expired
 -- Jobs whose worker stopped heartbeating go back to the queue, or end failed when their
 -- attempts are spent (cancelled when cancellation was asked for). The transaction-scoped
@@ -650,6 +704,65 @@ SELECT queue, status, count(*) AS n,
        extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())) AS oldest_wait
 FROM jobs
 GROUP BY queue, status;
+
+-- name: job_search
+-- plan: per-value
+-- The dashboard's search: the jobs of an id window (above :above_id, below :before_id when
+-- given) that match, newest first. The window bounds what is read, whatever matches: a
+-- payload search (@>) has no index to use, since a GIN index on payloads would slow every
+-- insert; NULL filters match every row.
+SELECT * FROM jobs
+WHERE id > :above_id::bigint
+  AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+  AND (:status::text IS NULL OR status = :status::text)
+  AND (:queue::text IS NULL OR queue = :queue::text)
+  AND (:task::text IS NULL OR task = :task::text)
+  AND (:contains::jsonb IS NULL OR payload @> :contains::jsonb)
+  AND (:since::timestamptz IS NULL OR created_at >= :since::timestamptz)
+  AND (:until::timestamptz IS NULL OR created_at < :until::timestamptz)
+  AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+  AND (:tasks::text[] IS NULL OR coalesce(task, '') = ANY(:tasks::text[]))
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: job_search_count
+-- plan: per-value
+-- How many jobs of job_search's window match (a count bounded by the window), and when the
+-- window's oldest job was created (the primary key's first entry above the floor).
+SELECT (SELECT count(*) FROM jobs
+WHERE id > :above_id::bigint
+  AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+  AND (:status::text IS NULL OR status = :status::text)
+  AND (:queue::text IS NULL OR queue = :queue::text)
+  AND (:task::text IS NULL OR task = :task::text)
+  AND (:contains::jsonb IS NULL OR payload @> :contains::jsonb)
+  AND (:since::timestamptz IS NULL OR created_at >= :since::timestamptz)
+  AND (:until::timestamptz IS NULL OR created_at < :until::timestamptz)
+  AND (:queues::text[] IS NULL OR queue = ANY(:queues::text[]))
+  AND (:tasks::text[] IS NULL OR coalesce(task, '') = ANY(:tasks::text[]))) AS matching,
+       (SELECT created_at FROM jobs WHERE id > :above_id::bigint ORDER BY id LIMIT 1)
+           AS oldest_at;
+
+-- name: job_newest_id
+SELECT coalesce(max(id), 0) FROM jobs;
+
+-- name: job_throughput
+-- plan: per-value
+-- Completed and failed jobs per minute since :minutes minutes before this minute began,
+-- from the newest :rows finished jobs at most (the finished_at index, read backwards). The
+-- minute is computed below the LIMIT, so the rows are counted by hashing, not sorted.
+SELECT minute,
+       count(*) FILTER (WHERE status = 'completed') AS completed,
+       count(*) FILTER (WHERE status = 'failed') AS failed
+FROM (
+    SELECT date_trunc('minute', finished_at) AS minute, status FROM jobs
+    WHERE status IN ('completed', 'failed', 'cancelled')
+      AND finished_at >= date_trunc('minute', now()) - make_interval(mins => :minutes::int)
+    ORDER BY finished_at DESC
+    LIMIT :rows
+) AS recent
+GROUP BY 1
+ORDER BY 1;
 
 -- name: queue_activity
 -- Queued and running jobs per queue, and how long the oldest due queued job has waited:
