@@ -17,7 +17,10 @@ import orjson
 
 from jqs.errors import DatabaseUnavailable, StoreError, TransientError
 from jqs.jsonutil import RawJSON
+from jqs.logging import get_logger
 from jqs.store.queries import Query, q, session_settings
+
+log = get_logger(__name__)
 
 # JSONB's binary wire format is a version byte (1) followed by the JSON text.
 _JSONB_VERSION = b"\x01"
@@ -40,6 +43,11 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# The server is a standby (in recovery) or was made read-only: after a failover, a
+# connection made to the old primary may stay on it. Writes cannot go on there; the pool
+# drops its connections so that new ones find the primary (target_session_attrs).
+_READ_ONLY_ERRORS = (asyncpg.exceptions.ReadOnlySQLTransactionError,)
+
 # PostgreSQL gave up on the statement so that another could go on; it may succeed again.
 _TRANSIENT_ERRORS = (
     asyncpg.exceptions.DeadlockDetectedError,
@@ -58,6 +66,8 @@ def driver_errors(
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     except TimeoutError as exc:
         raise DatabaseUnavailable("database did not answer in time") from exc
+    except _READ_ONLY_ERRORS as exc:
+        raise DatabaseUnavailable("database is read-only (a standby, or failing over)") from exc
     except _TRANSIENT_ERRORS as exc:
         raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
     except asyncpg.PostgresError as exc:
@@ -122,7 +132,7 @@ class Db:
         """All rows of query `name`."""
         query = q(name)
         args = _args(query, params, values)
-        with driver_errors():
+        async with self._errors():
             if query.per_value and self._conn is None:
                 async with self._per_value() as conn:
                     return await conn.fetch(query.sql, *args)
@@ -139,28 +149,45 @@ class Db:
         """The first column of the first row of query `name`, or None."""
         query = q(name)
         args = _args(query, params, values)
-        with driver_errors():
+        async with self._errors():
             return await self._target.fetchval(query.sql, *args)
 
     async def execute(self, name: str, params: object = None, /, **values: Any) -> None:
         """Run query `name` for its effect."""
         query = q(name)
         args = _args(query, params, values)
-        with driver_errors():
+        async with self._errors():
             await self._target.execute(query.sql, *args)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Db]:
         """A Db whose queries share one transaction, committed when the block ends."""
-        with driver_errors():
-            async with self._pool.acquire() as conn, conn.transaction():
-                yield Db(self._pool, conn)
+        async with self._errors(), self._pool.acquire() as conn, conn.transaction():
+            yield Db(self._pool, conn)
+
+    @contextlib.asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        """driver_errors, and a pool reset when the server turned out to be read-only."""
+        try:
+            with driver_errors():
+                yield
+        except DatabaseUnavailable as exc:
+            if isinstance(exc.__cause__, _READ_ONLY_ERRORS):
+                await expire_read_only(self._pool)
+            raise
 
     @contextlib.asynccontextmanager
     async def _per_value(self) -> AsyncIterator[Connection]:
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute(q("db_plan_per_value").sql)
             yield conn
+
+
+async def expire_read_only(pool: asyncpg.Pool) -> None:
+    """Replace every connection of `pool`: one of them reached a server in recovery, so the
+    others may well be there too. Connections in use are closed when they come back."""
+    log.warning("database_read_only_pool_reset")
+    await pool.expire_connections()
 
 
 async def create_pool(
