@@ -80,7 +80,20 @@ def database_for(settings: Settings) -> Database:
         pool_max=settings.db_pool_max,
         connect_timeout=settings.db_connect_timeout,
         command_timeout=settings.db_command_timeout,
+        transaction_pooler=settings.database_pooler == "transaction",
     )
+
+
+def listen_dsn_for(settings: Settings, db: Database) -> str | None:
+    """Where this process LISTENs: JQS_LISTEN_URL, else the database itself unless that is
+    a transaction-mode pooler (a LISTEN there would hold a server session hostage, and
+    notifications would reach whichever client has it next): None, poll only."""
+    if settings.listen_url is not None:
+        return settings.listen_url
+    if settings.database_pooler == "transaction":
+        log.info("listen_off", detail="a transaction-mode pooler and no JQS_LISTEN_URL: polling")
+        return None
+    return db.dsn
 
 
 def registry_for(settings: Settings) -> TaskRegistry:
@@ -159,9 +172,13 @@ class Runner:
             log.info("tracing_on", detail="spans go where the OTEL_* variables say")
         pool = self._worker_pool(db, registry, metrics, tracing) if self._worker else None
         origin = new_origin()
-        assert db.dsn is not None
+        listen_dsn = listen_dsn_for(settings, db)
         # `enqueued` wakes this pool directly; the Listener is for other processes' jobs.
-        listener = Listener(db.dsn, pool.notify, origin=origin) if pool is not None else None
+        listener = (
+            Listener(listen_dsn, pool.notify, origin=origin)
+            if pool is not None and listen_dsn is not None
+            else None
+        )
         notifier = Notifier(db.pool, origin=origin, own_listener=listener)
 
         def enqueued(queue: str) -> None:

@@ -88,6 +88,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     settings = session_settings()
     query = q("db_session_configure")
     await conn.execute(query.sql, list(settings), list(settings.values()))
+    await _init_pooled_connection(conn)
+
+
+async def _init_pooled_connection(conn: asyncpg.Connection) -> None:
+    """A connection through a pooler in transaction mode: each transaction may run on
+    another server session, so a session setting would reach other clients of the pooler's
+    session and miss JQS's next transaction. JQS sets none there; its settings (queries.sql)
+    shape plans for speed, and an operator may give them to JQS's role instead
+    (ALTER ROLE ... SET)."""
     await conn.set_type_codec(
         "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
     )
@@ -197,10 +206,15 @@ async def create_pool(
     max_size: int,
     connect_timeout: float,
     command_timeout: float | None = None,
+    transaction_pooler: bool = False,
 ) -> asyncpg.Pool:
     """Open a pool whose connections speak JSONB through orjson, with the session settings
     of queries.sql. `command_timeout` bounds every statement, so a connection that a network
-    fault left hanging fails (DatabaseUnavailable) instead of holding its caller forever."""
+    fault left hanging fails (DatabaseUnavailable) instead of holding its caller forever.
+
+    `transaction_pooler`: `dsn` is a pooler in transaction mode, where a named prepared
+    statement made in one transaction is gone (or another client's) in the next: statements
+    are sent unnamed (no statement cache), and no session settings are made."""
     with driver_errors():
         pool = await asyncpg.create_pool(
             dsn,
@@ -208,9 +222,10 @@ async def create_pool(
             max_size=max_size,
             timeout=connect_timeout,
             command_timeout=command_timeout,
-            init=_init_connection,
+            init=_init_pooled_connection if transaction_pooler else _init_connection,
             reset=_keep_session,
             server_settings=STARTUP_SETTINGS,
+            **({"statement_cache_size": 0} if transaction_pooler else {}),
         )
     assert pool is not None
     return pool
