@@ -142,7 +142,8 @@ async def _outage(
         conn = await asyncpg.connect(new_primary.dsn)
         try:
             found = await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = $1 AND datname = current_database()",
                 LISTENER_APP,
             )
         finally:
