@@ -27,6 +27,8 @@ _JSONB_VERSION = b"\x01"
 # Only application_name goes in the startup packet: PgBouncer refuses a connection whose
 # startup packet names a setting it does not track. The rest is SET once connected.
 STARTUP_SETTINGS = {"application_name": "jqs"}
+# asyncpg's default: named statements, prepared once per connection.
+STATEMENT_CACHE_SIZE = 100
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -225,7 +227,7 @@ async def create_pool(
             init=_init_pooled_connection if transaction_pooler else _init_connection,
             reset=_keep_session,
             server_settings=STARTUP_SETTINGS,
-            **({"statement_cache_size": 0} if transaction_pooler else {}),
+            statement_cache_size=0 if transaction_pooler else STATEMENT_CACHE_SIZE,
         )
     assert pool is not None
     return pool
