@@ -10,6 +10,7 @@ import pytest
 
 from jqs.logging import configure_logging
 from jqs.store import Database, PostgresStore
+from tests.support import pgbouncer as bouncer
 from tests.support.pg import PgTestServer, server_dir
 
 configure_logging("warning", cache=False)
@@ -23,6 +24,21 @@ async def pg_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[P
         await server.start()
         yield server
         await server.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server: PgTestServer) -> Iterator[bouncer.PgBouncer]:
+    """PgBouncer in transaction mode in front of the test server (skips where it cannot
+    run); `pgbouncer.dsn(dsn)` leads to a test's database through it."""
+    reason = bouncer.why_not()
+    if reason is not None:
+        pytest.skip(f"PgBouncer tests skipped: {reason}")
+    running = bouncer.PgBouncer(pg_server.admin_dsn, pool_size=2)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.close()
 
 
 @pytest.fixture

@@ -89,7 +89,20 @@ def database_for(settings: Settings) -> Database:
         pool_max=settings.db_pool_max,
         connect_timeout=settings.db_connect_timeout,
         command_timeout=settings.db_command_timeout,
+        transaction_pooler=settings.database_pooler == "transaction",
     )
+
+
+def listen_dsn_for(settings: Settings, db: Database) -> str | None:
+    """Where this process LISTENs: JQS_LISTEN_URL, else the database itself unless that is
+    a transaction-mode pooler (a LISTEN there would hold a server session hostage, and
+    notifications would reach whichever client has it next): None, poll only."""
+    if settings.listen_url is not None:
+        return settings.listen_url
+    if settings.database_pooler == "transaction":
+        log.info("listen_off", detail="a transaction-mode pooler and no JQS_LISTEN_URL: polling")
+        return None
+    return db.dsn
 
 
 def registry_for(settings: Settings) -> TaskRegistry:
@@ -180,7 +193,7 @@ class Runner:
         # Workers elsewhere claim through the API, waiting on the same signals as the pool.
         remote = self._remote_workers(db) if sock is not None else None
         origin = new_origin()
-        assert db.dsn is not None
+        listen_dsn = listen_dsn_for(settings, db)
 
         def work_arrived(queue: str | None) -> None:
             if pool is not None:
@@ -189,8 +202,12 @@ class Runner:
                 remote.hub.notify(queue)
 
         # `enqueued` wakes this process directly; the Listener is for other processes' jobs.
-        listening = pool is not None or remote is not None
-        listener = Listener(db.dsn, work_arrived, origin=origin) if listening else None
+        listening = (pool is not None or remote is not None) and listen_dsn is not None
+        listener = (
+            Listener(listen_dsn, work_arrived, origin=origin)
+            if listening and listen_dsn is not None
+            else None
+        )
         notifier = Notifier(db.pool, origin=origin, own_listener=listener)
 
         def enqueued(queue: str) -> None:
@@ -199,7 +216,9 @@ class Runner:
 
         # Events were written: this process's feed reads them at once, other processes'
         # feeds are told. Whatever else follows the log adds itself to `on_events`.
-        feed, events_listener = self._feed(db, origin) if sock is not None else (None, None)
+        feed, events_listener = (
+            self._feed(db, origin, listen_dsn) if sock is not None else (None, None)
+        )
         events_notifier = Notifier(
             db.pool,
             origin=origin,
@@ -333,17 +352,23 @@ class Runner:
             waiter.cancel()
         await asyncio.to_thread(tracing.shutdown)  # the spans still buffered
 
-    def _feed(self, db: Database, origin: str) -> tuple[EventFeed, Listener]:
+    def _feed(
+        self, db: Database, origin: str, listen_dsn: str | None
+    ) -> tuple[EventFeed, Listener | None]:
         """The feed that `?wait` and the event streams of this process's API wait on, and
-        its listener for other processes' events (held while the feed is in use)."""
+        its listener for other processes' events (held while the feed is in use; none
+        behind a transaction-mode pooler without JQS_LISTEN_URL: the feed polls)."""
         settings = self.settings
-        assert db.dsn is not None
-        listener = Listener(
-            db.dsn,
-            lambda _: feed.wake(),
-            origin=origin,
-            channel=EVENTS_CHANNEL,
-            application=EVENTS_LISTENER_APP,
+        listener = (
+            Listener(
+                listen_dsn,
+                lambda _: feed.wake(),
+                origin=origin,
+                channel=EVENTS_CHANNEL,
+                application=EVENTS_LISTENER_APP,
+            )
+            if listen_dsn is not None
+            else None
         )
         feed = EventFeed(
             db.store,

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "JQS_DATABASE_URL"),
         description="PostgreSQL URL; unset starts an embedded server in JQS_DATA_DIR.",
     )
+    database_pooler: Literal["none", "transaction"] = Field(
+        default="none",
+        description="transaction: DATABASE_URL is a pooler in transaction mode (PgBouncer).",
+    )
+    listen_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL for LISTEN, bypassing a pooler; unset there: poll only.",
+    )
     port: int = Field(
         default=8080, ge=0, le=65535, validation_alias=AliasChoices("PORT", "JQS_PORT")
     )
@@ -130,7 +138,7 @@ class Settings(BaseSettings):
     metrics: bool = Field(default=True, description="false turns /metrics and its counting off.")
     log_level: LogLevel = "info"
 
-    @field_validator("database_url")
+    @field_validator("database_url", "listen_url")
     @classmethod
     def _database_url_scheme(cls, value: str | None) -> str | None:
         if value is None or value.strip() == "":
@@ -158,6 +166,13 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return ",".join(origins)
+
+    @field_validator("database_pooler", mode="before")
+    @classmethod
+    def _lower_pooler(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or "none"
+        return value
 
     @field_validator("auth", mode="before")
     @classmethod

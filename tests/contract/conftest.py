@@ -44,7 +44,7 @@ class Subject:
             await asyncio.sleep(seconds)
 
 
-@pytest.fixture(params=["postgres", "memory"])
+@pytest.fixture(params=["postgres", "memory", "pgbouncer"])
 async def subject(
     request: pytest.FixtureRequest, pg_server: PgTestServer, tmp_path: Path
 ) -> AsyncIterator[Subject]:
@@ -52,8 +52,12 @@ async def subject(
         clock = ManualClock()
         yield Subject(MemoryStore(clock), "memory", _clock=clock)
         return
+    pooled = request.param == "pgbouncer"
     async with pg_server.database() as dsn:
-        db = Database(url=dsn, data_dir=tmp_path / "unused", pool_max=4)
+        # PostgresStore through PgBouncer in transaction mode; the test looks behind its
+        # back (Subject.now and the like) directly.
+        url = request.getfixturevalue("pgbouncer").dsn(dsn) if pooled else dsn
+        db = Database(url=url, data_dir=tmp_path / "unused", pool_max=4, transaction_pooler=pooled)
         await db.start(apply_migrations=False)
         try:
             yield Subject(db.store, "postgres", _dsn=dsn)

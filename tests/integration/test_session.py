@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from jqs.store.db import create_pool
+import asyncpg
+import pytest
+
+from jqs.errors import DatabaseUnavailable
+from jqs.store.db import Db, create_pool
 from jqs.store.queries import session_settings
 from tests.support.startup_proxy import StartupRecorder
 
@@ -43,3 +47,26 @@ async def test_sessions_are_configured_after_a_startup_a_pooler_accepts(dsn: str
         "jit": "off",
     }
     assert app == "jqs"
+
+
+async def test_a_read_only_server_is_a_503_and_the_pool_starts_over(dsn: str) -> None:
+    """A connection left on a server that turned read-only (a standby after a failover)
+    fails with DatabaseUnavailable, and the pool replaces it: once writes work again, the
+    next call succeeds instead of failing on the same connection."""
+    database = dsn.rsplit("/", 1)[1].split("?")[0]
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    pool = await create_pool(dsn, min_size=2, max_size=2, connect_timeout=10)
+    try:
+        db = Db(pool)
+        with pytest.raises(DatabaseUnavailable, match="read-only") as caught:
+            await db.execute("worker_gone", id="w-1")
+        assert isinstance(caught.value.__cause__, asyncpg.ReadOnlySQLTransactionError)
+        await admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+        # Each of the pool's connections began read-only; all of them were replaced.
+        for _ in range(4):
+            await db.execute("worker_gone", id="w-1")
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+        await admin.close()
+        await pool.close()

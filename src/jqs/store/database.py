@@ -34,6 +34,7 @@ class Database:
         connect_timeout: float = 10.0,
         command_timeout: float | None = 30.0,
         close_timeout: float = 10.0,
+        transaction_pooler: bool = False,
     ) -> None:
         self._url = url
         self._embedded = EmbeddedPostgres(data_dir) if url is None else None
@@ -42,6 +43,7 @@ class Database:
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._close_timeout = close_timeout
+        self._transaction_pooler = transaction_pooler
         self._pool: asyncpg.Pool | None = None
         self._store: PostgresStore | None = None
         self.dsn: str | None = url
@@ -98,6 +100,7 @@ class Database:
                     max_size=self._pool_max,
                     connect_timeout=self._connect_timeout,
                     command_timeout=self._command_timeout,
+                    transaction_pooler=self._transaction_pooler,
                 )
             except DatabaseUnavailable as exc:
                 if loop.time() >= deadline:

@@ -17,13 +17,18 @@ import orjson
 
 from jqs.errors import DatabaseUnavailable, StoreError, TransientError
 from jqs.jsonutil import RawJSON
+from jqs.logging import get_logger
 from jqs.store.queries import Query, q, session_settings
+
+log = get_logger(__name__)
 
 # JSONB's binary wire format is a version byte (1) followed by the JSON text.
 _JSONB_VERSION = b"\x01"
 # Only application_name goes in the startup packet: PgBouncer refuses a connection whose
 # startup packet names a setting it does not track. The rest is SET once connected.
 STARTUP_SETTINGS = {"application_name": "jqs"}
+# asyncpg's default: named statements, prepared once per connection.
+STATEMENT_CACHE_SIZE = 100
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -39,6 +44,11 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,
 )
 
+
+# The server is a standby (in recovery) or was made read-only: after a failover, a
+# connection made to the old primary may stay on it. Writes cannot go on there; the pool
+# drops its connections so that new ones find the primary (target_session_attrs).
+_READ_ONLY_ERRORS = (asyncpg.exceptions.ReadOnlySQLTransactionError,)
 
 # PostgreSQL gave up on the statement so that another could go on; it may succeed again.
 _TRANSIENT_ERRORS = (
@@ -58,6 +68,8 @@ def driver_errors(
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     except TimeoutError as exc:
         raise DatabaseUnavailable("database did not answer in time") from exc
+    except _READ_ONLY_ERRORS as exc:
+        raise DatabaseUnavailable("database is read-only (a standby, or failing over)") from exc
     except _TRANSIENT_ERRORS as exc:
         raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
     except asyncpg.PostgresError as exc:
@@ -78,6 +90,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     settings = session_settings()
     query = q("db_session_configure")
     await conn.execute(query.sql, list(settings), list(settings.values()))
+    await _init_pooled_connection(conn)
+
+
+async def _init_pooled_connection(conn: asyncpg.Connection) -> None:
+    """A connection through a pooler in transaction mode: each transaction may run on
+    another server session, so a session setting would reach other clients of the pooler's
+    session and miss JQS's next transaction. JQS sets none there; its settings (queries.sql)
+    shape plans for speed, and an operator may give them to JQS's role instead
+    (ALTER ROLE ... SET)."""
     await conn.set_type_codec(
         "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
     )
@@ -122,7 +143,7 @@ class Db:
         """All rows of query `name`."""
         query = q(name)
         args = _args(query, params, values)
-        with driver_errors():
+        async with self._errors():
             if query.per_value and self._conn is None:
                 async with self._per_value() as conn:
                     return await conn.fetch(query.sql, *args)
@@ -139,28 +160,45 @@ class Db:
         """The first column of the first row of query `name`, or None."""
         query = q(name)
         args = _args(query, params, values)
-        with driver_errors():
+        async with self._errors():
             return await self._target.fetchval(query.sql, *args)
 
     async def execute(self, name: str, params: object = None, /, **values: Any) -> None:
         """Run query `name` for its effect."""
         query = q(name)
         args = _args(query, params, values)
-        with driver_errors():
+        async with self._errors():
             await self._target.execute(query.sql, *args)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Db]:
         """A Db whose queries share one transaction, committed when the block ends."""
-        with driver_errors():
-            async with self._pool.acquire() as conn, conn.transaction():
-                yield Db(self._pool, conn)
+        async with self._errors(), self._pool.acquire() as conn, conn.transaction():
+            yield Db(self._pool, conn)
+
+    @contextlib.asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        """driver_errors, and a pool reset when the server turned out to be read-only."""
+        try:
+            with driver_errors():
+                yield
+        except DatabaseUnavailable as exc:
+            if isinstance(exc.__cause__, _READ_ONLY_ERRORS):
+                await expire_read_only(self._pool)
+            raise
 
     @contextlib.asynccontextmanager
     async def _per_value(self) -> AsyncIterator[Connection]:
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute(q("db_plan_per_value").sql)
             yield conn
+
+
+async def expire_read_only(pool: asyncpg.Pool) -> None:
+    """Replace every connection of `pool`: one of them reached a server in recovery, so the
+    others may well be there too. Connections in use are closed when they come back."""
+    log.warning("database_read_only_pool_reset")
+    await pool.expire_connections()
 
 
 async def create_pool(
@@ -170,10 +208,15 @@ async def create_pool(
     max_size: int,
     connect_timeout: float,
     command_timeout: float | None = None,
+    transaction_pooler: bool = False,
 ) -> asyncpg.Pool:
     """Open a pool whose connections speak JSONB through orjson, with the session settings
     of queries.sql. `command_timeout` bounds every statement, so a connection that a network
-    fault left hanging fails (DatabaseUnavailable) instead of holding its caller forever."""
+    fault left hanging fails (DatabaseUnavailable) instead of holding its caller forever.
+
+    `transaction_pooler`: `dsn` is a pooler in transaction mode, where a named prepared
+    statement made in one transaction is gone (or another client's) in the next: statements
+    are sent unnamed (no statement cache), and no session settings are made."""
     with driver_errors():
         pool = await asyncpg.create_pool(
             dsn,
@@ -181,9 +224,10 @@ async def create_pool(
             max_size=max_size,
             timeout=connect_timeout,
             command_timeout=command_timeout,
-            init=_init_connection,
+            init=_init_pooled_connection if transaction_pooler else _init_connection,
             reset=_keep_session,
             server_settings=STARTUP_SETTINGS,
+            statement_cache_size=0 if transaction_pooler else STATEMENT_CACHE_SIZE,
         )
     assert pool is not None
     return pool

@@ -32,6 +32,7 @@ from jqs.errors import StoreError
 from jqs.logging import get_logger
 from jqs.service import LoopService
 from jqs.store.db import Db
+from jqs.store.queries import q
 
 log = get_logger(__name__)
 CHANNEL = "jqs_jobs"
@@ -110,6 +111,10 @@ class Notifier(LoopService):
         return self._others_listen
 
 
+class InRecovery(Exception):
+    """The server is a standby: it holds no notifications for us."""
+
+
 class Listener(LoopService):
     """Calls `on_notify(queue)` for each queue named in a notification; None after a
     reconnect (something may have been missed)."""
@@ -142,6 +147,13 @@ class Listener(LoopService):
             if name and not name.startswith(ORIGIN_MARK):
                 self._on_notify(name)
 
+    async def _check_primary(self, conn: asyncpg.Connection) -> None:
+        """Raise InRecovery when `conn` is on a standby: notifications are sent on the
+        primary, and a standby never delivers them (after a failover, a connection to the
+        old primary may be left on a server that now follows the new one)."""
+        if await conn.fetchval(q("db_in_recovery").sql, timeout=10):
+            raise InRecovery("the listening connection is on a server in recovery")
+
     async def _loop(self) -> None:
         delay = 0.1
         first = True
@@ -151,6 +163,7 @@ class Listener(LoopService):
                 conn = await asyncpg.connect(  # its own: a pooled one could not keep LISTEN
                     self._dsn, server_settings={"application_name": self._application}, timeout=10
                 )
+                await self._check_primary(conn)
                 await conn.add_listener(self._channel, self._deliver)
                 self.backend_pid = conn.get_server_pid()
                 self.connected.set()
@@ -161,9 +174,16 @@ class Listener(LoopService):
                 delay = 0.1
                 while not conn.is_closed():
                     await asyncio.sleep(self._check_interval)
-                    # A cheap round trip notices a connection the server dropped.
-                    await conn.execute("SELECT 1")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    # A cheap round trip notices a connection the server dropped, or a
+                    # server that is a standby now.
+                    await self._check_primary(conn)
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                TimeoutError,
+                InRecovery,
+            ) as exc:
                 log.warning("listener_disconnected", error=repr(exc), retry_in=delay)
             finally:
                 self.connected.clear()

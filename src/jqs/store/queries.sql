@@ -41,6 +41,10 @@ SET LOCAL enable_seqscan = on;
 -- name: db_ping
 SELECT 1;
 
+-- name: db_in_recovery
+-- Is this server a standby? A listener there would never hear a notification.
+SELECT pg_catalog.pg_is_in_recovery();
+
 -- name: db_notify
 SELECT pg_notify(:channel, :message);
 
