@@ -31,6 +31,8 @@ def pgbouncer(pg_server: PgTestServer) -> Iterator[bouncer.PgBouncer]:
     """PgBouncer in transaction mode in front of the test server (skips where it cannot
     run); `pgbouncer.dsn(dsn)` leads to a test's database through it."""
     reason = bouncer.why_not()
+    if reason is None and "host=/" in pg_server.admin_dsn:
+        reason = "it fronts a server on TCP; the embedded test server listens on a Unix socket"
     if reason is not None:
         pytest.skip(f"PgBouncer tests skipped: {reason}")
     running = bouncer.PgBouncer(pg_server.admin_dsn, pool_size=2)

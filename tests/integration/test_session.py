@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import asyncpg
 import pytest
 
@@ -53,7 +55,7 @@ async def test_a_read_only_server_is_a_503_and_the_pool_starts_over(dsn: str) ->
     """A connection left on a server that turned read-only (a standby after a failover)
     fails with DatabaseUnavailable, and the pool replaces it: once writes work again, the
     next call succeeds instead of failing on the same connection."""
-    database = dsn.rsplit("/", 1)[1].split("?")[0]
+    database = urlsplit(dsn).path.lstrip("/")
     admin = await asyncpg.connect(dsn)
     await admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
     pool = await create_pool(dsn, min_size=2, max_size=2, connect_timeout=10)
