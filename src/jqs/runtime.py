@@ -202,10 +202,9 @@ class Runner:
                 remote.hub.notify(queue)
 
         # `enqueued` wakes this process directly; the Listener is for other processes' jobs.
-        listening = (pool is not None or remote is not None) and listen_dsn is not None
         listener = (
             Listener(listen_dsn, work_arrived, origin=origin)
-            if listening and listen_dsn is not None
+            if (pool is not None or remote is not None) and listen_dsn is not None
             else None
         )
         notifier = Notifier(db.pool, origin=origin, own_listener=listener)
