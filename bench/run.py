@@ -118,19 +118,20 @@ def write_report(
             )
             + ".",
         ]
-    pairs = ctx.extra.get("key_pairs")
-    if isinstance(pairs, list) and pairs:
-        lines += [
-            "",
-            "Single POST with and without an API key, pair by pair (requests/s without / with; "
-            "server CPU per request without / with, us): "
-            + "; ".join(
-                f"{p['rate_open']:,.0f} / {p['rate_key']:,.0f}, "
-                f"{p['cpu_open']:.1f} / {p['cpu_key']:.1f}"
-                for p in pairs
-            )
-            + ".",
-        ]
+    for key, what in (("key_pairs", "an API key"), ("metrics_pairs", "metrics on")):
+        pairs = ctx.extra.get(key)
+        if isinstance(pairs, list) and pairs:
+            lines += [
+                "",
+                f"Single POST with and without {what}, pair by pair (requests/s without / "
+                "with; server CPU per request without / with, us): "
+                + "; ".join(
+                    f"{p['rate_base']:,.0f} / {p['rate_other']:,.0f}, "
+                    f"{p['cpu_base']:.1f} / {p['cpu_other']:.1f}"
+                    for p in pairs
+                )
+                + ".",
+            ]
     batch = ctx.extra.get("batch_runs")
     if isinstance(batch, dict):
         lines += [

@@ -124,7 +124,7 @@ async def single_post(ctx: Context) -> None:
     database of its own, and take turns for SINGLE_ROUNDS rounds, each going first in turn;
     the medians are compared. One run of each, minutes apart, followed the machine's drift:
     the ratio of the same code ranged from 1.5x to 2.8x between runs of `make bench` on one
-    day. Then JQS with and without a key run in pairs (`_key_pairs`).
+    day. Then JQS with and without a key, and with metrics on and off, run in pairs (`_pairs`).
     """
     seconds, connections = (5, 64) if ctx.quick else (10, 64)
     rounds = 1 if ctx.quick else SINGLE_ROUNDS
@@ -160,16 +160,24 @@ async def single_post(ctx: Context) -> None:
         for proc in procs:
             proc.stop()
     key_seconds, key_pairs = (2, 2) if ctx.quick else (KEY_SECONDS, KEY_PAIRS)
-    pairs = await _key_pairs(
+    blocks = 2 if ctx.quick else KEY_BLOCKS
+    paired = functools.partial(
+        _pairs,
         ctx,
         body,
-        blocks=2 if ctx.quick else KEY_BLOCKS,
+        blocks=blocks,
         pairs=key_pairs,
         seconds=key_seconds,
         connections=connections,
     )
+    rows = functools.partial(_pair_rows, seconds=key_seconds, per_block=key_pairs)
+    auth = {"Authorization": f"Bearer {BENCH_KEY}"}
+    keyed = await paired((Variant("open"), Variant("key", {"JQS_ADMIN_KEY": BENCH_KEY}, auth)))
+    # Metrics on (the default) against off: what the Prometheus recorder costs a request.
+    metered = await paired((Variant("nometrics", {"JQS_METRICS": "false"}), Variant("metrics")))
     ctx.extra["single_runs"] = runs
-    ctx.extra["key_pairs"] = [asdict(pair) for pair in pairs]
+    ctx.extra["key_pairs"] = [asdict(pair) for pair in keyed]
+    ctx.extra["metrics_pairs"] = [asdict(pair) for pair in metered]
     baseline = statistics.median(runs["baseline"])
     note = (
         f"wrk, {connections} connections, {seconds}s a run; median of {rounds} runs each, "
@@ -186,7 +194,18 @@ async def single_post(ctx: Context) -> None:
             note=note,
         )
     )
-    ctx.rows += _key_rows(pairs, seconds=key_seconds, per_block=key_pairs)
+    ctx.rows += rows(
+        keyed,
+        what="with an API key",
+        baseline="the same JQS without authentication",
+        change="every request carries Authorization: Bearer",
+    )
+    ctx.rows += rows(
+        metered,
+        what="with metrics on",
+        baseline="the same JQS with JQS_METRICS=false",
+        change="the default JQS_METRICS=true records every request",
+    )
     ctx.rows.append(
         Row(
             "single POST /jobs, JQS_LOG_LEVEL=warning (requests/s)",
@@ -199,35 +218,52 @@ async def single_post(ctx: Context) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One side of a paired comparison of single POST: what its server and requests add."""
+
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] | None = None
+
+
 @dataclass
-class KeyPair:
-    """Two back-to-back wrk runs: JQS without authentication, and with an API key."""
+class Pair:
+    """Two back-to-back wrk runs, one on each side of a comparison."""
 
-    rate_open: float
-    rate_key: float
-    cpu_open: float  # server CPU per request (us)
-    cpu_key: float
+    rate_base: float
+    rate_other: float
+    cpu_base: float  # server CPU per request (us)
+    cpu_other: float
 
 
-async def _key_pairs(
-    ctx: Context, body: str, *, blocks: int, pairs: int, seconds: int, connections: int
-) -> list[KeyPair]:
-    """Single POST with and without an API key: `blocks` times, two fresh JQS servers (each
-    with a database of its own, each started first in turn) and `pairs` pairs of wrk runs
-    on them, each going first in turn. A pair in which either run answered nothing is left
-    out."""
-    found: list[KeyPair] = []
-    auth = {"Authorization": f"Bearer {BENCH_KEY}"}
+async def _pairs(
+    ctx: Context,
+    body: str,
+    sides: tuple[Variant, Variant],
+    *,
+    blocks: int,
+    pairs: int,
+    seconds: int,
+    connections: int,
+) -> list[Pair]:
+    """Single POST on two variants of JQS: `blocks` times, two fresh servers (each with a
+    database of its own, each started first in turn) and `pairs` pairs of wrk runs on them,
+    each going first in turn. A pair in which either run answered nothing is left out.
+    Paired short runs follow the machine's drift, which a median of long runs minutes apart
+    does not."""
+    found: list[Pair] = []
+    by_name = {side.name: side for side in sides}
+    order = [side.name for side in sides]
     for block in range(blocks):
         dsns: list[str] = []
         servers: dict[str, tuple[Proc, str]] = {}
         try:
-            for name in _rotated(["open", "key"], block):
+            for name in _rotated(order, block):
                 dsn, port = await ctx.server.fresh(keep=dsns), free_port()
                 dsns.append(dsn)
                 env = {"DATABASE_URL": dsn, "PORT": str(port), "JQS_LOG_LEVEL": "info"}
-                if name == "key":  # every request checked against an API key
-                    env["JQS_ADMIN_KEY"] = BENCH_KEY
+                env |= by_name[name].env
                 log = ctx.log(f"single_post_{name}_{block}")
                 servers[name] = (
                     jqs(["serve", "--no-worker"], env, log),
@@ -235,12 +271,12 @@ async def _key_pairs(
                 )
                 await wait_http(f"http://127.0.0.1:{port}/health")
             for name, (_, url) in servers.items():
-                headers = auth if name == "key" else None
+                headers = by_name[name].headers
                 wrk_post(url, body, seconds=2, connections=connections, headers=headers)
             for p in range(pairs):
                 rate: dict[str, float] = {}
                 cpu: dict[str, float] = {}
-                for name in _rotated(["open", "key"], block + p):
+                for name in _rotated(order, block + p):
                     proc, url = servers[name]
                     before = process_cpu(proc.popen.pid)
                     rate[name] = await asyncio.to_thread(
@@ -250,45 +286,48 @@ async def _key_pairs(
                             body,
                             seconds=seconds,
                             connections=connections,
-                            headers=auth if name == "key" else None,
+                            headers=by_name[name].headers,
                         )
                     )
                     used = process_cpu(proc.popen.pid) - before
                     cpu[name] = used / (rate[name] * seconds) * 1e6 if rate[name] else math.nan
-                if rate["open"] > 0 and rate["key"] > 0:
-                    found.append(KeyPair(rate["open"], rate["key"], cpu["open"], cpu["key"]))
+                base, other = order
+                if rate[base] > 0 and rate[other] > 0:
+                    found.append(Pair(rate[base], rate[other], cpu[base], cpu[other]))
         finally:
             for proc, _ in servers.values():
                 proc.stop()
     return found
 
 
-def _key_rows(pairs: list[KeyPair], *, seconds: int, per_block: int) -> list[Row]:
-    """The rows of single POST with an API key against the same JQS without."""
+def _pair_rows(
+    pairs: list[Pair], *, what: str, baseline: str, change: str, seconds: int, per_block: int
+) -> list[Row]:
+    """The rows of single POST with `what` against the same JQS without (`baseline`)."""
     if not pairs:
         return []
     how = (
         f"{len(pairs)} pairs of {seconds}s wrk runs back to back, each side going first in "
         f"turn, on fresh servers every {per_block} pairs; ratio: the median of the pairs' ratios"
     )
-    cpu_ratio = statistics.median(pair.cpu_key / pair.cpu_open for pair in pairs)
+    cpu_ratio = statistics.median(pair.cpu_other / pair.cpu_base for pair in pairs)
     return [
         Row(
-            "single POST /jobs with an API key (requests/s)",
-            statistics.median(pair.rate_key for pair in pairs),
-            statistics.median(pair.rate_open for pair in pairs),
+            f"single POST /jobs {what} (requests/s)",
+            statistics.median(pair.rate_other for pair in pairs),
+            statistics.median(pair.rate_base for pair in pairs),
             "req/s",
-            "the same JQS without authentication",
+            baseline,
             ">= 0.95x",
-            paired=statistics.median(pair.rate_key / pair.rate_open for pair in pairs),
-            note=f"same load; every request carries Authorization: Bearer; {how}",
+            paired=statistics.median(pair.rate_other / pair.rate_base for pair in pairs),
+            note=f"same load; {change}; {how}",
         ),
         Row(
-            "single POST /jobs with an API key: server CPU per request (us)",
-            statistics.median(pair.cpu_key for pair in pairs),
-            statistics.median(pair.cpu_open for pair in pairs),
+            f"single POST /jobs {what}: server CPU per request (us)",
+            statistics.median(pair.cpu_other for pair in pairs),
+            statistics.median(pair.cpu_base for pair in pairs),
             "us",
-            "the same JQS without authentication",
+            baseline,
             ">= 0.95x",
             higher_is_better=False,
             # The table shows without / with for a row where lower is better.
