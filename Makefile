@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run worker migrate test lint typecheck format bench lock clean
+.PHONY: help install run worker migrate test lint typecheck format bench bench-capacity lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ test: lint typecheck ## Lint, type-check and run every test against a real Postg
 bench: $(STAMP) ## Run every benchmark against its baseline; writes docs/benchmarks.md (~25 min)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-capacity: $(STAMP) ## Jobs/s one primary sustains, then a 30-minute soak; writes docs/capacity.md
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.capacity $(BENCH_ARGS)
 
 lock: $(STAMP) ## Re-resolve requirements.lock (image) and requirements-dev.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra otel --generate-hashes --universal \

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import dashboard, history, in_transaction, scenarios
+from bench import dashboard, drain_pairs, history, in_transaction, pooler, scenarios
 from bench.common import REPO, Server, cpu_jiffies, machine, percentile, steal_percent
 
 TARGETS_NOTE = (
@@ -221,6 +221,25 @@ def _drain_runs(ctx: scenarios.Context) -> list[str]:
                     for kind, values in outcome.items()
                 )
             )
+    metered = ctx.extra.get("drain_metrics_pairs")
+    if isinstance(metered, list) and metered:
+        lines += [
+            "",
+            "Drains with metrics off / on, pair by pair (jobs/s): "
+            + "; ".join(f"{p['off']:,.0f} / {p['on']:,.0f}" for p in metered)
+            + ".",
+        ]
+    pooled = ctx.extra.get("pooler_runs")
+    if isinstance(pooled, dict):
+        lines += [
+            "",
+            "Drain runs through PgBouncer (jobs/s): "
+            + "; ".join(f"{k} " + ", ".join(f"{v:,.0f}" for v in vs) for k, vs in pooled.items())
+            + ".",
+        ]
+    skipped = ctx.extra.get("pooler_skipped")
+    if skipped:
+        lines += ["", f"The drain through PgBouncer did not run: {skipped}."]
     return lines
 
 
@@ -491,6 +510,8 @@ async def main() -> None:
         ("batch_post", scenarios.batch_post),
         ("enqueue", in_transaction.enqueue_in_transaction),
         ("drain", scenarios.drain),
+        ("drain_metrics", drain_pairs.metrics_pairs),
+        ("pooler", pooler.pooler),
         ("end_to_end", scenarios.end_to_end),
         ("latency", scenarios.pickup_latency),
         ("http_worker", scenarios.http_worker),

@@ -594,10 +594,17 @@ async def jqs_drain_times(
     log_level: str = "warning",
     task: str = "noop",
     metrics: bool = True,
+    env: dict[str, str] | None = None,
 ) -> DrainTimes:
-    """Queue n jobs of `task` in `dsn`; one `jqs worker` (concurrency 100) drains them."""
+    """Queue n jobs of `task` in `dsn`; one `jqs worker` (concurrency 100) drains them.
+    `env` adds to the worker's environment (its DATABASE_URL may lead elsewhere)."""
     after = await _fill(dsn, n, task)
-    env = {"DATABASE_URL": dsn, "JQS_WORKER_CONCURRENCY": "100", "JQS_LOG_LEVEL": log_level}
+    env = {
+        "DATABASE_URL": dsn,
+        "JQS_WORKER_CONCURRENCY": "100",
+        "JQS_LOG_LEVEL": log_level,
+        **(env or {}),
+    }
     if not metrics:
         env["JQS_METRICS"] = "false"
     proc = jqs(["worker"], env, ctx.log(name))
@@ -626,7 +633,6 @@ DRAIN_KINDS = {
     "jqs": "JQS, JQS_LOG_LEVEL=warning",
     "jqs_info": "JQS, JQS_LOG_LEVEL=info",
     "jqs_retry": "JQS, every job failing once (timed from the first attempt's outcome)",
-    "jqs_nometrics": "JQS, JQS_LOG_LEVEL=warning, JQS_METRICS=false",
     "raw": "raw asyncpg loop, minimal table",
     "pgqueuer": "PgQueuer",
 }
@@ -665,7 +671,6 @@ async def drain(ctx: Context) -> None:
                     name,
                     log_level="info" if kind == "jqs_info" else "warning",
                     task="fail_once" if kind == "jqs_retry" else "noop",
-                    metrics=kind != "jqs_nometrics",
                 )
                 # A retried job's started_at is its last claim's: that drain can only be
                 # timed from its first outcome.
@@ -710,15 +715,6 @@ async def drain(ctx: Context) -> None:
             "the same drain at JQS_LOG_LEVEL=warning",
             ">= 0.85x",
             note=f"two JSON log lines per job, to a file; {each}",
-        ),
-        Row(
-            ctx.title(f"{title}, metrics on (the default)"),
-            median["jqs"],
-            median["jqs_nometrics"],
-            "jobs/s",
-            "the same drain with JQS_METRICS=false",
-            ">= 0.95x",
-            note=f"JQS_LOG_LEVEL=warning both; {each}",
         ),
         Row(
             ctx.title(f"drain {n:,} jobs that each fail once, then succeed (jobs/s)"),
