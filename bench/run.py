@@ -118,7 +118,11 @@ def write_report(
             )
             + ".",
         ]
-    for key, what in (("key_pairs", "an API key"), ("metrics_pairs", "metrics on")):
+    for key, what in (
+        ("key_pairs", "an API key"),
+        ("metrics_pairs", "metrics on"),
+        ("servers_pairs", "JQS's connection limits on uvicorn"),
+    ):
         pairs = ctx.extra.get(key)
         if isinstance(pairs, list) and pairs:
             lines += [
