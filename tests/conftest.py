@@ -31,8 +31,6 @@ def pgbouncer(pg_server: PgTestServer) -> Iterator[bouncer.PgBouncer]:
     """PgBouncer in transaction mode in front of the test server (skips where it cannot
     run); `pgbouncer.dsn(dsn)` leads to a test's database through it."""
     reason = bouncer.why_not()
-    if reason is None and "host=/" in pg_server.admin_dsn:
-        reason = "it fronts a server on TCP; the embedded test server listens on a Unix socket"
     if reason is not None:
         pytest.skip(f"PgBouncer tests skipped: {reason}")
     running = bouncer.PgBouncer(pg_server.admin_dsn, pool_size=2)
@@ -57,9 +55,31 @@ async def dsn(pg_server: PgTestServer) -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture
-async def database(dsn: str, tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(url=dsn, data_dir=tmp_path / "unused", pool_max=10)
+@pytest.fixture(scope="session")
+def suite_bouncer(pg_server: PgTestServer) -> Iterator[bouncer.PgBouncer]:
+    """PgBouncer in transaction mode with room for a whole store's pool: every test on the
+    `database` fixture runs through it once."""
+    reason = bouncer.why_not()
+    if reason is not None:
+        pytest.skip(f"PgBouncer runs skipped: {reason}")
+    running = bouncer.PgBouncer(pg_server.admin_dsn, pool_size=10)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+async def database(
+    request: pytest.FixtureRequest, dsn: str, tmp_path: Path
+) -> AsyncIterator[Database]:
+    """The store's database, connected directly and then through PgBouncer in transaction
+    mode (JQS_DATABASE_POOLER=transaction). `dsn` stays direct, as JQS_LISTEN_URL does: a
+    test's listeners and its look behind the store's back use it."""
+    pooled = request.param == "pgbouncer"
+    url = request.getfixturevalue("suite_bouncer").dsn(dsn) if pooled else dsn
+    db = Database(url=url, data_dir=tmp_path / "unused", pool_max=10, transaction_pooler=pooled)
     await db.start()
     yield db
     await db.stop()

