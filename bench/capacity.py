@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -90,6 +91,7 @@ class CapacityRun:
 @dataclass
 class Sample:
     minute: float
+    submitted_per_s: float
     completed_per_s: float
     queued: int
     jobs_heap: int
@@ -208,6 +210,11 @@ async def _start(dsn: str, workers: int, logs: Path, env: dict[str, str]) -> Set
     return Setup(dsn, port, api, procs)
 
 
+async def _last_id(conn: asyncpg.Connection) -> int:
+    """The newest job's id: ids are handed out in order, so its growth counts submissions."""
+    return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobs"))
+
+
 async def _queued(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'queued'"))
 
@@ -297,14 +304,14 @@ async def capacity(server: Server, workers: int, logs: Path, *, window: float) -
         done_waits = asyncio.Event()
         waits = asyncio.create_task(_waits(dsn, done_waits))
         lsn0 = await _wal_lsn(conn)
-        created0 = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobs"))
+        created0 = await _last_id(conn)
         t0 = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
         meter.start()
         await asyncio.sleep(window)
         cpu = meter.stop()
         t1 = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
         lsn1 = await _wal_lsn(conn)
-        created1 = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobs"))
+        created1 = await _last_id(conn)
         done_waits.set()
         stop.set()
         await producer
@@ -360,14 +367,17 @@ async def soak(
 
     async def sample() -> None:
         last = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
+        last_id = await _last_id(conn)
         while True:
             await asyncio.sleep(60)
             now = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
+            now_id = await _last_id(conn)
             row = await conn.fetchrow(_SIZES)
             assert row is not None
             report.samples.append(
                 Sample(
                     (time.monotonic() - began) / 60,
+                    (now_id - last_id) / (now - last),
                     await _completed_between(conn, last, now) / (now - last),
                     await _queued(conn),
                     row["heap"],
@@ -380,7 +390,7 @@ async def soak(
                 )
             )
             print(f"   soak {report.samples[-1]}", flush=True)
-            last = now
+            last, last_id = now, now_id
 
     sampler = asyncio.create_task(sample())
     try:
@@ -481,9 +491,10 @@ def write(report: Report, out: Path, command: str) -> None:
             + (f"; stolen by the hypervisor: {report.soak_steal:.1f}%" if report.soak_steal else "")
             + ".",
             "",
-            "| minute | completed jobs/s | queued | jobs heap (MB) | jobs indexes (MB) | jobs "
-            "total (MB) | job_events total (MB) | live rows | dead rows | autovacuums of jobs |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| minute | submitted jobs/s | completed jobs/s | queued | jobs heap (MB) | jobs "
+            "indexes (MB) | jobs total (MB) | job_events total (MB) | live rows | dead rows | "
+            "autovacuums of jobs |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         shown = [
             x
@@ -492,7 +503,8 @@ def write(report: Report, out: Path, command: str) -> None:
         ]
         for x in shown:
             lines.append(
-                f"| {x.minute:.0f} | {x.completed_per_s:,.0f} | {x.queued:,} | "
+                f"| {x.minute:.0f} | {x.submitted_per_s:,.0f} | {x.completed_per_s:,.0f} | "
+                f"{x.queued:,} | "
                 f"{_mb(x.jobs_heap)} | {_mb(x.jobs_indexes)} | {_mb(x.jobs_total)} | "
                 f"{_mb(x.events_total)} | {x.live:,} | {x.dead:,} | {x.autovacuums} |"
             )
@@ -512,6 +524,11 @@ def write(report: Report, out: Path, command: str) -> None:
 
 
 async def main() -> None:
+    # SIGINT or SIGTERM: stop the run, and with it every process and server it started.
+    this = asyncio.current_task()
+    assert this is not None
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, this.cancel)
     parser = argparse.ArgumentParser(description="JQS capacity and soak")
     parser.add_argument("--dsn", default=None, help="an existing server (default: embedded)")
     parser.add_argument("--workers", default="1,2", help="worker process counts to try")
