@@ -41,9 +41,8 @@ def why_not() -> str | None:
         )
     if _binary() is None:
         return f"PgBouncer is not installed (apt-get install {PACKAGE})"
-    if os.geteuid() == 0:
-        if not _user_exists(RUN_AS):
-            return f"running as root and there is no {RUN_AS!r} user to run PgBouncer"
+    if os.geteuid() == 0 and not _user_exists(RUN_AS):
+        return f"running as root and there is no {RUN_AS!r} user to run PgBouncer"
     return None
 
 
