@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 
 import uvicorn
@@ -38,6 +39,7 @@ from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
 from jqs.maintenance.scheduler import Scheduler
 from jqs.metrics import Exposition, Metrics, NoMetrics
+from jqs.models import Lease
 from jqs.remote import ClaimHub, Ends, RemoteWorkers
 from jqs.service import Service
 from jqs.settings import Settings
@@ -49,7 +51,7 @@ from jqs.store.notify import (
     Notifier,
     new_origin,
 )
-from jqs.store.port import WorkerBeat
+from jqs.store.port import LeaseCheckParams, WorkerBeat
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
@@ -267,7 +269,14 @@ class Runner:
         )
         try:
             await queue.worker_beat(beat)
+            # A look at a lease nobody holds: a server older than this worker lacks the route.
+            await queue.check_leases(LeaseCheckParams([Lease(1, uuid.uuid4())]))
         except ServerRefused as exc:
+            if exc.status in (404, 405):
+                raise ConfigError(
+                    f"the server does not serve what this worker needs ({exc}); "
+                    "upgrade it to this version of JQS"
+                ) from None
             raise ConfigError(f"the server refused this worker: {exc}") from None
         except StoreError as exc:
             log.warning("server_unavailable", error=str(exc), detail="trying again as it runs")

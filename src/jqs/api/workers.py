@@ -36,7 +36,7 @@ from jqs.api.render import JSONResponse
 from jqs.api.state import ApiState, Limits, api_state
 from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
-from jqs.models import ClaimedJob, HeldJob, Lease, Progress, WorkerInfo
+from jqs.models import ClaimedJob, Lease, Progress, WorkerInfo
 from jqs.outcome import encode_result
 from jqs.remote import RemoteWorkers
 from jqs.remote.ends import Report, ReportedError, Verdict, Written
@@ -521,14 +521,14 @@ async def job_heartbeat(
 
 async def _within_reach(
     remote: RemoteWorkers, principal: Principal, leases: list[Lease]
-) -> tuple[list[Lease], list[HeldJob]]:
-    """The leases whose jobs the key may touch, and those jobs as held (their lease holds);
-    a key limited to no queue or task costs no look."""
+) -> list[Lease]:
+    """The leases whose jobs the key may touch (and that hold); a key limited to no queue
+    or task costs no look."""
     if not principal.restricted:
-        return leases, []
+        return leases
     held = await remote.queue.held(leases)
     reach = {job.id for job in held if principal.may_touch(job.queue, job.task)}
-    return [lease for lease in leases if lease.job_id in reach], held
+    return [lease for lease in leases if lease.job_id in reach]
 
 
 @router.post(
@@ -548,7 +548,7 @@ async def check_leases(request: Request, state: State, principal: WorkerKey) -> 
     remote = _remote(state)
     body, _ = await _read(request, state, LeasesIn, LEASES_BODY)
     asked = [Lease(item.job_id, item.lease_token) for item in body.leases]
-    leases, _ = await _within_reach(remote, principal, asked)
+    leases = await _within_reach(remote, principal, asked)
     extend_by = (body.lease_seconds or remote.lease_seconds) if body.extend else None
     check = await remote.queue.check_leases(LeaseCheckParams(leases, extend_by=extend_by))
     kept = {lease.job_id for lease in leases} - check.lost

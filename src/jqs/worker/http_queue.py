@@ -397,7 +397,10 @@ class HttpQueue:
             raise ServerUnavailable(str(transport_error(self.url, exc))) from exc
         status = response.status_code
         if status < 300 or (status == 409 and conflict_ok):
-            return status, orjson.loads(response.content) if response.content else None
+            try:
+                return status, orjson.loads(response.content) if response.content else None
+            except orjson.JSONDecodeError:  # not JQS answering (a proxy's page, say)
+                raise ServerUnavailable(f"{self.url}{path}: the answer is not JSON") from None
         error = error_for(response)
         message = f"{self.url}{path}: {error.detail} ({status})"
         if status == 429 or status >= 500:
