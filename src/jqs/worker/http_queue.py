@@ -38,7 +38,7 @@ import orjson
 from jqs import __version__
 from jqs.client.errors import error_for, retry_after, transport_error
 from jqs.clock import Clock, SystemClock
-from jqs.errors import ServerRefused, ServerUnavailable
+from jqs.errors import ServerRefused, ServerUnavailable, StoreError
 from jqs.logging import get_logger
 from jqs.models import ClaimedJob, ClaimResult, HeldJob, Lease, LeaseCheck, Progress
 from jqs.outcome import AttemptError, Cancelled, Completed, Failed, Retry
@@ -210,7 +210,7 @@ class HttpQueue:
             ask = min(left, MAX_JOBS)
             try:
                 got = await self._claim_some(params, ask, wait)
-            except ServerUnavailable:
+            except StoreError:
                 if jobs:  # keep what came: those are ours to run (or hand back)
                     break
                 raise
