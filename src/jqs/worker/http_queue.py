@@ -89,7 +89,7 @@ def _error(error: AttemptError) -> dict[str, Any]:
         "type": _text(error.kind, MAX_ERROR_TYPE) or "Error",
         "message": _text(error.message, MAX_ERROR_MESSAGE),
     }
-    kept = orjson.loads(error.json)
+    kept = orjson.loads(memoryview(error.json))
     trace = kept.get("traceback") if isinstance(kept, dict) else None
     if isinstance(trace, str) and trace:
         told["traceback"] = _text(trace, MAX_TRACEBACK)
@@ -108,7 +108,8 @@ def outcome_item(finish: Finish) -> dict[str, Any]:
     item: dict[str, Any] = {"job_id": lease.job_id, "lease_token": str(lease.token)}
     if isinstance(outcome, Completed):
         item["outcome"] = "complete"
-        item["result"] = orjson.Fragment(outcome.result)
+        # Fragment takes bytes itself, not a subclass: a copy, never a parse.
+        item["result"] = orjson.Fragment(bytes(outcome.result))
     elif isinstance(outcome, Retry):
         item["outcome"] = "fail"
         item["error"] = _error(outcome.error)
