@@ -349,10 +349,10 @@ async def test_release_hands_jobs_back_uncounted_and_leaves_stale_leases_alone(
 async def test_a_worker_that_says_it_is_gone_leaves_the_list(client: httpx.AsyncClient) -> None:
     await claim(client, worker={**WORKER, "id": "leaving:1"})
     assert "leaving:1" in {w["id"] for w in (await client.get("/workers")).json()}
-    gone = await client.delete("/v1/workers/leaving:1")
+    gone = await client.post("/v1/workers/leaving:1/gone")
     assert gone.status_code == 204, gone.text
     assert "leaving:1" not in {w["id"] for w in (await client.get("/workers")).json()}
-    assert (await client.delete("/v1/workers/never-seen")).status_code == 204
+    assert (await client.post("/v1/workers/never-seen/gone")).status_code == 204
 
 
 @pytest.mark.parametrize(
@@ -412,7 +412,7 @@ async def test_the_new_routes_need_the_worker_scope_and_keep_to_the_keys_queues(
     for method, path, body in [
         ("POST", "/v1/workers/leases", {"leases": [lease]}),
         ("POST", "/v1/workers/release", {"leases": [lease]}),
-        ("DELETE", "/v1/workers/w-1", None),
+        ("POST", "/v1/workers/w-1/gone", None),
     ]:
         refused = await client.request(method, path, json=body, headers=reader)
         assert_problem(refused, 403, "worker")
@@ -436,6 +436,6 @@ async def test_the_new_routes_need_the_worker_scope_and_keep_to_the_keys_queues(
     assert (await job(client, other))["status"] == "processing", "out of the key's reach"
     await claim(client, worker={**WORKER, "id": "default-worker"})
     assert_problem(
-        await client.delete("/v1/workers/default-worker", headers=emails), 403, "default"
+        await client.post("/v1/workers/default-worker/gone", headers=emails), 403, "default"
     )
-    assert (await client.delete("/v1/workers/default-worker")).status_code == 204
+    assert (await client.post("/v1/workers/default-worker/gone")).status_code == 204

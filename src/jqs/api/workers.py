@@ -4,7 +4,7 @@ A worker in any language claims jobs (`POST /v1/workers/claim`, long-polling), k
 leases (`POST /v1/jobs/{id}/heartbeat`, or many at once with `POST /v1/workers/leases`), may
 report progress, and reports each attempt's end (`complete`, `fail`, or many at once with
 `POST /v1/workers/outcomes`); a worker that stops hands back the jobs it will not run
-(`POST /v1/workers/release`) and may say it is gone (`DELETE /v1/workers/{id}`). Every write that
+(`POST /v1/workers/release`) and may say it is gone (`POST /v1/workers/{id}/gone`). Every write that
 touches a job presents the lease token its claim gave: a token that no longer holds gets
 409 and changes nothing. Routes need the `worker` scope; a key limited to some queues or
 tasks claims only within them. `GET /workers` lists every live worker, in-process or not.
@@ -723,8 +723,8 @@ async def release_jobs(request: Request, state: State, principal: WorkerKey) -> 
     return JSONResponse({"released": released})
 
 
-@router.delete(
-    f"{PREFIX}/workers/{{worker_id}}",
+@router.post(
+    f"{PREFIX}/workers/{{worker_id}}/gone",
     operation_id="worker_gone",
     summary="Say that a worker has stopped",
     status_code=204,

@@ -14,7 +14,7 @@ request, or a few when it holds more than a request may carry:
   `outcome_item` for how each Final is told). The server decides each end as it decides an
   HTTP worker's; for this pool's ends that is the decision already made here.
 - release: `POST /v1/workers/release`; progress: `POST /v1/jobs/{id}/progress`;
-  worker_beat: `POST /v1/workers/{id}/heartbeat`; worker_gone: `DELETE /v1/workers/{id}`.
+  worker_beat: `POST /v1/workers/{id}/heartbeat`; worker_gone: `POST /v1/workers/{id}/gone`.
 
 Failures are the store's errors, so the pool's own retries and logs apply: a server that
 cannot be reached or answers 5xx or 429 raises ServerUnavailable (a DatabaseUnavailable),
@@ -292,7 +292,7 @@ class HttpQueue:
 
     async def worker_gone(self, worker_id: str) -> None:
         """The worker leaves the server's list of live workers now."""
-        await self._send("DELETE", f"/v1/workers/{_segment(worker_id)}", None)
+        await self._send("POST", f"/v1/workers/{_segment(worker_id)}/gone", None)
 
     # Requests
 
