@@ -19,6 +19,7 @@ from jqs.keys_cli import app as keys_app
 from jqs.logging import configure_logging, flush_job_events, get_logger
 from jqs.runtime import Runner, database_for
 from jqs.settings import Settings, load_settings
+from jqs.worker.http_queue import ServerLink
 from jqs.worker.pool import TASK_THREAD_PREFIX
 
 app = typer.Typer(
@@ -70,9 +71,11 @@ def _exit_past_lingering_handlers(code: int) -> None:
         os._exit(code)
 
 
-def _run_service(settings: Settings, *, api: bool, worker: bool) -> None:
+def _run_service(
+    settings: Settings, *, api: bool, worker: bool, server: ServerLink | None = None
+) -> None:
     try:
-        code = _run(Runner(settings, api=api, worker=worker).run())
+        code = _run(Runner(settings, api=api, worker=worker, server=server).run())
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     except JQSError as exc:
@@ -118,6 +121,21 @@ def serve(
     _run_service(settings, api=True, worker=worker)
 
 
+def _server_link(url: str | None, key: str | None, settings: Settings) -> ServerLink | None:
+    """The JQS server to work for over HTTP: --url, or JQS_URL when no database is set
+    (as `jqs keys` decides); None: work from the database."""
+    if url is None:
+        from_env = os.environ.get("JQS_URL", "").strip()
+        if not from_env or settings.database_url is not None:
+            return None
+        url = from_env
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise _fail(f"--url must start with http:// or https://, not {url!r}", 2)
+    key = (key or os.environ.get("JQS_API_KEY", "")).strip() or None
+    return ServerLink(url=url, api_key=key)
+
+
 @app.command()
 def worker(
     concurrency: Annotated[
@@ -126,10 +144,30 @@ def worker(
     queues: Annotated[
         str | None, typer.Option(help="Comma-separated queues to serve (JQS_QUEUES).")
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Work for this JQS server over HTTP, without a database (JQS_URL).",
+            show_default=False,
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            "--api-key",
+            help="With --url: an API key with the worker scope (JQS_API_KEY).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run only a worker pool (no HTTP API)."""
+    """Run only a worker pool (no HTTP API): on the database, or with --url over HTTP."""
     settings = _settings(worker_concurrency=concurrency, queues=queues)
-    _run_service(settings, api=False, worker=True)
+    server = _server_link(url, key, settings)
+    if server is None and key is not None:
+        raise _fail("--key goes with --url (or JQS_URL)", 2)
+    _run_service(settings, api=False, worker=True, server=server)
 
 
 @app.command()

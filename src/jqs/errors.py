@@ -4,8 +4,11 @@
     ├── ConfigError            a setting is missing or invalid (start-up stops)
     ├── StoreError             the database could not do what was asked
     │   ├── DatabaseUnavailable    no connection could be made or kept
+    │   │   └── ServerUnavailable      (a worker over HTTP) the JQS server could not be
+    │   │                              reached, or answered 5xx or 429
     │   ├── TransientError         a statement gave way to another (deadlock): try again
-    │   └── MigrationError         the schema could not be brought up to date
+    │   ├── MigrationError         the schema could not be brought up to date
+    │   └── ServerRefused          (a worker over HTTP) the JQS server refused a request
     ├── JobNotFound            no job has that id
     └── TaskError              about handlers, not about one run of them
         └── DuplicateTask          two handlers registered under one name
@@ -39,6 +42,21 @@ class TransientError(StoreError):
 
 class MigrationError(StoreError):
     """The schema could not be brought up to date."""
+
+
+class ServerUnavailable(DatabaseUnavailable):
+    """A worker over HTTP could not reach its JQS server, or the server could not take the
+    request now (5xx, 429). A DatabaseUnavailable: the worker tries again as it would when
+    its database is away."""
+
+
+class ServerRefused(StoreError):
+    """A worker over HTTP sent a request its JQS server refused (401, 403, 4xx): sending it
+    again would not help. `status` is the HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class JobNotFound(JQSError):

@@ -1,9 +1,12 @@
 """The composition root of a JQS process: build the parts, run them, stop them in order.
 
 `jqs serve` runs the HTTP API and a worker pool in one process (the seed's shape),
-`jqs serve --no-worker` only the API, `jqs worker` only the pool. The first SIGTERM/SIGINT
-starts a graceful stop (no new claims or requests, running jobs get JQS_SHUTDOWN_TIMEOUT to
-finish, the rest are handed back to the queue); a second one exits at once.
+`jqs serve --no-worker` only the API, `jqs worker` only the pool. `jqs worker --url` runs
+only the pool too, which then reaches a JQS server over the HTTP worker protocol instead of
+the database (jqs.worker.http_queue): no database, migrations, maintenance or listener.
+The first SIGTERM/SIGINT starts a graceful stop (no new claims or requests, running jobs
+get JQS_SHUTDOWN_TIMEOUT to finish, the rest are handed back to the queue); a second one
+exits at once.
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ import os
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 
 import uvicorn
 
+from jqs import __version__
 from jqs.api.app import create_app
 from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
 from jqs.api.state import ApiState, Limits, StreamSettings, WebhookApi
 from jqs.auth.keyring import KeyRing
 from jqs.auth.startup import AuthMode, auth_mode, is_loopback
-from jqs.errors import ConfigError
+from jqs.errors import ConfigError, ServerRefused, StoreError
 from jqs.events import EventFeed, FeedSettings
 from jqs.http.fds import connection_cap, raise_soft_limit
 from jqs.http.protocol import ConnectionLimits, guarded_protocol
@@ -34,6 +39,7 @@ from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
 from jqs.maintenance.scheduler import Scheduler
 from jqs.metrics import Exposition, Metrics, NoMetrics
+from jqs.models import Lease
 from jqs.remote import ClaimHub, Ends, RemoteWorkers
 from jqs.service import Service
 from jqs.settings import Settings
@@ -45,6 +51,7 @@ from jqs.store.notify import (
     Notifier,
     new_origin,
 )
+from jqs.store.port import LeaseCheckParams, WorkerBeat
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
@@ -53,6 +60,7 @@ from jqs.tracing import Tracing, tracing_from_env
 from jqs.webhooks.dispatcher import Dispatcher
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy
+from jqs.worker.http_queue import LEASE_MAX, HttpQueue, ServerLink
 
 log = get_logger(__name__)
 
@@ -121,6 +129,24 @@ def registry_for(settings: Settings) -> TaskRegistry:
     )
 
 
+def retry_policy_for(settings: Settings) -> RetryPolicy:
+    """How long failed jobs wait before they run again."""
+    return RetryPolicy(
+        backoff_base=settings.retry_backoff_base, backoff_max=settings.retry_backoff_max
+    )
+
+
+def pool_settings_for(settings: Settings) -> PoolSettings:
+    """How a worker pool works, by these settings."""
+    return PoolSettings(
+        concurrency=settings.worker_concurrency,
+        queues=settings.queue_names,
+        poll_interval=settings.poll_interval,
+        lease_seconds=settings.lease_seconds,
+        retry=retry_policy_for(settings),
+    )
+
+
 def fan_out(callbacks: list[Callable[[], None]]) -> Callable[[], None]:
     """One callable that calls each of `callbacks` (the list may grow later)."""
 
@@ -134,12 +160,23 @@ def fan_out(callbacks: list[Callable[[], None]]) -> Callable[[], None]:
 class Runner:
     """Runs the API and/or the workers until a signal, then stops them gracefully."""
 
-    def __init__(self, settings: Settings, *, api: bool = True, worker: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api: bool = True,
+        worker: bool = True,
+        server: ServerLink | None = None,
+    ) -> None:
+        """`server`: run only a worker pool, which reaches that JQS server over HTTP."""
         if not (api or worker):
             raise ConfigError("nothing to run: enable the API, the workers, or both")
+        if server is not None and api:
+            raise ConfigError("a worker over HTTP runs no API")
         self.settings = settings
         self._api = api
         self._worker = worker
+        self._server = server
         self._stop = asyncio.Event()
         self._signals = 0
 
@@ -162,9 +199,21 @@ class Runner:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
-        registry = registry_for(settings)
-        sock = bind_socket(settings.host, settings.port) if self._api else None
-        db = database_for(settings)
+        try:
+            registry = registry_for(settings)
+            if self._server is not None:
+                await self._work_over_http(self._server, registry)
+            else:
+                await self._run_with_database(registry)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("shutdown_complete")
+        return 0
+
+    async def _run_with_database(self, registry: TaskRegistry) -> None:
+        sock = bind_socket(self.settings.host, self.settings.port) if self._api else None
+        db = database_for(self.settings)
         try:
             await db.start()
             await self._serve(db, registry, sock)
@@ -172,10 +221,65 @@ class Runner:
             if sock is not None:
                 sock.close()
             await db.stop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-        log.info("shutdown_complete")
-        return 0
+
+    async def _work_over_http(self, server: ServerLink, registry: TaskRegistry) -> None:
+        """The worker pool alone, its JobQueue a JQS server's HTTP worker protocol."""
+        settings = self.settings
+        if settings.lease_seconds > LEASE_MAX:
+            raise ConfigError(
+                f"JQS_LEASE_SECONDS is at most {LEASE_MAX:g} for a worker over HTTP "
+                "(the longest lease the protocol grants)"
+            )
+        log.info("tasks_registered", tasks=registry.names())
+        if schedules_for(registry, []):
+            log.warning(
+                "schedules_not_run",
+                detail="a worker over HTTP runs no schedules: the server runs the @task(cron=...) "
+                "schedules of the tasks modules it loads itself (JQS_TASKS)",
+            )
+        tracing = tracing_from_env()
+        host = socket.gethostname()
+        queue = HttpQueue(server, host=host)
+        pool = WorkerPool(
+            queue,
+            registry,
+            pool_settings_for(settings),
+            tracing=tracing,
+        )
+        try:
+            await self._introduce(queue, pool, host)
+            await pool.start()
+            log.info("worker_connected", url=queue.url, worker=pool.worker_id)
+            await self._stop.wait()
+            queue.interrupt()  # a claim waiting on the server ends now
+            await pool.stop(settings.shutdown_timeout)
+        finally:
+            await queue.aclose()
+            await asyncio.to_thread(tracing.shutdown)
+
+    async def _introduce(self, queue: HttpQueue, pool: WorkerPool, host: str) -> None:
+        """Say the worker is alive: a key the server refuses stops the start (ConfigError);
+        a server that cannot be reached yet is tried again by the pool, as it runs."""
+        beat = WorkerBeat(
+            id=pool.worker_id,
+            host=host,
+            queues=list(pool.queues),
+            version=__version__,
+            concurrency=self.settings.worker_concurrency,
+        )
+        try:
+            await queue.worker_beat(beat)
+            # A look at a lease nobody holds: a server older than this worker lacks the route.
+            await queue.check_leases(LeaseCheckParams([Lease(1, uuid.uuid4())]))
+        except ServerRefused as exc:
+            if exc.status in (404, 405):
+                raise ConfigError(
+                    f"the server does not serve what this worker needs ({exc}); "
+                    "upgrade it to this version of JQS"
+                ) from None
+            raise ConfigError(f"the server refused this worker: {exc}") from None
+        except StoreError as exc:
+            log.warning("server_unavailable", error=str(exc), detail="trying again as it runs")
 
     async def _serve(
         self, db: Database, registry: TaskRegistry, sock: socket.socket | None
@@ -439,30 +543,13 @@ class Runner:
                 # Claims waiting on a signal share a few connections, leaving the rest.
                 max_claims=max(1, min(4, settings.db_pool_max // 2)),
             ),
-            ends=Ends(db.store, policy=self._retry_policy()),
+            ends=Ends(db.store, policy=retry_policy_for(settings)),
             lease_seconds=settings.lease_seconds,
-        )
-
-    def _retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            backoff_base=self.settings.retry_backoff_base,
-            backoff_max=self.settings.retry_backoff_max,
         )
 
     def _worker_pool(
         self, db: Database, registry: TaskRegistry, metrics: Metrics, tracing: Tracing
     ) -> WorkerPool:
-        settings = self.settings
         return WorkerPool(
-            db.store,
-            registry,
-            PoolSettings(
-                concurrency=settings.worker_concurrency,
-                queues=settings.queue_names,
-                poll_interval=settings.poll_interval,
-                lease_seconds=settings.lease_seconds,
-                retry=self._retry_policy(),
-            ),
-            metrics=metrics,
-            tracing=tracing,
+            db.store, registry, pool_settings_for(self.settings), metrics=metrics, tracing=tracing
         )

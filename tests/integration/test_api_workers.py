@@ -13,6 +13,9 @@ import pytest
 
 from jqs.api.app import create_app
 from jqs.api.state import ApiState
+from jqs.auth.issue import KeySpec, issue_key
+from jqs.auth.keyring import KeyRing
+from jqs.auth.scopes import Scope
 from jqs.remote import ClaimHub, Ends, RemoteWorkers
 from jqs.store import PostgresStore
 from jqs.store.port import QueuePatch
@@ -295,3 +298,144 @@ async def test_workers_are_listed_once_they_claim_or_beat(client: httpx.AsyncCli
 )
 async def test_a_bad_claim_is_a_422(client: httpx.AsyncClient, body: dict[str, Any]) -> None:
     assert_problem(await client.post("/v1/workers/claim", json=body), 422)
+
+
+def _leases(*jobs: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"job_id": j["id"], "lease_token": j["lease_token"]} for j in jobs]
+
+
+async def test_leases_are_kept_in_one_request_and_tell_of_loss_and_cancellation(
+    client: httpx.AsyncClient,
+) -> None:
+    ids = [await submit(client, {"task": "x", "i": i}) for i in range(3)]
+    held = await claim(client, max_jobs=3, lease_seconds=5)
+    assert (await client.post(f"/jobs/{ids[1]}/cancel")).status_code == 202
+    stale = {"job_id": ids[2], "lease_token": str(uuid.uuid4())}
+    body = {"leases": [*_leases(*held[:2]), stale], "lease_seconds": 60}
+    answer = await client.post("/v1/workers/leases", json=body)
+    assert answer.status_code == 200, answer.text
+    check = answer.json()
+    assert (check["lost"], check["cancel_requested"]) == ([ids[2]], [ids[1]])
+    assert set(check["lease_expires_at"]) == {str(ids[0]), str(ids[1])}
+    assert check["lease_expires_at"][str(ids[0])] > held[0]["lease_expires_at"]
+    look = await client.post("/v1/workers/leases", json={"leases": _leases(*held), "extend": False})
+    assert look.json() == {"lost": [], "cancel_requested": [ids[1]], "lease_expires_at": {}}
+    done = await client.post(
+        f"/v1/jobs/{ids[0]}/complete", json={"lease_token": held[0]["lease_token"]}
+    )
+    assert done.status_code == 200
+    after = await client.post("/v1/workers/leases", json={"leases": _leases(held[0])})
+    assert after.json()["lost"] == [ids[0]], "an ended job's lease holds no more"
+
+
+async def test_release_hands_jobs_back_uncounted_and_leaves_stale_leases_alone(
+    client: httpx.AsyncClient,
+) -> None:
+    ids = [await submit(client, {"task": "x", "i": i}) for i in range(2)]
+    held = await claim(client, max_jobs=2)
+    stale = {"job_id": ids[1], "lease_token": str(uuid.uuid4())}
+    answer = await client.post("/v1/workers/release", json={"leases": [*_leases(held[0]), stale]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"released": 1}
+    back = await job(client, ids[0])
+    assert (back["status"], back["attempts"]) == ("queued", 0)
+    events = [e["type"] for e in (await client.get(f"/jobs/{ids[0]}/events")).json()]
+    assert events[-1] == "job.released"
+    assert (await job(client, ids[1]))["status"] == "processing"
+    [again] = await claim(client)
+    assert (again["id"], again["attempt"]) == (ids[0], 1), "claimed again, the attempt uncounted"
+
+
+async def test_a_worker_that_says_it_is_gone_leaves_the_list(client: httpx.AsyncClient) -> None:
+    await claim(client, worker={**WORKER, "id": "leaving:1"})
+    assert "leaving:1" in {w["id"] for w in (await client.get("/workers")).json()}
+    gone = await client.post("/v1/workers/leaving:1/gone")
+    assert gone.status_code == 204, gone.text
+    assert "leaving:1" not in {w["id"] for w in (await client.get("/workers")).json()}
+    assert (await client.post("/v1/workers/never-seen/gone")).status_code == 204
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"leases": []},
+        {"leases": [{"job_id": 1}]},
+        {"leases": [{"job_id": 0, "lease_token": str(uuid.uuid4())}]},
+        {"leases": [{"job_id": 1, "lease_token": "nope"}]},
+        {"leases": [{"job_id": 1, "lease_token": str(uuid.uuid4())}], "lease_seconds": 0.5},
+        {"leases": [{"job_id": 1, "lease_token": str(uuid.uuid4())}] * 1001},
+    ],
+)
+async def test_bad_lease_batches_are_a_422(client: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    assert_problem(await client.post("/v1/workers/leases", json=body), 422)
+    if "lease_seconds" not in body:
+        assert_problem(await client.post("/v1/workers/release", json=body), 422)
+
+
+ADMIN = "test-admin-key-0123456789abcdefghijkl"
+
+
+@pytest.fixture
+async def keyed(
+    store: PostgresStore, remote: RemoteWorkers
+) -> AsyncIterator[tuple[httpx.AsyncClient, KeyRing]]:
+    """The app with API keys on: requests carry a key (the admin key by default)."""
+    ring = KeyRing(store, admin_key=ADMIN)
+    state = ApiState(store=store, on_enqueue=remote.hub.notify, remote=remote, keyring=ring)
+    transport = httpx.ASGITransport(app=create_app(state))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://jqs.test",
+        timeout=30,
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    ) as client:
+        yield client, ring
+
+
+async def _key(
+    store: PostgresStore, ring: KeyRing, *scopes: Scope, **limits: Any
+) -> dict[str, str]:
+    issued = await issue_key(
+        store, KeySpec(name="k", scopes=frozenset(scopes), **limits), created_by=None
+    )
+    ring.add(issued.secret_hash, issued.principal)
+    return {"Authorization": f"Bearer {issued.secret}"}
+
+
+async def test_the_new_routes_need_the_worker_scope_and_keep_to_the_keys_queues(
+    keyed: tuple[httpx.AsyncClient, KeyRing], store: PostgresStore
+) -> None:
+    client, ring = keyed
+    reader = await _key(store, ring, Scope.JOBS_READ)
+    emails = await _key(store, ring, Scope.WORKER, queues=["emails"])
+    lease = {"job_id": 1, "lease_token": str(uuid.uuid4())}
+    for method, path, body in [
+        ("POST", "/v1/workers/leases", {"leases": [lease]}),
+        ("POST", "/v1/workers/release", {"leases": [lease]}),
+        ("POST", "/v1/workers/w-1/gone", None),
+    ]:
+        refused = await client.request(method, path, json=body, headers=reader)
+        assert_problem(refused, 403, "worker")
+        unknown = await client.request(
+            method, path, json=body, headers={"Authorization": "Bearer nope"}
+        )
+        assert unknown.status_code == 401
+    mine = await submit(client, {"task": "x"}, queue="emails")
+    other = await submit(client, {"task": "x"})
+    [in_reach] = await claim(client, queues=["emails"])
+    [out_of_reach] = await claim(client)
+    assert (in_reach["id"], out_of_reach["id"]) == (mine, other)
+    both = {"leases": _leases(in_reach, out_of_reach)}
+    check = await client.post("/v1/workers/leases", json=both, headers=emails)
+    assert check.status_code == 200, check.text
+    assert check.json()["lost"] == [other], "a job outside the key's queues is not kept"
+    assert set(check.json()["lease_expires_at"]) == {str(mine)}
+    released = await client.post("/v1/workers/release", json=both, headers=emails)
+    assert released.json() == {"released": 1}
+    assert (await job(client, mine))["status"] == "queued"
+    assert (await job(client, other))["status"] == "processing", "out of the key's reach"
+    await claim(client, worker={**WORKER, "id": "default-worker"})
+    assert_problem(
+        await client.post("/v1/workers/default-worker/gone", headers=emails), 403, "default"
+    )
+    assert (await client.post("/v1/workers/default-worker/gone")).status_code == 204

@@ -56,3 +56,12 @@ async def steps(payload: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(float(payload.get("seconds", 0.2)))
         current_job().progress(done / count, f"step {done} of {count}")
     return {"steps": count}
+
+
+@task("flaky")
+def flaky(payload: dict[str, Any]) -> dict[str, Any]:
+    """Fail the first `times` attempts, then succeed."""
+    attempt = current_job().attempt
+    if attempt <= int(payload.get("times", 1)):
+        raise RuntimeError(f"attempt {attempt} fails")
+    return {"succeeded_on": attempt}

@@ -78,6 +78,8 @@ def test_every_body_taking_operation_describes_its_body(document: dict[str, Any]
         "POST /v1/workers/claim",
         "POST /v1/workers/{worker_id}/heartbeat",
         "POST /v1/workers/outcomes",
+        "POST /v1/workers/leases",
+        "POST /v1/workers/release",
         "POST /v1/jobs/{job_id}/heartbeat",
         "POST /v1/jobs/{job_id}/progress",
         "POST /v1/jobs/{job_id}/complete",

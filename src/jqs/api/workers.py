@@ -1,8 +1,10 @@
 """The HTTP worker protocol, version 1 (under /v1), and the list of live workers.
 
 A worker in any language claims jobs (`POST /v1/workers/claim`, long-polling), keeps their
-leases (`POST /v1/jobs/{id}/heartbeat`), may report progress, and reports each attempt's end
-(`complete`, `fail`, or many at once with `POST /v1/workers/outcomes`). Every write that
+leases (`POST /v1/jobs/{id}/heartbeat`, or many at once with `POST /v1/workers/leases`), may
+report progress, and reports each attempt's end (`complete`, `fail`, or many at once with
+`POST /v1/workers/outcomes`); a worker that stops hands back the jobs it will not run
+(`POST /v1/workers/release`) and may say it is gone (`POST /v1/workers/{id}/gone`). Every write that
 touches a job presents the lease token its claim gave: a token that no longer holds gets
 409 and changes nothing. Routes need the `worker` scope; a key limited to some queues or
 tasks claims only within them. `GET /workers` lists every live worker, in-process or not.
@@ -51,7 +53,9 @@ MAX_WAIT = 30.0  # seconds one claim may wait
 LEASE_MIN, LEASE_MAX = 1.0, 3600.0
 RETRY_IN_MAX = 30 * 86_400.0
 MAX_OUTCOMES = 1000  # outcomes in one POST /v1/workers/outcomes
+MAX_LEASES = 1000  # leases in one POST /v1/workers/leases or /v1/workers/release
 SMALL_BODY = 16_384  # claims, heartbeats
+LEASES_BODY = 131_072  # MAX_LEASES leases, with room for spaces
 # A result may be as large as a job's payload (JQS_MAX_BODY_BYTES), with room around it;
 # the document states the server's own (document_limits).
 _END_BYTES = Limits().max_body_bytes + SMALL_BODY
@@ -259,6 +263,53 @@ class OutcomesOut(BaseModel):
     results: list[OutcomeItemOut]
 
 
+class LeaseIn(_Body):
+    """A job the worker holds, and the lease token its claim gave."""
+
+    job_id: Annotated[int, Field(ge=1, le=2**63 - 1), WHOLE]
+    lease_token: LeaseToken
+
+
+class LeasesIn(_Body):
+    """Running jobs' leases: look at them, and extend those that hold."""
+
+    leases: list[LeaseIn] = Field(min_length=1, max_length=MAX_LEASES)
+    extend: bool = Field(default=True, description="extend the leases that hold; false: only look")
+    lease_seconds: float | None = Field(
+        default=None,
+        ge=LEASE_MIN,
+        le=LEASE_MAX,
+        description="the leases' new length from now; null: the server's JQS_LEASE_SECONDS",
+    )
+
+
+class LeasesOut(BaseModel):
+    """What became of the leases."""
+
+    lost: list[int] = Field(
+        description="stop these jobs and drop them: their lease does not hold (or the job is "
+        "outside what the API key may use)"
+    )
+    cancel_requested: list[int] = Field(
+        description="stop these jobs and report their end (they end `cancelled`)"
+    )
+    lease_expires_at: dict[str, str] = Field(
+        description="by job id, when each extended lease ends (empty when not `extend`)"
+    )
+
+
+class ReleaseIn(_Body):
+    """Jobs the worker will not run after all (it is stopping)."""
+
+    leases: list[LeaseIn] = Field(min_length=1, max_length=MAX_LEASES)
+
+
+class ReleaseOut(BaseModel):
+    """How many of the jobs went back."""
+
+    released: int = Field(description="jobs handed back (the others' leases did not hold)")
+
+
 class WorkerOut(BaseModel):
     """A live worker: in a JQS process, or one that uses the HTTP protocol."""
 
@@ -298,7 +349,7 @@ def _components(*models: type[BaseModel]) -> dict[str, Any]:
 
 
 WORKER_COMPONENTS = _components(ClaimIn, WorkerBeatIn, JobBeatIn, ProgressIn, CompleteIn, FailIn)
-WORKER_COMPONENTS.update(_components(OutcomesIn))
+WORKER_COMPONENTS.update(_components(OutcomesIn, LeasesIn, ReleaseIn))
 
 
 def _body(model: type[BaseModel], max_bytes: int) -> dict[str, Any]:
@@ -468,6 +519,48 @@ async def job_heartbeat(
     )
 
 
+async def _within_reach(
+    remote: RemoteWorkers, principal: Principal, leases: list[Lease]
+) -> list[Lease]:
+    """The leases whose jobs the key may touch (and that hold); a key limited to no queue
+    or task costs no look."""
+    if not principal.restricted:
+        return leases
+    held = await remote.queue.held(leases)
+    reach = {job.id for job in held if principal.may_touch(job.queue, job.task)}
+    return [lease for lease in leases if lease.job_id in reach]
+
+
+@router.post(
+    f"{PREFIX}/workers/leases",
+    operation_id="check_leases",
+    summary="Extend many jobs' leases at once",
+    response_model=LeasesOut,
+    responses=problem_responses(400, 413, 415, 422, 503),
+    openapi_extra={**scope_doc(Scope.WORKER), "requestBody": _body(LeasesIn, LEASES_BODY)},
+)
+async def check_leases(request: Request, state: State, principal: WorkerKey) -> Response:
+    """What `POST /v1/jobs/{id}/heartbeat` does for one job, for every job a worker holds,
+    in one statement: the leases that hold are extended (unless `extend` is false), and the
+    answer names the jobs to drop (`lost`) and to stop (`cancel_requested`). Send it about
+    every third of the lease; without `extend`, as often as cancellation should be noticed.
+    It also counts as the worker's heartbeat."""
+    remote = _remote(state)
+    body, _ = await _read(request, state, LeasesIn, LEASES_BODY)
+    asked = [Lease(item.job_id, item.lease_token) for item in body.leases]
+    leases = await _within_reach(remote, principal, asked)
+    extend_by = (body.lease_seconds or remote.lease_seconds) if body.extend else None
+    check = await remote.queue.check_leases(LeaseCheckParams(leases, extend_by=extend_by))
+    kept = {lease.job_id for lease in leases} - check.lost
+    return JSONResponse(
+        {
+            "lost": sorted({lease.job_id for lease in asked} - kept),
+            "cancel_requested": sorted(check.cancel_requested & kept),
+            "lease_expires_at": {str(job): at for job, at in check.expires_at.items()},
+        }
+    )
+
+
 @router.post(
     f"{PREFIX}{JOB_PATH}/progress",
     operation_id="job_progress",
@@ -603,6 +696,58 @@ async def report_outcomes(request: Request, state: State, principal: WorkerKey) 
             {"job_id": item.job_id, "ok": False, "problem": {"status": status, "detail": detail}}
         )
     return JSONResponse({"results": results})
+
+
+@router.post(
+    f"{PREFIX}/workers/release",
+    operation_id="release_jobs",
+    summary="Hand jobs back to the queue",
+    response_model=ReleaseOut,
+    responses=problem_responses(400, 413, 415, 422, 503),
+    openapi_extra={**scope_doc(Scope.WORKER), "requestBody": _body(ReleaseIn, LEASES_BODY)},
+)
+async def release_jobs(request: Request, state: State, principal: WorkerKey) -> Response:
+    """A worker that is stopping gives back jobs it claimed and will not run (or stopped
+    before they ended): each goes back to `queued` at once, for any worker, its attempt not
+    counted (event `job.released`); one asked to cancel ends `cancelled`. Leases that do
+    not hold, and jobs outside the API key's reach, are left as they are."""
+    remote = _remote(state)
+    body, _ = await _read(request, state, ReleaseIn, LEASES_BODY)
+    asked = [Lease(item.job_id, item.lease_token) for item in body.leases]
+    held = await remote.queue.held(asked)
+    reach = {job.id for job in held if principal.may_touch(job.queue, job.task)}
+    released = await remote.queue.release([lease for lease in asked if lease.job_id in reach])
+    if released:
+        for queue in sorted({job.queue for job in held if job.id in reach}):
+            state.on_enqueue(queue)  # runnable now: wake the workers waiting for it
+    return JSONResponse({"released": released})
+
+
+@router.post(
+    f"{PREFIX}/workers/{{worker_id}}/gone",
+    operation_id="worker_gone",
+    summary="Say that a worker has stopped",
+    status_code=204,
+    response_class=Response,
+    responses={
+        **problem_responses(422, 503),
+        403: problem_response(
+            403, "The key lacks the scope, or the worker serves a queue out of its reach"
+        ),
+    },
+    openapi_extra=scope_doc(Scope.WORKER),
+)
+async def worker_gone(state: State, principal: WorkerKey, worker_id: WorkerId) -> Response:
+    """The worker leaves `GET /workers` now rather than a minute after it was last heard
+    from. Its jobs are not touched: release them first. Unknown workers are fine (204)."""
+    remote = _remote(state)
+    if principal.queues is not None:
+        for worker in await state.store.workers():
+            if worker.id == worker_id:
+                for queue in worker.queues:
+                    require_queue(principal, queue)
+    await remote.gone(worker_id)
+    return Response(status_code=204)
 
 
 @router.get(

@@ -32,17 +32,24 @@ class RemoteWorkers:
 
     async def beat(self, beat: WorkerBeat, *, always: bool = False) -> None:
         """Record that a worker is alive, unless this process did so lately and only its
-        count of running jobs changed since (`always`: record it anyway)."""
+        counts of running jobs and slots changed since (`always`: record it anyway)."""
         now = time.monotonic()
         last = self._beats.get(beat.id)
         if (
             not always
             and last is not None
             and now - last[0] < BEAT_EVERY
-            and replace(last[1], running=beat.running) == beat
+            # A claim states its max_jobs as the concurrency, which changes from claim to
+            # claim with a busy worker's free slots.
+            and replace(last[1], running=beat.running, concurrency=beat.concurrency) == beat
         ):
             return
         await self.queue.worker_beat(beat)
         if len(self._beats) > 10_000:  # workers come and go: forget the oldest
             self._beats.clear()
         self._beats[beat.id] = (now, beat)
+
+    async def gone(self, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+        self._beats.pop(worker_id, None)
+        await self.queue.worker_gone(worker_id)
