@@ -439,3 +439,26 @@ async def test_the_new_routes_need_the_worker_scope_and_keep_to_the_keys_queues(
         await client.post("/v1/workers/default-worker/gone", headers=emails), 403, "default"
     )
     assert (await client.post("/v1/workers/default-worker/gone")).status_code == 204
+
+
+async def test_a_keys_queues_hold_for_one_jobs_heartbeat_and_progress(
+    keyed: tuple[httpx.AsyncClient, KeyRing], store: PostgresStore
+) -> None:
+    """A key limited to `emails` cannot keep or report on a job of another queue, even with
+    its lease token: the answer is the one for a lease that does not hold."""
+    client, ring = keyed
+    emails = await _key(store, ring, Scope.WORKER, queues=["emails"])
+    mine = await submit(client, {"task": "x"}, queue="emails")
+    other = await submit(client, {"task": "x"})
+    [in_reach] = await claim(client, queues=["emails"])
+    [out_of_reach] = await claim(client)
+    assert (in_reach["id"], out_of_reach["id"]) == (mine, other)
+    for claimed, status in ((in_reach, 200), (out_of_reach, 409)):
+        token = {"lease_token": claimed["lease_token"]}
+        beat = await client.post(f"/v1/jobs/{claimed['id']}/heartbeat", json=token, headers=emails)
+        assert beat.status_code == status, beat.text
+        progress = await client.post(
+            f"/v1/jobs/{claimed['id']}/progress", json={**token, "progress": 0.5}, headers=emails
+        )
+        assert progress.status_code == (204 if status == 200 else 409), progress.text
+    assert (await job(client, other))["progress"] is None

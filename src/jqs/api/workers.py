@@ -505,6 +505,9 @@ async def job_heartbeat(
     remote = _remote(state)
     beat, _ = await _read(request, state, JobBeatIn, SMALL_BODY)
     lease = Lease(job_id, beat.lease_token)
+    if not await _within_reach(remote, principal, [lease]):
+        # Out of the key's reach is told as a lease that does not hold: no job is revealed.
+        raise ProblemError(409, LEASE_LOST, job_id=job_id)
     check = await remote.queue.check_leases(
         LeaseCheckParams([lease], extend_by=beat.lease_seconds or remote.lease_seconds)
     )
@@ -577,8 +580,11 @@ async def job_progress(
     reports it."""
     remote = _remote(state)
     report, _ = await _read(request, state, ProgressIn, SMALL_BODY)
+    lease = Lease(job_id, report.lease_token)
+    if not await _within_reach(remote, principal, [lease]):
+        raise ProblemError(409, LEASE_LOST, job_id=job_id)
     written = await remote.queue.progress(
-        Lease(job_id, report.lease_token),
+        lease,
         Progress(report.progress, report.message, report.data),
     )
     if not written:
