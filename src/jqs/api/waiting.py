@@ -1,7 +1,8 @@
 """`?wait=S`: answer with a job once it has finished, or after S seconds as it stands.
 
 The request registers with the process's event feed before it reads the job, so that a job
-that ends between the read and the wait is not missed; while it waits it costs no query.
+that ends between the read and the wait is not missed; while it waits it costs no query. Its
+reads share statements with the other waits' (ApiState.read_job).
 """
 
 from __future__ import annotations
@@ -54,11 +55,11 @@ async def job_after_wait(state: ApiState, job_id: int, seconds: float) -> Job:
     until = feed.clock.monotonic() + seconds
     while True:
         async with feed.waiting(job_id) as waiter:
-            job = await state.store.get(job_id)
+            job = await state.read_job(job_id)
             left = until - feed.clock.monotonic()
             if job.status.finished or feed.closed or left <= 0:
                 return job
             woken = await waiter.wait(feed.clock, left)
-        job = await state.store.get(job_id)
+        job = await state.read_job(job_id)
         if not woken or job.status.finished or feed.closed:
             return job

@@ -286,6 +286,11 @@ class MemoryStore:
         """The job with this id, or JobNotFound."""
         return self._row(job_id).job()
 
+    async def get_many(self, job_ids: Sequence[int]) -> list[Job]:
+        """The jobs with these ids; those that do not exist are left out."""
+        rows = (self._jobs.get(job_id) for job_id in set(job_ids))
+        return [row.job() for row in rows if row is not None]
+
     async def find(self, params: FindParams) -> list[Job]:
         """A page of jobs, newest first."""
         wanted = params.filter

@@ -340,6 +340,13 @@ class PostgresStore:
             raise JobNotFound(job_id)
         return job_from_row(row)
 
+    async def get_many(self, job_ids: Sequence[int]) -> list[Job]:
+        """The jobs with these ids, in one statement; those that do not exist are left out."""
+        ids = sorted({job_id for job_id in job_ids if 0 < job_id <= MAX_JOB_ID})
+        if not ids:
+            return []
+        return [job_from_row(row) for row in await self._db.fetch("job_get_each", ids=ids)]
+
     async def find(self, params: FindParams) -> list[Job]:
         """A page of jobs, newest first."""
         return [job.job() async for chunk in self.find_text(params) for job in chunk]

@@ -146,6 +146,10 @@ FROM inserted;
 -- name: job_get
 SELECT * FROM jobs WHERE id = :id;
 
+-- name: job_get_each
+-- job_get for several jobs (:ids) at once: the reads of many waits answered together.
+SELECT * FROM jobs WHERE id = ANY (:ids::bigint[]);
+
 -- name: job_list
 -- plan: per-value
 -- Newest first, below :before_id when given. NULL filters match every row (:queues and
