@@ -19,7 +19,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 
@@ -49,6 +49,8 @@ from jqs.store.notify import (
     EVENTS_LISTENER_APP,
     Listener,
     Notifier,
+    ended_name,
+    hear_events,
     new_origin,
 )
 from jqs.store.port import LeaseCheckParams, WorkerBeat
@@ -332,10 +334,19 @@ class Runner:
         on_events: list[Callable[[], None]] = [lambda: events_notifier.touch("log")]
         if feed is not None:
             on_events.append(feed.wake)
+
+        # Jobs whose end has committed: this process's waiters for them are answered now,
+        # other processes' as soon as the notification names them.
+        def ended(job_ids: Sequence[int]) -> None:
+            if feed is not None:
+                feed.ended(job_ids)
+            events_notifier.mention(ended_name(job_id) for job_id in job_ids)
+
         # Webhook deliveries are sent by every process; this one's events wake its own.
         dispatcher = Dispatcher(db.store, settings.destination_policy, settings.dispatch_settings)
         on_events.append(dispatcher.wake)
         db.store.on_events = fan_out(on_events)
+        db.store.on_ended = ended
 
         # Maintenance runs in every process: workers may all be gone, and someone must take
         # their jobs back. Try-locks in the statements keep the processes from competing.
@@ -465,7 +476,7 @@ class Runner:
         listener = (
             Listener(
                 listen_dsn,
-                lambda _: feed.wake(),
+                hear_events(lambda: feed.wake(), lambda job_ids: feed.ended(job_ids)),
                 origin=origin,
                 channel=EVENTS_CHANNEL,
                 application=EVENTS_LISTENER_APP,

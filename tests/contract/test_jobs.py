@@ -42,6 +42,14 @@ async def test_get_unknown_raises_not_found(subject: Subject, job_id: int) -> No
         await subject.store.get(job_id)
 
 
+async def test_get_many_reads_the_jobs_that_exist_each_once(subject: Subject) -> None:
+    first = await add(subject.store, {"task": "a"})
+    second = await add(subject.store, {"task": "b"})
+    got = await subject.store.get_many([second.id, 999_999, first.id, second.id, 0, 2**63])
+    assert sorted(got, key=lambda job: job.id) == [first, second]
+    assert await subject.store.get_many([]) == []
+
+
 async def test_insert_many_keeps_order_and_options(subject: Subject) -> None:
     before = await subject.now()
     created = await subject.store.insert(

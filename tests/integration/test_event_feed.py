@@ -10,8 +10,21 @@ import asyncpg
 from jqs.events import EventFeed, EventFilter, FeedSettings
 from jqs.outcome import Completed
 from jqs.store import Database
+from jqs.store.notify import (
+    EVENTS_CHANNEL,
+    EVENTS_LISTENER_APP,
+    Listener,
+    Notifier,
+    ended_name,
+    hear_events,
+)
 from jqs.store.port import Finish
+from jqs.testing import ManualClock
 from tests.support.jobs import add, claim, raw
+
+# The log's own way to answer a waiter held back (asking which jobs ended above the
+# horizon) never comes: only the ends that the writer names can answer it.
+NO_LOG_ANSWER = FeedSettings(pending_held=3600)
 
 
 async def test_an_open_transaction_holds_streams_back_but_not_waiters(
@@ -44,3 +57,62 @@ async def test_an_open_transaction_holds_streams_back_but_not_waiters(
         assert [e.type.value for e in events] == ["job.started", "job.completed"]
     await feed.stop()
     await asyncio.sleep(0)
+
+
+async def test_a_waiter_is_answered_as_its_end_commits_while_the_log_is_held(
+    database: Database, conn: asyncpg.Connection
+) -> None:
+    store = database.store
+    clock = ManualClock()  # stands still: no backoff of the feed's ever runs out
+    feed = EventFeed(store, NO_LOG_ANSWER, clock=clock)
+    store.on_events = feed.wake
+    store.on_ended = feed.ended
+    job = await add(store, {"task": "t"})
+    async with feed.waiting(job.id) as waiter:
+        tx = conn.transaction()
+        await tx.start()
+        await conn.fetchval("SELECT pg_current_xact_id()")  # takes an xid: the horizon stays
+        try:
+            [claimed] = await claim(store, limit=1)
+            await store.finish([Finish(claimed.lease, Completed(raw(1)))])
+            assert await asyncio.wait_for(waiter.wait(clock, 30), 5)
+            assert (await store.get(job.id)).status.value == "completed"
+        finally:
+            await tx.rollback()
+    await feed.stop()
+
+
+async def test_another_process_hears_which_job_ended_while_the_log_is_held(
+    database: Database, conn: asyncpg.Connection, dsn: str
+) -> None:
+    """The store writes the end in one process; the waiter of another hears of it in the
+    notification on the events channel."""
+    store = database.store
+    notifier = Notifier(database.pool, channel=EVENTS_CHANNEL, application=EVENTS_LISTENER_APP)
+    store.on_events = lambda: notifier.touch("log")
+    store.on_ended = lambda job_ids: notifier.mention(ended_name(j) for j in job_ids)
+    clock = ManualClock()
+    feed = EventFeed(store, NO_LOG_ANSWER, clock=clock)  # the other process's
+    listener = Listener(
+        dsn,
+        hear_events(feed.wake, feed.ended),
+        channel=EVENTS_CHANNEL,
+        application=EVENTS_LISTENER_APP,
+    )
+    await listener.start()
+    await notifier.start()
+    tx = conn.transaction()
+    await tx.start()
+    await conn.fetchval("SELECT pg_current_xact_id()")  # holds the log back from here on
+    try:
+        await asyncio.wait_for(listener.connected.wait(), 5)
+        job = await add(store, {"task": "t"})
+        async with feed.waiting(job.id) as waiter:
+            [claimed] = await claim(store, limit=1)
+            await store.finish([Finish(claimed.lease, Completed(raw(1)))])
+            assert await asyncio.wait_for(waiter.wait(clock, 30), 5)
+    finally:
+        await tx.rollback()
+        await feed.stop()
+        await notifier.stop()
+        await listener.stop()

@@ -83,3 +83,40 @@ async def test_a_long_transaction_in_another_database_holds_nothing_up(
         await tx.rollback()
     finally:
         await other.close()
+
+
+async def test_writers_that_took_their_xids_after_the_latest_to_end_hold_the_log_too(
+    store: PostgresStore, conn: asyncpg.Connection, dsn: str
+) -> None:
+    """A snapshot's xmax is one past the latest transaction to have ended; writers that
+    took their xids after that one, still running, lie above it. The horizon stays at the
+    oldest writer all the same. (Should another session of the server end a transaction
+    with a higher xid before the read, no writer lies above xmax: the test then passes
+    without putting that case to the proof.)"""
+    start = await store.events_now()
+    slow = await add(store, {"task": "slow"})
+    later = [await asyncpg.connect(dsn) for _ in range(2)]
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        slow_xid = int(await conn.fetchval("SELECT pg_current_xact_id()::text"))
+        fast = await add(store, {"task": "fast"})  # commits above the slow writer
+        for other in later:  # two more writers, still running, above the latest to end
+            await other.execute("BEGIN")
+            await other.fetchval("SELECT pg_current_xact_id()")
+        page = await store.events_read(EventRead(start))
+        assert 0 < page.horizon <= slow_xid, page.horizon
+        assert [e.job_id for e in page.events] == [slow.id], "nothing above the slow writer"
+        assert page.pending
+        await conn.execute(
+            "INSERT INTO job_events (job_id, type) VALUES ($1, 'job.progress')", slow.id
+        )
+    finally:
+        await tx.commit()
+        for other in later:
+            await other.close()
+    events = (await store.events_read(EventRead(page.events[-1].cursor))).events
+    assert [(e.job_id, e.type) for e in events] == [
+        (slow.id, EventType.PROGRESS),
+        (fast.id, EventType.ENQUEUED),
+    ]

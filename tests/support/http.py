@@ -34,6 +34,8 @@ async def api_client(
     )
     if hasattr(store, "on_events"):
         store.on_events = state.events().wake  # as the composition root wires it
+    if hasattr(store, "on_ended"):
+        store.on_ended = state.events().ended
     transport = httpx.ASGITransport(app=create_app(state))
     async with httpx.AsyncClient(transport=transport, base_url="http://jqs.test") as client:
         yield client

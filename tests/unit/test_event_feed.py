@@ -10,9 +10,9 @@ import pytest
 
 from jqs.events import EventFeed, EventFilter, FeedSettings, StreamEnded
 from jqs.events.follow import Follow, follow_job, follow_log
-from jqs.models import EventCursor, EventType, JobEvent
-from jqs.outcome import Completed
-from jqs.store.port import Finish
+from jqs.models import EventCursor, EventPage, EventType, JobEvent
+from jqs.outcome import Completed, Retry, attempt_error
+from jqs.store.port import EndedRead, EventRead, Finish, JobEventsRead
 from jqs.testing import ManualClock, MemoryStore
 from tests.support.jobs import add, claim, raw
 
@@ -235,4 +235,66 @@ async def test_a_stream_that_overflows_while_catching_up_subscribes_again() -> N
     assert [e.id for e in got] == sorted({e.id for e in got})
     assert len(got) == 8
     await events.aclose()  # type: ignore[attr-defined]
+    await feed.stop()
+
+
+class HeldLog:
+    """The log as a transaction left open elsewhere leaves it: nothing more is readable,
+    events are pending above the horizon, and none of them is found ended above it."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def events_of_job(self, params: JobEventsRead) -> list[JobEvent]:
+        return await self._store.events_of_job(params)
+
+    async def events_read(self, params: EventRead) -> EventPage:
+        return EventPage([], params.after.xid, pending=True)
+
+    async def events_ended(self, params: EndedRead) -> list[int]:
+        return []
+
+    async def events_now(self) -> EventCursor:
+        return await self._store.events_now()
+
+
+def held() -> tuple[MemoryStore, EventFeed, ManualClock]:
+    """A feed whose log is held back, on a clock that stands still: only the ends that the
+    store reports as it commits them can answer a waiter."""
+    clock = ManualClock()
+    store = MemoryStore(clock)
+    feed = EventFeed(HeldLog(store), clock=clock)
+    store.on_events = feed.wake
+    store.on_ended = feed.ended
+    return store, feed, clock
+
+
+async def test_a_waiter_is_answered_by_its_jobs_end_as_committed_while_the_log_is_held() -> None:
+    store, feed, clock = held()
+    job = await add(store, {"task": "t"})
+    cancelled = await add(store, {"task": "t"}, queue="other")
+    bystander_job = await add(store, {"task": "t"}, queue="third")
+    async with (
+        feed.waiting(job.id) as waiter,
+        feed.waiting(cancelled.id) as cancel_waiter,
+        feed.waiting(bystander_job.id) as bystander,
+    ):
+        await complete_next(store)
+        await store.cancel(cancelled.id, raw(None))
+        assert await asyncio.wait_for(waiter.wait(clock, 30), 5)
+        assert await asyncio.wait_for(cancel_waiter.wait(clock, 30), 5)
+        await settle()
+        assert not bystander.done
+    await feed.stop()
+
+
+async def test_an_attempt_retried_does_not_answer_its_waiter() -> None:
+    store, feed, _ = held()
+    job = await add(store, {"task": "t"}, max_attempts=2)
+    async with feed.waiting(job.id) as waiter:
+        [claimed] = await claim(store, limit=1)
+        error = attempt_error("again", kind="RuntimeError", attempt=1)
+        await store.finish([Finish(claimed.lease, Retry(error, 0))])
+        await settle()
+        assert not waiter.done
     await feed.stop()

@@ -12,6 +12,7 @@ from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
 from jqs.auth.keyring import KeyRing
 from jqs.batching import Batcher
+from jqs.errors import JobNotFound
 from jqs.events import EventFeed
 from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.models import Inserted, Job, JobStatus, NewJob
@@ -93,9 +94,12 @@ class ApiState:
     webhooks: WebhookApi | None = None  # None: this store has no webhooks (503)
     # Concurrent POST /jobs without an idempotency key share one INSERT and one COMMIT.
     inserts: Batcher[NewJob, Inserted] = field(init=False)
+    # Waits read their jobs together: a batch of ends wakes its waiters all at once.
+    job_reads: Batcher[int, Job | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.inserts = Batcher(self._insert_and_wake)
+        self.job_reads = Batcher(self._read_jobs)
         if self.feed is None:
             self.feed = EventFeed(self.store)
 
@@ -113,6 +117,18 @@ class ApiState:
         for queue in {job.options.queue for job in jobs}:
             self.on_enqueue(queue)
         return created
+
+    async def read_job(self, job_id: int) -> Job:
+        """The job with this id, read with those that other requests read at the same time
+        (one statement and one connection for all); JobNotFound when there is none."""
+        job = await self.job_reads.submit(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def _read_jobs(self, job_ids: Sequence[int]) -> list[Job | None]:
+        found = {job.id: job for job in await self.store.get_many(job_ids)}
+        return [found.get(job_id) for job_id in job_ids]
 
     def shown(self, job: Job) -> Job:
         """The job as answered: a queued job says whether it waits for a worker."""

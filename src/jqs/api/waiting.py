@@ -1,7 +1,8 @@
 """`?wait=S`: answer with a job once it has finished, or after S seconds as it stands.
 
 The request registers with the process's event feed before it reads the job, so that a job
-that ends between the read and the wait is not missed; while it waits it costs no query.
+that ends between the read and the wait is not missed; while it waits it costs no query. Its
+reads share statements with the other waits' (ApiState.read_job).
 """
 
 from __future__ import annotations
@@ -46,16 +47,19 @@ def parse_wait(text: str) -> float:
 async def job_after_wait(state: ApiState, job_id: int, seconds: float) -> Job:
     """The job once it has finished, or after `seconds`, or when the process stops.
 
-    A waiter woken for an end that is not the job's state any more (it was retried since)
-    registers again and waits on for what is left of `seconds`.
+    Once woken, the job's end has committed: the read that follows finds it, and needs no
+    registration before it. A waiter woken for an end that is not the job's state any more
+    (it was retried since) registers again and waits on for what is left of `seconds`.
     """
     feed = state.events()
     until = feed.clock.monotonic() + seconds
     while True:
         async with feed.waiting(job_id) as waiter:
-            job = await state.store.get(job_id)
+            job = await state.read_job(job_id)
             left = until - feed.clock.monotonic()
             if job.status.finished or feed.closed or left <= 0:
                 return job
-            if not await waiter.wait(feed.clock, left):
-                return await state.store.get(job_id)
+            woken = await waiter.wait(feed.clock, left)
+        job = await state.read_job(job_id)
+        if not woken or job.status.finished or feed.closed:
+            return job

@@ -10,6 +10,12 @@ above its horizon (a transaction that started earlier is still open), it reads a
 shortly, less often the longer that lasts; meanwhile it asks which of the jobs waited for
 have ended above the horizon, since a waiter needs no order.
 
+A waiter needs no order at all, so it is answered sooner still by whoever knows that its
+job's end has committed: this process's store once its statement that ended the job has
+returned (`ended`, from the store's `on_ended` hook), or another process that says so in
+its notification (`ended` again). The log remains the way every waiter is answered in the
+end; those shortcuts only come first.
+
 Positions: when the feed starts reading it takes `events_now()`, a position before every
 event yet to be written; then it moves past each page it reads. A subscriber is given the
 feed's position as it registers (`start`), and every event after that position reaches it.
@@ -27,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from jqs.clock import Clock, SystemClock
@@ -154,6 +160,13 @@ class EventFeed(LoopService):
         """Events may have been written: read the log now (when anyone subscribes)."""
         self._wake.set()
 
+    def ended(self, job_ids: Iterable[int]) -> None:
+        """These jobs' final events have committed: answer their waiters now, whatever the
+        log's reader has got to (streams get the events from the log, in order)."""
+        for job_id in job_ids:
+            for waiter in self._waiters.pop(job_id, ()):
+                waiter.finish()
+
     @contextlib.asynccontextmanager
     async def waiting(self, job_id: int) -> AsyncIterator[Waiter]:
         """A waiter for `job_id`'s final event, registered for the block's length. Read the
@@ -279,9 +292,7 @@ class EventFeed(LoopService):
         except StoreError as exc:
             log.warning("event_feed_read_failed", error=str(exc))
             return
-        for job_id in ended:
-            for waiter in self._waiters.pop(job_id, ()):
-                waiter.finish()
+        self.ended(ended)
 
     def _deliver(self, page: EventPage) -> None:
         """Hand the page's events out and move past them (no await in between, so that a

@@ -181,10 +181,14 @@ class MemoryStore:
     """Every operation of the storage port (jqs.store.port.Store), in memory."""
 
     def __init__(
-        self, clock: Clock | None = None, on_events: Callable[[], None] = lambda: None
+        self,
+        clock: Clock | None = None,
+        on_events: Callable[[], None] = lambda: None,
+        on_ended: Callable[[Sequence[int]], None] = lambda _: None,
     ) -> None:
         self.clock = clock or SystemClock()
         self.on_events = on_events
+        self.on_ended = on_ended  # as PostgresStore's
         # One transaction at a time: an event's xid is its id, and the log has no horizon.
         self._events: list[JobEvent] = []
         self._last_event = 0
@@ -282,6 +286,11 @@ class MemoryStore:
         """The job with this id, or JobNotFound."""
         return self._row(job_id).job()
 
+    async def get_many(self, job_ids: Sequence[int]) -> list[Job]:
+        """The jobs with these ids; those that do not exist are left out."""
+        rows = (self._jobs.get(job_id) for job_id in set(job_ids))
+        return [row.job() for row in rows if row is not None]
+
     async def find(self, params: FindParams) -> list[Job]:
         """A page of jobs, newest first."""
         wanted = params.filter
@@ -317,6 +326,8 @@ class MemoryStore:
         row.cancel_requested_at = row.cancel_requested_at or now
         row.updated_at = now
         self.on_events()
+        if row.status.finished:
+            self.on_ended([row.id])
         return Change(row.job(), changed=True)
 
     async def retry(self, job_id: int) -> Change:
@@ -503,6 +514,13 @@ class MemoryStore:
             row.finished_at = now
         if any(written):
             self.on_events()
+            self.on_ended(
+                [
+                    finish.lease.job_id
+                    for finish, ok in zip(finishes, written, strict=True)
+                    if ok and not isinstance(finish.outcome, Retry)
+                ]
+            )
         return written
 
     async def release(self, leases: Sequence[Lease]) -> int:
@@ -606,6 +624,7 @@ class MemoryStore:
                 self._emit(row, EventType.CANCELLED, now, {"attempt": row.attempts})
         if rescued:
             self.on_events()
+            self.on_ended([job.id for job in rescued if job.status.finished])
         return rescued
 
     async def prune(self, params: PruneParams) -> int:

@@ -18,13 +18,20 @@ the Notifier sends nothing while no listener but its own process's is connected 
 again at most every OTHERS_RECHECK_SECONDS). At 1,000 jobs/s through one `jqs serve` that
 spared a statement per job. A worker that starts meanwhile may miss a notification for up
 to that long; it claims when it starts, and its poll finds the rest.
+
+On the events channel a notification says "events were written" (`log`), and may also
+name jobs whose final event has committed (`=<job id>` each, `ended_name`): a process
+waiting for one of them answers at once, without reading the log that far. Those names are
+extras, sent as far as they fit in PostgreSQL's payload limit (PAYLOAD_LIMIT); a listener
+never needs them, since the log tells it the same a little later. A listener that does not
+know them takes each for another "events were written".
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 import asyncpg
 
@@ -41,6 +48,54 @@ ORIGIN_MARK = "@"
 LISTENER_APP = "jqs-listener"
 EVENTS_LISTENER_APP = "jqs-events-listener"
 OTHERS_RECHECK_SECONDS = 1.0
+END_MARK = "="  # on the events channel: `=<job id>`, that job's final event has committed
+PAYLOAD_LIMIT = 8000  # bytes: a NOTIFY payload must be shorter than this
+
+
+def ended_name(job_id: int) -> str:
+    """How a notification on the events channel names a job whose end has committed."""
+    return f"{END_MARK}{job_id}"
+
+
+def ended_job(name: str) -> int | None:
+    """The job a name of an events notification says has ended, or None (`log`, say)."""
+    if not name.startswith(END_MARK):
+        return None
+    try:
+        return int(name[len(END_MARK) :])
+    except ValueError:
+        return None
+
+
+def hear_events(
+    wake: Callable[[], None], ended: Callable[[Sequence[int]], None]
+) -> Callable[[str | None], None]:
+    """A Listener's callback on the events channel: `ended([job id])` for each job that a
+    notification names as ended, `wake()` for anything else (and after a reconnect)."""
+
+    def heard(name: str | None) -> None:
+        job_id = None if name is None else ended_job(name)
+        if job_id is None:
+            wake()
+        else:
+            ended((job_id,))
+
+    return heard
+
+
+def payload(names: set[str], extras: list[str], origin: str) -> str:
+    """A notification's text: `names`, then as many `extras` as fit, then `origin` last,
+    shorter than PAYLOAD_LIMIT bytes (the extras left out are dropped)."""
+    parts = sorted(names)
+    size = len(",".join([*parts, origin]).encode())
+    for extra in extras:
+        cost = len(extra.encode()) + 1
+        if size + cost >= PAYLOAD_LIMIT:
+            break
+        parts.append(extra)
+        size += cost
+    parts.append(origin)
+    return ",".join(parts)
 
 
 def new_origin() -> str:
@@ -49,7 +104,7 @@ def new_origin() -> str:
 
 
 class Notifier(LoopService):
-    """Coalesces `touch(queue)` calls into NOTIFY statements."""
+    """Coalesces `touch(queue)` (and `mention(name)`) calls into NOTIFY statements."""
 
     def __init__(
         self,
@@ -68,6 +123,8 @@ class Notifier(LoopService):
         self._own_listener = own_listener
         self._recheck_seconds = recheck_seconds
         self._pending: set[str] = set()
+        self._extras: list[str] = []
+        self._extras_bytes = 0
         self._event = asyncio.Event()
         self._others_known_until = float("-inf")
         self._others_listen = True
@@ -78,18 +135,31 @@ class Notifier(LoopService):
         self._pending.add(queue)
         self._event.set()
 
+    def mention(self, names: Iterable[str]) -> None:
+        """Say `names` too in the next notification, as far as they fit in it; those that
+        do not are dropped (listeners must be able to do without them)."""
+        before = len(self._extras)
+        for name in names:
+            if self._extras_bytes >= PAYLOAD_LIMIT:
+                break  # more than a payload holds: the rest would be dropped anyway
+            self._extras.append(name)
+            self._extras_bytes += len(name) + 1
+        if len(self._extras) > before:
+            self._event.set()
+
     async def _loop(self) -> None:
         while True:
             await self._event.wait()
             self._event.clear()
             queues, self._pending = self._pending, set()
+            extras, self._extras, self._extras_bytes = self._extras, [], 0
             if not await self._anyone_else_listens():
                 continue
             try:
                 await self._db.execute(
                     "db_notify",
                     channel=self._channel,
-                    message=",".join([*sorted(queues), self._origin]),
+                    message=payload(queues, extras, self._origin),
                 )
             except StoreError as exc:
                 log.warning("notify_failed", error=str(exc))  # pollers will find the work

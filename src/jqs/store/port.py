@@ -231,6 +231,10 @@ class Jobs(Protocol):
         """The job with this id, or JobNotFound."""
         ...
 
+    async def get_many(self, job_ids: Sequence[int]) -> list[Job]:
+        """The jobs with these ids, in any order; those that do not exist are left out."""
+        ...
+
     async def find(self, params: FindParams) -> list[Job]:
         """A page of jobs, newest (highest id) first."""
         ...

@@ -223,18 +223,30 @@ def _no_one() -> None:
     pass
 
 
+def _no_ends(_: Sequence[int]) -> None:
+    pass
+
+
 class PostgresStore:
     """Every operation of the storage port (jqs.store.port.Store) on PostgreSQL.
 
     `on_events` is called after each statement that may have added events to the log, once
     it has committed (the composition root wakes this process's readers with it, and tells
-    other processes); it must be quick and must not raise.
+    other processes); it must be quick and must not raise. `on_ended` is called next with
+    the jobs whose final event that statement wrote (attempts' ends, cancels, rescues), as
+    quick: waiting for one of them needs no reading of the log.
     """
 
-    def __init__(self, pool: asyncpg.Pool, on_events: Callable[[], None] = _no_one) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        on_events: Callable[[], None] = _no_one,
+        on_ended: Callable[[Sequence[int]], None] = _no_ends,
+    ) -> None:
         self._db = Db(pool)
         self._limited: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
         self.on_events = on_events
+        self.on_ended = on_ended
 
     # Jobs
 
@@ -328,6 +340,13 @@ class PostgresStore:
             raise JobNotFound(job_id)
         return job_from_row(row)
 
+    async def get_many(self, job_ids: Sequence[int]) -> list[Job]:
+        """The jobs with these ids, in one statement; those that do not exist are left out."""
+        ids = sorted({job_id for job_id in job_ids if 0 < job_id <= MAX_JOB_ID})
+        if not ids:
+            return []
+        return [job_from_row(row) for row in await self._db.fetch("job_get_each", ids=ids)]
+
     async def find(self, params: FindParams) -> list[Job]:
         """A page of jobs, newest first."""
         return [job.job() async for chunk in self.find_text(params) for job in chunk]
@@ -378,8 +397,11 @@ class PostgresStore:
         row = await self._db.fetchrow(query, id=job_id, **values)
         if row is None:
             return Change(await self.get(job_id), changed=False)
+        job = job_from_row(row)
         self.on_events()
-        return Change(job_from_row(row), changed=True)
+        if job.status.finished:
+            self.on_ended([job.id])
+        return Change(job, changed=True)
 
     async def ping(self) -> None:
         """Raise DatabaseUnavailable unless PostgreSQL answers."""
@@ -511,6 +533,13 @@ class PostgresStore:
                 written[i] = finishes[i].lease.job_id in done
         if any(written):
             self.on_events()
+            self.on_ended(
+                [
+                    finish.lease.job_id
+                    for finish, ok in zip(finishes, written, strict=True)
+                    if ok and not isinstance(finish.outcome, Retry)
+                ]
+            )
         return written
 
     async def release(self, leases: Sequence[Lease]) -> int:
@@ -544,9 +573,7 @@ class PostgresStore:
     async def rescue(self, params: RescueParams) -> list[RescuedJob]:
         """Expired leases back to the queue (or ended); one process at a time."""
         rows = await self._db.fetch("job_rescue_expired", params, lock=RESCUER_LOCK_KEY)
-        if rows:
-            self.on_events()
-        return [
+        rescued = [
             RescuedJob(
                 id=row["id"],
                 task=row["task"],
@@ -557,6 +584,10 @@ class PostgresStore:
             )
             for row in rows
         ]
+        if rescued:
+            self.on_events()
+            self.on_ended([job.id for job in rescued if job.status.finished])
+        return rescued
 
     async def prune(self, params: PruneParams) -> int:
         """Delete old finished jobs; 0 while another process is at it."""

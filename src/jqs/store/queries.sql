@@ -146,6 +146,10 @@ FROM inserted;
 -- name: job_get
 SELECT * FROM jobs WHERE id = :id;
 
+-- name: job_get_each
+-- job_get for several jobs (:ids) at once: the reads of many waits answered together.
+SELECT * FROM jobs WHERE id = ANY (:ids::bigint[]);
+
 -- name: job_list
 -- plan: per-value
 -- Newest first, below :before_id when given. NULL filters match every row (:queues and
@@ -909,12 +913,16 @@ WHERE xid >= :xid::text::xid8 AND job_id = ANY (:ids::bigint[])
 -- a transaction that ends between the two has ended before the second one's snapshot, so
 -- that snapshot sees its events.
 -- backend_xid is 32 bits; it is widened against the snapshot's xmax (xid8), from which a
--- running xid is less than 2^31 away.
+-- running xid is less than 2^31 away, on either side: xmax is one past the latest xid to
+-- have ended, and transactions that took their xids after that one may still be running.
+-- (Widened as if always below xmax, such an xid came out 2^32 too low, a negative
+-- horizon that the log's read took for a huge one: it read past transactions still open,
+-- and missed their events once they committed.)
 WITH s AS (
     SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax
 )
-SELECT least(s.xmax, min(s.xmax - ((s.xmax % 4294967296) - a.backend_xid::text::bigint
-                                    + 4294967296) % 4294967296))
+SELECT least(s.xmax, min(s.xmax + (a.backend_xid::text::bigint - s.xmax % 4294967296
+                                   + 6442450944) % 4294967296 - 2147483648))
 FROM s
 LEFT JOIN pg_stat_activity AS a
   ON a.datname = current_database() AND a.backend_xid IS NOT NULL
