@@ -9,12 +9,17 @@ from jqs.store.port import Maintenance, PruneParams
 
 log = get_logger(__name__)
 
+# After a round that left old jobs behind, the next starts this soon, not an interval later.
+BACKLOG_PAUSE = 1.0
+
 
 class Pruner(Periodic):
     """Every `interval` seconds, deletes jobs finished more than `retention` seconds ago.
 
-    At most `batch * max_batches` rows per round, so one round never holds locks or I/O for
-    long; a backlog is worked off over several rounds. One process at a time does it.
+    At most `batch * max_batches` rows per round, each batch its own transaction, so one
+    round never holds locks or I/O for long. A round that stops at its bound with old jobs
+    left starts again after BACKLOG_PAUSE: jobs finishing faster than one round an interval
+    deletes would otherwise pile up for good. One process at a time does it.
     """
 
     def __init__(
@@ -33,8 +38,9 @@ class Pruner(Periodic):
         self._batch = batch
         self._max_batches = max_batches
 
-    async def _round(self) -> None:
-        await self.prune_once()
+    async def _round(self) -> float | None:
+        deleted = await self.prune_once()
+        return BACKLOG_PAUSE if deleted >= self._batch * self._max_batches else None
 
     async def prune_once(self) -> int:
         """One round; returns how many jobs it deleted."""
