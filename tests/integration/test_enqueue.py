@@ -142,28 +142,6 @@ async def test_what_the_database_refuses_is_undone_and_the_transaction_goes_on(
     assert await _events(conn, made.id) == ["job.enqueued"]
 
 
-async def test_without_the_savepoint_a_refusal_aborts_the_transaction(
-    conn: asyncpg.Connection,
-) -> None:
-    await conn.execute(
-        """
-        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'not this one'; END $$;
-        CREATE TRIGGER refuse BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION refuse();
-        """
-    )
-    tx = conn.transaction()
-    await tx.start()
-    with pytest.raises(InvalidJob):  # refused before anything is sent: the transaction goes on
-        await enqueue(conn, {"task": "t", "x": "\x00"}, savepoint=False)
-    assert await conn.fetchval("SELECT 1") == 1
-    with pytest.raises(EnqueueError, match="not this one"):
-        await enqueue(conn, {"task": "t"}, savepoint=False)
-    with pytest.raises(asyncpg.InFailedSQLTransactionError):
-        await conn.fetchval("SELECT 1")
-    await tx.rollback()
-
-
 async def test_outside_a_transaction_the_job_is_committed_at_once(
     conn: asyncpg.Connection, dsn: str
 ) -> None:

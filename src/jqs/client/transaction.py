@@ -72,13 +72,9 @@ class Enqueued:
 
 
 @cache
-def _queries() -> dict[str, Query]:
+def _query() -> Query:
     text = resources.files("jqs.client").joinpath("enqueue.sql").read_text(encoding="utf-8")
-    return parse_queries(text)
-
-
-def _query(savepoint: bool = True) -> Query:
-    return _queries()["job_enqueue" if savepoint else "job_enqueue_unguarded"]
+    return parse_queries(text)["job_enqueue"]
 
 
 async def enqueue(
@@ -92,18 +88,13 @@ async def enqueue(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     timeout: float | None = None,  # noqa: ASYNC109 - the job's option, as POST /jobs names it
     created_by: str | None = None,
-    savepoint: bool = True,
 ) -> Enqueued:
     """Write a job on `conn` (asyncpg, or psycopg's AsyncConnection), in its transaction if
     one is open.
 
     `run_at` (a time with a zone) or `delay` (seconds): not started before then.
     `timeout`: seconds one attempt may run. Raises InvalidJob for a job POST /jobs would
-    refuse, EnqueueError when the database refuses it.
-
-    `savepoint=False` writes without the subtransaction: a job refused here (InvalidJob)
-    still leaves the transaction usable, but one the database refuses (a trigger, a lock
-    timeout) then aborts it.
+    refuse, EnqueueError when the database refuses it; either way the transaction goes on.
     """
     driver = _driver(conn)
     if driver == "psycopg":
@@ -123,7 +114,7 @@ async def enqueue(
         timeout=timeout,
         created_by=created_by,
     )
-    query = _query(savepoint)
+    query = _query()
     if driver == "asyncpg":
         row = await _on_asyncpg(cast("asyncpg.Connection[Any]", conn), query, values)
     else:
@@ -142,7 +133,6 @@ def enqueue_sync(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     timeout: float | None = None,
     created_by: str | None = None,
-    savepoint: bool = True,
 ) -> Enqueued:
     """`enqueue` on psycopg's (synchronous) Connection: the same checks, the same row, the
     same notification, the same errors."""
@@ -162,7 +152,7 @@ def enqueue_sync(
         timeout=timeout,
         created_by=created_by,
     )
-    return _enqueued(_on_psycopg(conn, _query(savepoint), values), queue)
+    return _enqueued(_on_psycopg(conn, _query(), values), queue)
 
 
 def _driver(conn: object) -> str:
