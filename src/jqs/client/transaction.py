@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 from jqs.client.errors import EnqueueError, InvalidJob
 from jqs.namedsql import Query, parse_queries
@@ -155,7 +155,10 @@ def enqueue_sync(
     return _enqueued(_on_psycopg(conn, _query(), values), queue)
 
 
-def _driver(conn: object) -> str:
+Driver = Literal["asyncpg", "psycopg", "psycopg_async", "unknown"]
+
+
+def _driver(conn: object) -> Driver:
     """Whose connection `conn` is. A driver the application uses is imported already, so
     only those are looked at: none is imported here."""
     psycopg = sys.modules.get("psycopg")
@@ -188,7 +191,7 @@ async def _on_psycopg_async(
     conn: psycopg.AsyncConnection[Any], query: Query, values: dict[str, Any]
 ) -> Sequence[Any] | None:
     import psycopg
-    from psycopg.rows import tuple_row  # whatever rows the application's connection makes
+    from psycopg.rows import tuple_row  # tuples, whatever rows the connection makes otherwise
 
     try:
         async with conn.cursor(row_factory=tuple_row) as cursor:
