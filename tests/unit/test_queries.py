@@ -40,6 +40,14 @@ def test_casts_strings_and_comments_are_not_parameters() -> None:
     assert query.sql.endswith("y = $1")
 
 
+def test_pyformat_names_the_parameters_and_doubles_every_other_percent() -> None:
+    query = compile_query("q", "SELECT :a::int, '5%' -- 1%\nWHERE x LIKE :b || '%' AND y % 2 = :a")
+    assert query.pyformat == (
+        "SELECT %(a)s::int, '5%%' -- 1%%\nWHERE x LIKE %(b)s || '%%' AND y %% 2 = %(a)s"
+    )
+    assert query.params == ("a", "b")
+
+
 def test_plan_marker_and_session_settings() -> None:
     text = "-- session: jit = off\n-- session: a_b = on\n\n-- name: a\n-- plan: per-value\nSELECT 1"
     assert parse_queries(text)["a"].per_value

@@ -8,7 +8,8 @@ transaction.
         done = jqs.wait(job.id, timeout=60)
 
 `AsyncClient` has the same methods, to await. `enqueue` writes a job on the application's
-asyncpg connection, inside its transaction (jqs.client.transaction).
+asyncpg connection or psycopg AsyncConnection, inside its transaction, and `enqueue_sync` on
+a psycopg Connection (jqs.client.transaction).
 
 Every error answer (application/problem+json) is raised as the exception for its status,
 and a failed connection as TransportError:
@@ -68,7 +69,7 @@ from jqs.client.models import (
     QueueSettings,
 )
 from jqs.client.sync import Client
-from jqs.client.transaction import Enqueued, enqueue
+from jqs.client.transaction import Enqueued, enqueue, enqueue_sync
 from jqs.client.version import VERSION as __version__
 
 __all__ = [
@@ -104,4 +105,5 @@ __all__ = [
     "WaitTimeout",
     "__version__",
     "enqueue",
+    "enqueue_sync",
 ]

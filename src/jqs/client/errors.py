@@ -98,7 +98,13 @@ class InvalidJob(JQSError, ValueError):
 
 
 class EnqueueError(JQSError):
-    """The database refused the job; the caller's transaction is still usable."""
+    """The database refused the job; the caller's transaction is still usable. `sqlstate` is
+    PostgreSQL's code for the error (`55P03` for a lock timeout, `57014` for a statement
+    timeout, ...), when the database gave one."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -1,14 +1,22 @@
 """Enqueue a job inside the application's own database transaction.
 
-    async with conn.transaction():
+    async with conn.transaction():  # asyncpg, or psycopg's AsyncConnection
         order_id = await conn.fetchval("INSERT INTO orders ... RETURNING id")
         await jqs.enqueue(conn, {"task": "ship_order", "order_id": order_id}, queue="shipping")
 
+    with conn.transaction():  # psycopg's Connection
+        jqs.enqueue_sync(conn, {"task": "ship_order", "order_id": order_id}, queue="shipping")
+
 The job exists only if the transaction commits, and workers hear of it when it does (a
 NOTIFY, which PostgreSQL delivers at commit). The job is checked here before anything is
-sent, so that a bad one raises InvalidJob and leaves the transaction as it was; what the
-database still refuses is undone to a savepoint and raised as EnqueueError, and the
-transaction goes on. Outside a transaction the job is committed at once.
+sent, so that a bad one raises InvalidJob and leaves the transaction as it was. It is then
+written in one round trip by the database's jqs_enqueue() (migration 0012), in a
+subtransaction of its own: what the database still refuses is undone there and raised as
+EnqueueError, and the transaction goes on. Outside a transaction the job is committed at
+once (psycopg, unless in autocommit, opens one as for any statement).
+
+`enqueue` tells the driver from the connection's type, and imports neither: this package
+depends on no database driver, and uses the one the application already has.
 
 Unlike POST /jobs, no task defaults apply (the server's `@task(queue=..., max_attempts=...)`
 are not known here): pass the options the task needs. A queue's `max_queued` bound is not
@@ -19,17 +27,25 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 from jqs.client.errors import EnqueueError, InvalidJob
 from jqs.namedsql import Query, parse_queries
 
 if TYPE_CHECKING:
     import asyncpg
+    import psycopg
+    from asyncpg.pool import PoolConnectionProxy
+
+    AsyncDriverConnection: TypeAlias = (
+        "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | psycopg.AsyncConnection[Any]"
+    )
 
 CHANNEL = "jqs_jobs"  # the workers' (jqs.store.notify)
 DEFAULT_QUEUE = "default"
@@ -41,6 +57,7 @@ MAX_ATTEMPTS = 1000
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 366 * 24 * 3600.0
 MAX_TASK_LENGTH = 200
+UNDEFINED_FUNCTION = "42883"  # SQLSTATE: no jqs_enqueue(), the database is not migrated
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +78,7 @@ def _query() -> Query:
 
 
 async def enqueue(
-    conn: asyncpg.Connection,
+    conn: AsyncDriverConnection,
     payload: dict[str, Any],
     *,
     queue: str = DEFAULT_QUEUE,
@@ -71,18 +88,22 @@ async def enqueue(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     timeout: float | None = None,  # noqa: ASYNC109 - the job's option, as POST /jobs names it
     created_by: str | None = None,
-    savepoint: bool = True,
 ) -> Enqueued:
-    """Write a job on `conn` (asyncpg), in its transaction if one is open.
+    """Write a job on `conn` (asyncpg, or psycopg's AsyncConnection), in its transaction if
+    one is open.
 
     `run_at` (a time with a zone) or `delay` (seconds): not started before then.
     `timeout`: seconds one attempt may run. Raises InvalidJob for a job POST /jobs would
-    refuse, EnqueueError when the database refuses it.
-
-    `savepoint=False` spares the savepoint's two round trips inside a transaction: a job
-    refused here (InvalidJob) still leaves the transaction usable, but one the database
-    refuses (a trigger, a missing table, a lock timeout) then aborts it.
+    refuse, EnqueueError when the database refuses it; either way the transaction goes on.
     """
+    driver = _driver(conn)
+    if driver == "psycopg":
+        raise TypeError("a psycopg Connection is not awaited: call jqs.enqueue_sync(conn, ...)")
+    if driver not in ("asyncpg", "psycopg_async"):
+        raise TypeError(
+            "jqs.enqueue takes an asyncpg connection or a psycopg AsyncConnection, "
+            f"not {type(conn).__name__}"
+        )
     values = _values(
         payload,
         queue=queue,
@@ -94,19 +115,126 @@ async def enqueue(
         created_by=created_by,
     )
     query = _query()
-    args = [values[name] for name in query.params]
+    if driver == "asyncpg":
+        row = await _on_asyncpg(cast("asyncpg.Connection[Any]", conn), query, values)
+    else:
+        row = await _on_psycopg_async(cast("psycopg.AsyncConnection[Any]", conn), query, values)
+    return _enqueued(row, queue)
+
+
+def enqueue_sync(
+    conn: psycopg.Connection[Any],
+    payload: dict[str, Any],
+    *,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    run_at: datetime | None = None,
+    delay: float | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    timeout: float | None = None,
+    created_by: str | None = None,
+) -> Enqueued:
+    """`enqueue` on psycopg's (synchronous) Connection: the same checks, the same row, the
+    same notification, the same errors."""
+    driver = _driver(conn)
+    if driver != "psycopg":
+        hint = ": await jqs.enqueue(conn, ...)" if driver != "unknown" else ""
+        raise TypeError(
+            f"jqs.enqueue_sync takes a psycopg Connection, not {type(conn).__name__}{hint}"
+        )
+    values = _values(
+        payload,
+        queue=queue,
+        priority=priority,
+        run_at=run_at,
+        delay=delay,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        created_by=created_by,
+    )
+    return _enqueued(_on_psycopg(conn, _query(), values), queue)
+
+
+Driver = Literal["asyncpg", "psycopg", "psycopg_async", "unknown"]
+
+
+def _driver(conn: object) -> Driver:
+    """Whose connection `conn` is. A driver the application uses is imported already, so
+    only those are looked at: none is imported here."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        if isinstance(conn, psycopg.AsyncConnection):
+            return "psycopg_async"
+        if isinstance(conn, psycopg.Connection):
+            return "psycopg"
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is not None and isinstance(
+        conn, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+    ):
+        return "asyncpg"
+    return "unknown"
+
+
+async def _on_asyncpg(
+    conn: asyncpg.Connection[Any], query: Query, values: dict[str, Any]
+) -> Sequence[Any] | None:
     import asyncpg  # the application's own: this package does not depend on it
 
     try:
-        if savepoint and conn.is_in_transaction():
-            async with conn.transaction():  # a savepoint: an error undoes only this
-                row = await conn.fetchrow(query.sql, *args)
-        else:
-            row = await conn.fetchrow(query.sql, *args)
+        row = await conn.fetchrow(query.sql, *[values[name] for name in query.params])
     except asyncpg.PostgresError as exc:
-        raise EnqueueError(f"the database refused the job: {exc}") from exc
+        raise _refused(str(exc), exc.sqlstate) from exc
+    return None if row is None else tuple(row)
+
+
+async def _on_psycopg_async(
+    conn: psycopg.AsyncConnection[Any], query: Query, values: dict[str, Any]
+) -> Sequence[Any] | None:
+    import psycopg
+    from psycopg.rows import tuple_row  # tuples, whatever rows the connection makes otherwise
+
+    try:
+        async with conn.cursor(row_factory=tuple_row) as cursor:
+            await cursor.execute(query.pyformat, {name: values[name] for name in query.params})
+            return await cursor.fetchone()
+    except psycopg.Error as exc:
+        if exc.sqlstate is None:  # not the database's answer: the connection, the driver
+            raise
+        raise _refused(str(exc), exc.sqlstate) from exc
+
+
+def _on_psycopg(
+    conn: psycopg.Connection[Any], query: Query, values: dict[str, Any]
+) -> Sequence[Any] | None:
+    import psycopg
+    from psycopg.rows import tuple_row
+
+    try:
+        with conn.cursor(row_factory=tuple_row) as cursor:
+            cursor.execute(query.pyformat, {name: values[name] for name in query.params})
+            return cursor.fetchone()
+    except psycopg.Error as exc:
+        if exc.sqlstate is None:
+            raise
+        raise _refused(str(exc), exc.sqlstate) from exc
+
+
+def _refused(message: str, sqlstate: str | None) -> EnqueueError:
+    """The error for a statement that failed, which aborts the transaction it was in."""
+    if sqlstate == UNDEFINED_FUNCTION and "jqs_enqueue" in message:
+        message += " (the database is not migrated for this jqs.enqueue: run `jqs migrate`)"
+    return EnqueueError(f"the database refused the job: {message}", sqlstate=sqlstate)
+
+
+def _enqueued(row: Sequence[Any] | None, queue: str) -> Enqueued:
+    """The job jqs_enqueue() wrote, or EnqueueError for what it refused and undid."""
     assert row is not None
-    return Enqueued(row["id"], row["task"], queue, row["created_at"], row["run_at"])
+    job_id, task, created_at, run_at, refused_code, refused_message = row[:6]
+    if refused_code is not None:
+        raise EnqueueError(
+            f"the database refused the job: {refused_message}", sqlstate=refused_code
+        )
+    return Enqueued(job_id, task, queue, created_at, run_at)
 
 
 def _values(
