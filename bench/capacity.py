@@ -24,7 +24,6 @@ import contextlib
 import os
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,10 +37,12 @@ from bench.common import (
     Proc,
     Server,
     cpu_jiffies,
+    cpu_times,
     free_port,
     jqs,
     machine,
     process_cpu,
+    shown_args,
     steal_percent,
     wait_http,
 )
@@ -139,11 +140,6 @@ def _own_cpu() -> float:
     return times.user + times.system
 
 
-def _stat() -> list[int]:
-    with open("/proc/stat") as fh:
-        return [int(v) for v in fh.readline().split()[1:9]]
-
-
 def _busy(before: list[int], after: list[int]) -> float:
     """The machine's CPU in use between two /proc/stat readings, 0..1 (idle and iowait are
     not in use)."""
@@ -172,13 +168,13 @@ class Meter:
         return parts
 
     def start(self) -> None:
-        self._t0, self._stat0, self._used0 = time.monotonic(), _stat(), self._read()
+        self._t0, self._stat0, self._used0 = time.monotonic(), cpu_times(), self._read()
 
     def stop(self) -> CpuShare:
         used = self._read()
         return CpuShare(
             {k: used[k] - self._used0.get(k, 0.0) for k in used},
-            _busy(self._stat0, _stat()),
+            _busy(self._stat0, cpu_times()),
             os.cpu_count() or 1,
             time.monotonic() - self._t0,
         )
@@ -354,7 +350,7 @@ async def soak(
     client = Client("127.0.0.1", setup.port, size=16)
     await client.open()
     conn = await asyncpg.connect(dsn)
-    stat0, steal0 = _stat(), cpu_jiffies()
+    stat0, steal0 = cpu_times(), cpu_jiffies()
     meter = Meter({"JQS API": [setup.api], "JQS workers": setup.workers})
     meter.start()
     began = time.monotonic()
@@ -407,7 +403,7 @@ async def soak(
         setup.stop()
     if failures:
         raise RuntimeError(f"{failures} batches refused during the soak")
-    report.soak_busy = _busy(stat0, _stat())
+    report.soak_busy = _busy(stat0, cpu_times())
     report.soak_steal = steal_percent(steal0, cpu_jiffies())
 
 
@@ -556,24 +552,12 @@ async def main() -> None:
             await soak(server, best.workers, report.soak_rate, args.soak_minutes, logs, report)
     finally:
         await server.stop()
-    command = " ".join(["python -m bench.capacity", *_shown_args()])
+    command = " ".join(["python -m bench.capacity", *shown_args()])
     write(report, Path(args.out), command)
     print(
         f"wrote {args.out}; logs in {logs}; median soak rate "
         f"{statistics.median([x.completed_per_s for x in report.samples] or [0]):,.0f}"
     )
-
-
-def _shown_args() -> list[str]:
-    """The command line as run, without --out."""
-    shown: list[str] = []
-    argv = iter(sys.argv[1:])
-    for arg in argv:
-        if arg == "--out":
-            next(argv, None)
-        elif not arg.startswith("--out="):
-            shown.append(arg)
-    return shown
 
 
 if __name__ == "__main__":

@@ -202,6 +202,18 @@ class Server:
         return dsn
 
 
+def shown_args() -> list[str]:
+    """The command line as run, without --out (where the report went is no news in it)."""
+    shown: list[str] = []
+    argv = iter(sys.argv[1:])
+    for arg in argv:
+        if arg == "--out":
+            next(argv, None)
+        elif not arg.startswith("--out="):
+            shown.append(arg)
+    return shown
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as fh:
@@ -224,14 +236,20 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_times() -> list[int]:
+    """The whole machine's CPU time so far, from /proc/stat: user, nice, system, idle,
+    iowait, irq, softirq, steal."""
+    with open("/proc/stat") as fh:
+        return [int(v) for v in fh.readline().split()[1:9]]
+
+
 def cpu_jiffies() -> tuple[int, int]:
     """(stolen, total) CPU time of the whole machine so far, from /proc/stat.
 
     Steal is time the hypervisor gave this virtual machine's CPUs to someone else: on a
     shared host it slows everything down, unevenly, and is worth having on record.
     """
-    with open("/proc/stat") as fh:
-        fields = [int(v) for v in fh.readline().split()[1:9]]
+    fields = cpu_times()
     return fields[7], sum(fields)
 
 

@@ -22,13 +22,20 @@ import datetime as dt
 import json
 import math
 import statistics
-import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench import dashboard, drain_pairs, history, in_transaction, pooler, scenarios
-from bench.common import REPO, Server, cpu_jiffies, machine, percentile, steal_percent
+from bench.common import (
+    REPO,
+    Server,
+    cpu_jiffies,
+    machine,
+    percentile,
+    shown_args,
+    steal_percent,
+)
 
 TARGETS_NOTE = (
     "JQS's performance targets: single POST >= 1.5x the bare endpoint (>= 0.95x of itself "
@@ -563,7 +570,7 @@ async def main() -> None:
             steal["memory"] = steal_percent(began, cpu_jiffies())
     finally:
         await server.stop()
-    command = "python -m bench.run " + " ".join(a for a in _shown_args() if a)
+    command = "python -m bench.run " + " ".join(a for a in shown_args() if a)
     out = Path(args.out)
     write_report(ctx, facts, servers, command.strip(), out)
     write_chart(ctx, out.with_suffix(".png"))
@@ -575,18 +582,6 @@ async def main() -> None:
         )
     )
     print(f"wrote {out} and {out.with_suffix('.png')}; logs in {logs}")
-
-
-def _shown_args() -> list[str]:
-    """The command line as run, without --out (where the report went is no news in it)."""
-    shown: list[str] = []
-    argv = iter(sys.argv[1:])
-    for arg in argv:
-        if arg == "--out":
-            next(argv, None)
-        elif not arg.startswith("--out="):
-            shown.append(arg)
-    return shown
 
 
 if __name__ == "__main__":
