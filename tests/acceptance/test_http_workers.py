@@ -21,6 +21,7 @@ import pytest
 
 from tests.acceptance.conftest import StartJqs
 from tests.support.proc import REPO, JqsProcess, jqs_env
+from tests.support.waiting import finished, job_when
 
 ADMIN = "test-admin-key-0123456789abcdefghijkl"
 LEASE_SECONDS = 3
@@ -34,22 +35,6 @@ NEEDS = {"node": ["node"], "bash": ["bash", "curl", "jq"]}
 
 def _auth(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
-
-
-def _wait_for_job(
-    client: httpx.Client, job_id: int, done: Any, timeout: float = 60
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = client.get(f"/jobs/{job_id}").json()
-        if done(job):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} is still {job['status']}: {job}"
-        time.sleep(0.1)
-
-
-def _finished(job: dict[str, Any]) -> bool:
-    return job["status"] in ("completed", "failed", "cancelled")
 
 
 @pytest.fixture(params=sorted(WORKERS))
@@ -112,23 +97,23 @@ def test_a_worker_in_another_language_runs_jobs_over_http(
 ) -> None:
     # Claim and complete.
     echo = submit(client, {"task": "echo", "n": 1})
-    done = _wait_for_job(client, echo, _finished)
+    done = job_when(client, echo, finished, timeout=60)
     assert (done["status"], done["result"]) == ("completed", {"echoed": {"task": "echo", "n": 1}})
     listed = {w["id"]: w for w in client.get("/workers").json()}
     assert f"{worker_kind}-worker" in listed, "a claim registers the worker"
     # Fail, retried after the server's backoff, then complete.
     flaky = submit(client, {"task": "fail", "times": 1}, max_attempts=3)
-    done = _wait_for_job(client, flaky, _finished)
+    done = job_when(client, flaky, finished, timeout=60)
     assert (done["status"], done["attempts"]) == ("completed", 2)
     assert done["result"] == {"succeeded_on": 2}
     assert [e["attempt"] for e in done["errors"]] == [1]
     # Fail on every attempt: failed after the last.
     doomed = submit(client, {"task": "fail"}, max_attempts=2)
-    done = _wait_for_job(client, doomed, _finished)
+    done = job_when(client, doomed, finished, timeout=60)
     assert (done["status"], done["attempts"], len(done["errors"])) == ("failed", 2, 2)
     # Heartbeats keep a job that runs longer than its lease.
     long = submit(client, {"task": "sleep", "seconds": 2 * LEASE_SECONDS})
-    done = _wait_for_job(client, long, _finished, timeout=90)
+    done = job_when(client, long, finished, timeout=90)
     assert (done["status"], done["attempts"], done["errors"]) == ("completed", 1, [])
 
 
@@ -136,9 +121,9 @@ def test_a_job_cancelled_while_it_runs_ends_cancelled(
     worker: JqsProcess, client: httpx.Client
 ) -> None:
     job_id = submit(client, {"task": "sleep", "seconds": 120})
-    _wait_for_job(client, job_id, lambda job: job["status"] == "processing")
+    job_when(client, job_id, lambda job: job["status"] == "processing", timeout=60)
     assert client.post(f"/jobs/{job_id}/cancel").status_code == 202
-    done = _wait_for_job(client, job_id, _finished, timeout=60)
+    done = job_when(client, job_id, finished, timeout=60)
     assert done["status"] == "cancelled"
     assert worker.wait_for("cancel_requested")[0]["job_id"] == job_id
 
@@ -151,7 +136,7 @@ def test_an_end_sent_after_the_lease_expired_is_refused_and_changes_nothing(
     job_id = submit(
         client, {"task": "sleep", "seconds": 3 * LEASE_SECONDS, "heartbeat": False}, max_attempts=1
     )
-    failed = _wait_for_job(client, job_id, _finished, timeout=60)
+    failed = job_when(client, job_id, finished, timeout=60)
     assert (failed["status"], failed["result"]["type"]) == ("failed", "LeaseExpired")
     [refused] = worker.wait_for("job_end_refused", timeout=60)
     assert (refused["job_id"], refused["status"]) == (job_id, 409)

@@ -15,9 +15,9 @@ import pytest
 
 from tests.acceptance.conftest import StartJqs, serve_env
 from tests.support.proc import JqsProcess, run_jqs
+from tests.support.waiting import finished, job_when
 
 ADMIN = "test-admin-key-0123456789abcdefghijkl"
-FINISHED = ("completed", "failed", "cancelled")
 
 
 @pytest.fixture
@@ -66,20 +66,6 @@ def submit(client: httpx.Client, payload: dict[str, Any], **params: Any) -> int:
     return job_id
 
 
-def _wait(client: httpx.Client, job_id: int, done: Any, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = client.get(f"/jobs/{job_id}").json()
-        if done(job):
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} is still {job['status']}: {job}"
-        time.sleep(0.1)
-
-
-def _finished(job: dict[str, Any]) -> bool:
-    return job["status"] in FINISHED
-
-
 def _statuses(client: httpx.Client, ids: list[int]) -> list[str]:
     return [client.get(f"/jobs/{job_id}").json()["status"] for job_id in ids]
 
@@ -92,10 +78,12 @@ def test_python_handlers_run_over_http_without_a_database(
     server: JqsProcess, client: httpx.Client, start_jqs: StartJqs, tmp_path: Path
 ) -> None:
     worker = _worker(start_jqs, server, _key(client, "worker"))
-    done = _wait(client, submit(client, {"task": "sleep", "seconds": 0.1}), _finished)
+    done = job_when(client, submit(client, {"task": "sleep", "seconds": 0.1}), finished, timeout=30)
     assert (done["status"], done["result"]["slept"]) == ("completed", 0.1)
     # Fails, is retried after the worker's backoff, then completes.
-    flaky = _wait(client, submit(client, {"task": "flaky", "times": 1}, max_attempts=3), _finished)
+    flaky = job_when(
+        client, submit(client, {"task": "flaky", "times": 1}, max_attempts=3), finished, timeout=30
+    )
     assert (flaky["status"], flaky["attempts"], flaky["result"]) == (
         "completed",
         2,
@@ -104,7 +92,9 @@ def test_python_handlers_run_over_http_without_a_database(
     [error] = flaky["errors"]
     assert (error["type"], error["attempt"]) == ("RuntimeError", 1)
     assert "RuntimeError: attempt 1 fails" in error["traceback"]
-    doomed = _wait(client, submit(client, {"task": "boom"}, max_attempts=2), _finished)
+    doomed = job_when(
+        client, submit(client, {"task": "boom"}, max_attempts=2), finished, timeout=30
+    )
     assert (doomed["status"], doomed["attempts"], doomed["result"]["type"]) == (
         "failed",
         2,
@@ -112,24 +102,24 @@ def test_python_handlers_run_over_http_without_a_database(
     )
     # Progress reports reach the job and its events.
     steps = submit(client, {"task": "steps", "steps": 3, "seconds": 0.4})
-    _wait(client, steps, lambda job: job["progress"] is not None)
-    assert _wait(client, steps, _finished)["status"] == "completed"
+    job_when(client, steps, lambda job: job["progress"] is not None, timeout=30)
+    assert job_when(client, steps, finished, timeout=30)["status"] == "completed"
     assert "job.progress" in _events(client, steps)
     # Cancelled while it runs: the worker notices within about a second.
     long = submit(client, {"task": "sleep", "seconds": 120})
-    _wait(client, long, lambda job: job["status"] == "processing")
+    job_when(client, long, lambda job: job["status"] == "processing", timeout=30)
     assert client.post(f"/jobs/{long}/cancel").status_code == 202
-    assert _wait(client, long, _finished, timeout=15)["status"] == "cancelled"
+    assert job_when(client, long, finished, timeout=15)["status"] == "cancelled"
     # The worker is listed as any other, and runs longer jobs than its lease.
     workers = client.get("/workers").json()
     assert any(w["id"] == worker.wait_for("worker_started")[0]["worker"] for w in workers)
     outlasting = submit(client, {"task": "sleep", "seconds": 5})
-    done = _wait(client, outlasting, _finished)
+    done = job_when(client, outlasting, finished, timeout=30)
     assert (done["status"], done["attempts"], done["errors"]) == ("completed", 1, [])
     assert not (tmp_path / ".jqs").exists(), "no embedded database was started"
 
 
-def test_sigterm_hands_back_what_has_not_finished_and_the_worker_leaves(
+def test_sigterm_hands_back_what_has_notfinished_and_the_worker_leaves(
     server: JqsProcess, client: httpx.Client, start_jqs: StartJqs
 ) -> None:
     worker = _worker(start_jqs, server, _key(client, "worker"))
