@@ -47,6 +47,7 @@ from jqs.store import Database
 from jqs.store.notify import (
     EVENTS_CHANNEL,
     EVENTS_LISTENER_APP,
+    UNNAMED_ENDS,
     Listener,
     Notifier,
     ended_name,
@@ -330,6 +331,7 @@ class Runner:
             own_listener=events_listener,
             channel=EVENTS_CHANNEL,
             application=EVENTS_LISTENER_APP,
+            unnamed=UNNAMED_ENDS,
         )
         on_events: list[Callable[[], None]] = [lambda: events_notifier.touch("log")]
         if feed is not None:
@@ -476,7 +478,11 @@ class Runner:
         listener = (
             Listener(
                 listen_dsn,
-                hear_events(lambda: feed.wake(), lambda job_ids: feed.ended(job_ids)),
+                hear_events(
+                    lambda: feed.wake(),
+                    lambda job_ids: feed.ended(job_ids),
+                    lambda: feed.recheck(),
+                ),
                 origin=origin,
                 channel=EVENTS_CHANNEL,
                 application=EVENTS_LISTENER_APP,

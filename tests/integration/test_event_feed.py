@@ -22,10 +22,6 @@ from jqs.store.port import Finish
 from jqs.testing import ManualClock
 from tests.support.jobs import add, claim, raw
 
-# The log's own way to answer a waiter held back (asking which jobs ended above the
-# horizon) never comes: only the ends that the writer names can answer it.
-NO_LOG_ANSWER = FeedSettings(pending_held=3600)
-
 
 async def test_an_open_transaction_holds_streams_back_but_not_waiters(
     database: Database, conn: asyncpg.Connection
@@ -64,7 +60,7 @@ async def test_a_waiter_is_answered_as_its_end_commits_while_the_log_is_held(
 ) -> None:
     store = database.store
     clock = ManualClock()  # stands still: no backoff of the feed's ever runs out
-    feed = EventFeed(store, NO_LOG_ANSWER, clock=clock)
+    feed = EventFeed(store, clock=clock)
     store.on_events = feed.wake
     store.on_ended = feed.ended
     job = await add(store, {"task": "t"})
@@ -92,10 +88,10 @@ async def test_another_process_hears_which_job_ended_while_the_log_is_held(
     store.on_events = lambda: notifier.touch("log")
     store.on_ended = lambda job_ids: notifier.mention(ended_name(j) for j in job_ids)
     clock = ManualClock()
-    feed = EventFeed(store, NO_LOG_ANSWER, clock=clock)  # the other process's
+    feed = EventFeed(store, clock=clock)  # the other process's: no recheck is due
     listener = Listener(
         dsn,
-        hear_events(feed.wake, feed.ended),
+        hear_events(feed.wake, feed.ended, feed.recheck),
         channel=EVENTS_CHANNEL,
         application=EVENTS_LISTENER_APP,
     )

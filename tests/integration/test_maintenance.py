@@ -233,13 +233,14 @@ async def test_listener_reconnects_and_asks_for_a_recheck(
     await listener.start()
     try:
         await asyncio.wait_for(listener.connected.wait(), 5)
+        assert heard == [None]  # what was sent before it listened is unknown
         await conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name LIKE 'jqs%' AND pid <> pg_backend_pid()"
         )
 
         async def rechecked() -> bool:
-            return None in heard
+            return heard.count(None) == 2
 
         await eventually(rechecked, within=10)
         await eventually(lambda: _connected(listener), within=10)

@@ -19,13 +19,17 @@ from tests.support.jobs import add, claim, raw
 E = EventType
 
 
-def wired(settings: FeedSettings | None = None) -> tuple[MemoryStore, EventFeed, ManualClock]:
-    """A store whose writes wake the feed; a clock that stands still, so that nothing but
-    those wake-ups makes the feed read."""
+def wired(
+    settings: FeedSettings | None = None, *, ends_named: bool = True
+) -> tuple[MemoryStore, EventFeed, ManualClock]:
+    """A store whose writes wake the feed and (unless `ends_named` is False) name the jobs
+    they end; a clock that stands still, so that nothing but those calls moves the feed."""
     clock = ManualClock()
     store = MemoryStore(clock)
     feed = EventFeed(store, settings, clock=clock)
     store.on_events = feed.wake
+    if ends_named:
+        store.on_ended = feed.ended
     return store, feed, clock
 
 
@@ -64,7 +68,7 @@ async def test_an_end_between_the_read_and_the_wait_is_not_missed() -> None:
     await feed.stop()
 
 
-async def test_the_feed_reads_nothing_while_nobody_subscribes() -> None:
+async def test_the_feed_reads_the_log_only_while_a_stream_subscribes() -> None:
     store, feed, clock = wired()
     await feed.start()
     for _ in range(5):
@@ -76,12 +80,36 @@ async def test_the_feed_reads_nothing_while_nobody_subscribes() -> None:
     async with feed.waiting(job.id) as waiter:
         await complete_next(store)
         assert await asyncio.wait_for(waiter.wait(clock, 30), 5)
+    assert feed.reads == 0  # a waiter is answered by the end as committed, not by the log
+    async with feed.subscribe(EventFilter()) as sub:
+        await add(store, {"task": "t"})
+        assert await sub.take(clock, 30)
     reads = feed.reads
     assert reads >= 1
     for _ in range(5):
         await add(store, {"task": "t"})
     await settle()
     assert feed.reads in (reads, reads + 1)  # at most the read already under way
+    await feed.stop()
+
+
+async def test_a_waiter_whose_end_nobody_names_is_answered_by_a_recheck() -> None:
+    """As when another process's notification had no room for the job's name, or was sent
+    before this process listened: a recheck asks the store, and one comes every
+    poll_interval while anyone waits."""
+    store, feed, clock = wired(FeedSettings(poll_interval=1.0), ends_named=False)
+    first, second = await add(store, {"task": "t"}), await add(store, {"task": "t"})
+    async with feed.waiting(first.id) as told, feed.waiting(second.id) as polled:
+        await complete_next(store)
+        await settle()
+        assert not told.done
+        feed.recheck()
+        assert await asyncio.wait_for(told.wait(clock, 30), 5)
+        await complete_next(store)
+        await settle()
+        assert not polled.done
+        await clock.advance(1.0)
+        assert await asyncio.wait_for(polled.wait(clock, 30), 5)
     await feed.stop()
 
 

@@ -1,27 +1,31 @@
 """The event feed: one reader of the event log per process, fanned out to subscribers.
 
 Requests that wait for a job (`?wait`) or stream events (SSE) subscribe here; none of them
-queries the database while it waits. The feed reads the log only while someone subscribes:
-at once when this process's own statements have written events (`wake`, from the store's
+queries the database while it waits.
+
+Streams need the log, in order. The feed reads it only while a stream subscribes: at once
+when this process's own statements have written events (`wake`, from the store's
 `on_events` hook), when another process says it has (`wake` again, from a LISTEN on the
 events channel, which the feed holds only while it is in use and a while after), and
 otherwise every `poll_interval` as a fallback. While the log says that events are pending
 above its horizon (a transaction that started earlier is still open), it reads again
-shortly, less often the longer that lasts; meanwhile it asks which of the jobs waited for
-have ended above the horizon, since a waiter needs no order.
+shortly, less often the longer that lasts.
 
-A waiter needs no order at all, so it is answered sooner still by whoever knows that its
-job's end has committed: this process's store once its statement that ended the job has
-returned (`ended`, from the store's `on_ended` hook), or another process that says so in
-its notification (`ended` again). The log remains the way every waiter is answered in the
-end; those shortcuts only come first.
+A waiter needs no order, only its job's end, so it does not read the log at all. It is
+answered by whoever knows that its job's end has committed: this process's store once its
+statement that ended the job has returned (`ended`, from the store's `on_ended` hook), or
+another process that says so in its notification (`ended` again). Whenever ends may have
+gone unnamed (a notification had no room for them all, the listening connection was
+(re)made, and so missed what was sent before) the feed asks the store which waited-for
+jobs have ended (`recheck`); it also asks every `poll_interval` while anyone waits, which
+bounds the wait of an end that nothing reported. A request registers its waiter before it
+reads the job: an end committed before the read is in what it reads, and one committed
+after is reported to the waiter (or found by the next recheck).
 
-Positions: when the feed starts reading it takes `events_now()`, a position before every
-event yet to be written; then it moves past each page it reads. A subscriber is given the
-feed's position as it registers (`start`), and every event after that position reaches it.
-So a request that registers first and reads the job afterwards cannot miss the job's end:
-an end committed before the read is in what it reads, and one committed after is after
-`start`.
+Positions (streams): when the feed starts reading it takes `events_now()`, a position
+before every event yet to be written; then it moves past each page it reads. A stream is
+given the feed's position as it registers (`start`), and every event after that position
+reaches it.
 
 Memory is bounded per subscriber: a waiter holds one flag; a stream holds at most
 `stream_buffer` events it has not taken yet, and is cut off when it falls further behind
@@ -54,7 +58,6 @@ class FeedSettings:
     poll_interval: float = 1.0  # read this often when no wake-up comes
     pending_first: float = 0.002  # re-read this soon while events are pending...
     pending_most: float = 0.05  # ...backing off to this while they stay pending
-    pending_held: float = 0.008  # from this wait on, waiters are answered above the horizon
     page_size: int = 500
     stream_buffer: int = 1000  # events a stream may have untaken before it is cut off
     linger: float = 60.0  # keep listening this long after the last subscriber leaves
@@ -148,7 +151,8 @@ class EventFeed(LoopService):
         self.name = "event-feed"
         self._cursor: EventCursor | None = None  # None: not reading (nobody subscribes)
         self._positioning = asyncio.Lock()
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # something for the loop to do: read, or recheck
+        self._recheck = False  # ends may have gone unnamed: ask which waited-for jobs ended
         self._busy = asyncio.Event()
         self._waiters: dict[int, set[Waiter]] = {}
         self._job_streams: dict[int, set[Subscription]] = {}
@@ -157,8 +161,16 @@ class EventFeed(LoopService):
         self.reads = 0  # pages read so far (tests count the queries)
 
     def wake(self) -> None:
-        """Events may have been written: read the log now (when anyone subscribes)."""
-        self._wake.set()
+        """Events may have been written: read the log now (when a stream subscribes)."""
+        if self._streams or self._job_streams:
+            self._wake.set()
+
+    def recheck(self) -> None:
+        """Jobs may have ended without being named to `ended`: ask the store about every
+        waited-for job now."""
+        if self._waiters:
+            self._recheck = True
+            self._wake.set()
 
     def ended(self, job_ids: Iterable[int]) -> None:
         """These jobs' final events have committed: answer their waiters now, whatever the
@@ -169,8 +181,8 @@ class EventFeed(LoopService):
 
     @contextlib.asynccontextmanager
     async def waiting(self, job_id: int) -> AsyncIterator[Waiter]:
-        """A waiter for `job_id`'s final event, registered for the block's length. Read the
-        job inside the block: an end that the read misses sets the waiter."""
+        """A waiter for `job_id`'s end, registered for the block's length. Read the job
+        inside the block: an end that the read misses sets the waiter."""
         waiter = Waiter(job_id)
         if self.closed:
             waiter.finish()
@@ -178,7 +190,8 @@ class EventFeed(LoopService):
             return
         self._waiters.setdefault(job_id, set()).add(waiter)
         try:
-            await self._position()
+            await self.start()
+            self._busy.set()
             yield waiter
         finally:
             waiters = self._waiters.get(job_id)
@@ -230,6 +243,9 @@ class EventFeed(LoopService):
     def _has_subscribers(self) -> bool:
         return bool(self._waiters or self._job_streams or self._streams)
 
+    def _has_streams(self) -> bool:
+        return bool(self._job_streams or self._streams)
+
     async def _position(self) -> None:
         """Make sure the feed reads the log, from a position before whatever a subscriber
         that registered already may wait for."""
@@ -239,9 +255,11 @@ class EventFeed(LoopService):
                 if self._cursor is None:
                     self._cursor = await self._store.events_now()
         self._busy.set()
+        self._wake.set()
 
     async def _loop(self) -> None:
         pending_wait = self.settings.pending_first
+        next_check = self.clock.monotonic() + self.settings.poll_interval
         while True:
             if not self._has_subscribers():
                 self._cursor = None
@@ -250,13 +268,24 @@ class EventFeed(LoopService):
                     if self._listener is not None:
                         await self._listener.stop()
                     await self.clock.wait(self._busy, None)
-                continue
-            if self._cursor is None:  # a subscriber is being positioned
-                self._busy.clear()
-                await self.clock.wait(self._busy, self.settings.poll_interval)
+                next_check = self.clock.monotonic() + self.settings.poll_interval
                 continue
             if self._listener is not None:
                 await self._listener.start()
+            if self._recheck or self.clock.monotonic() >= next_check:
+                self._recheck = False
+                next_check = self.clock.monotonic() + self.settings.poll_interval
+                await self._check_waiters()
+            until_check = max(next_check - self.clock.monotonic(), 0.0)
+            if not self._has_streams():
+                self._cursor = None  # waiters alone need no position in the log
+                self._wake.clear()
+                await self.clock.wait(self._wake, until_check)
+                continue
+            if self._cursor is None:  # a stream is being positioned
+                self._busy.clear()
+                await self.clock.wait(self._busy, min(until_check, self.settings.poll_interval))
+                continue
             self._wake.clear()
             try:
                 page = await self._store.events_read(
@@ -273,22 +302,20 @@ class EventFeed(LoopService):
                 continue
             if self._cursor != before:  # the horizon moved: what is pending may be readable
                 pending_wait = self.settings.pending_first
-            elif page.pending and self._waiters and pending_wait >= self.settings.pending_held:
-                # Held back for a while (not just by this moment's own writes).
-                await self._ended_above(page.horizon)
             if page.pending:
                 within = pending_wait
                 pending_wait = min(pending_wait * 2, self.settings.pending_most)
             else:
                 within = self.settings.poll_interval
                 pending_wait = self.settings.pending_first
-            await self.clock.wait(self._wake, within)
+            await self.clock.wait(self._wake, min(within, until_check))
 
-    async def _ended_above(self, horizon: int) -> None:
-        """Wake the waiters whose job's end has committed above the horizon: a transaction
-        left open elsewhere on the server holds the log back, not them."""
+    async def _check_waiters(self) -> None:
+        """Wake the waiters whose job has ended, as the store says now."""
+        if not self._waiters:
+            return
         try:
-            ended = await self._store.events_ended(EndedRead(list(self._waiters), horizon))
+            ended = await self._store.events_ended(EndedRead(list(self._waiters), 0))
         except StoreError as exc:
             log.warning("event_feed_read_failed", error=str(exc))
             return

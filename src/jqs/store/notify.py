@@ -21,10 +21,14 @@ to that long; it claims when it starts, and its poll finds the rest.
 
 On the events channel a notification says "events were written" (`log`), and may also
 name jobs whose final event has committed (`=<job id>` each, `ended_name`): a process
-waiting for one of them answers at once, without reading the log that far. Those names are
-extras, sent as far as they fit in PostgreSQL's payload limit (PAYLOAD_LIMIT); a listener
-never needs them, since the log tells it the same a little later. A listener that does not
-know them takes each for another "events were written".
+waiting for one of them answers at once. Those names are extras, sent as far as they fit in
+PostgreSQL's payload limit (PAYLOAD_LIMIT); when some did not fit, the notification says
+so (`=?`, UNNAMED_ENDS), and a listener with waiters asks the store which of their jobs
+ended. A listener that does not know these names takes each for another "events were
+written".
+
+After it connects, first or again, a Listener reports None: notifications sent before the
+connection listened are gone, so anything may have changed.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ LISTENER_APP = "jqs-listener"
 EVENTS_LISTENER_APP = "jqs-events-listener"
 OTHERS_RECHECK_SECONDS = 1.0
 END_MARK = "="  # on the events channel: `=<job id>`, that job's final event has committed
+UNNAMED_ENDS = "=?"  # on the events channel: more jobs ended than the notification names
 PAYLOAD_LIMIT = 8000  # bytes: a NOTIFY payload must be shorter than this
 
 
@@ -68,32 +73,50 @@ def ended_job(name: str) -> int | None:
 
 
 def hear_events(
-    wake: Callable[[], None], ended: Callable[[Sequence[int]], None]
+    wake: Callable[[], None],
+    ended: Callable[[Sequence[int]], None],
+    recheck: Callable[[], None],
 ) -> Callable[[str | None], None]:
     """A Listener's callback on the events channel: `ended([job id])` for each job that a
-    notification names as ended, `wake()` for anything else (and after a reconnect)."""
+    notification names as ended, `recheck()` and `wake()` when ends went unnamed (and once
+    the listener has connected), `wake()` for anything else."""
 
     def heard(name: str | None) -> None:
         job_id = None if name is None else ended_job(name)
-        if job_id is None:
-            wake()
-        else:
+        if job_id is not None:
             ended((job_id,))
+            return
+        if name is None or name == UNNAMED_ENDS:
+            recheck()
+        wake()
 
     return heard
 
 
-def payload(names: set[str], extras: list[str], origin: str) -> str:
+def payload(
+    names: set[str],
+    extras: list[str],
+    origin: str,
+    *,
+    unnamed: str | None = None,
+    dropped: bool = False,
+) -> str:
     """A notification's text: `names`, then as many `extras` as fit, then `origin` last,
-    shorter than PAYLOAD_LIMIT bytes (the extras left out are dropped)."""
+    shorter than PAYLOAD_LIMIT bytes. The extras left out are dropped; when any are (or
+    `dropped` says that some were already), `unnamed` is said in their place, if given
+    (room is kept for it)."""
     parts = sorted(names)
     size = len(",".join([*parts, origin]).encode())
+    room = PAYLOAD_LIMIT - (len(unnamed.encode()) + 1 if unnamed is not None else 0)
     for extra in extras:
         cost = len(extra.encode()) + 1
-        if size + cost >= PAYLOAD_LIMIT:
+        if size + cost >= room:
+            dropped = True
             break
         parts.append(extra)
         size += cost
+    if dropped and unnamed is not None:
+        parts.append(unnamed)
     parts.append(origin)
     return ",".join(parts)
 
@@ -115,8 +138,10 @@ class Notifier(LoopService):
         recheck_seconds: float = OTHERS_RECHECK_SECONDS,
         channel: str = CHANNEL,
         application: str = LISTENER_APP,
+        unnamed: str | None = None,
     ) -> None:
         self._db = Db(pool)
+        self._unnamed = unnamed  # said when mentioned names had to be left out
         self._channel = channel
         self._application = application
         self._origin = ORIGIN_MARK + (origin or new_origin())
@@ -125,6 +150,7 @@ class Notifier(LoopService):
         self._pending: set[str] = set()
         self._extras: list[str] = []
         self._extras_bytes = 0
+        self._dropped = False
         self._event = asyncio.Event()
         self._others_known_until = float("-inf")
         self._others_listen = True
@@ -141,10 +167,11 @@ class Notifier(LoopService):
         before = len(self._extras)
         for name in names:
             if self._extras_bytes >= PAYLOAD_LIMIT:
-                break  # more than a payload holds: the rest would be dropped anyway
+                self._dropped = True  # more than a payload holds: the rest would be anyway
+                break
             self._extras.append(name)
             self._extras_bytes += len(name) + 1
-        if len(self._extras) > before:
+        if len(self._extras) > before or self._dropped:
             self._event.set()
 
     async def _loop(self) -> None:
@@ -153,13 +180,16 @@ class Notifier(LoopService):
             self._event.clear()
             queues, self._pending = self._pending, set()
             extras, self._extras, self._extras_bytes = self._extras, [], 0
+            dropped, self._dropped = self._dropped, False
             if not await self._anyone_else_listens():
                 continue
             try:
                 await self._db.execute(
                     "db_notify",
                     channel=self._channel,
-                    message=payload(queues, extras, self._origin),
+                    message=payload(
+                        queues, extras, self._origin, unnamed=self._unnamed, dropped=dropped
+                    ),
                 )
             except StoreError as exc:
                 log.warning("notify_failed", error=str(exc))  # pollers will find the work
@@ -186,8 +216,8 @@ class InRecovery(Exception):
 
 
 class Listener(LoopService):
-    """Calls `on_notify(queue)` for each queue named in a notification; None after a
-    reconnect (something may have been missed)."""
+    """Calls `on_notify(queue)` for each queue named in a notification; None once it has
+    connected, first or again (something may have been missed)."""
 
     def __init__(
         self,
@@ -239,8 +269,8 @@ class Listener(LoopService):
                 self.connected.set()
                 if not first:
                     log.info("listener_reconnected")
-                    self._on_notify(None)
                 first = False
+                self._on_notify(None)  # what was sent before it listened is gone
                 delay = 0.1
                 while not conn.is_closed():
                     await asyncio.sleep(self._check_interval)

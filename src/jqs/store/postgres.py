@@ -715,6 +715,7 @@ class PostgresStore:
         rows = await self._db.fetch("job_cancel_many", ids=ids, result=result)
         if rows:
             self.on_events()
+            self.on_ended([row["id"] for row in rows if row["ended"]])
         return [Moved(row["id"], row["queue"]) for row in rows]
 
     async def retry_many(self, job_ids: Sequence[int]) -> list[Moved]:

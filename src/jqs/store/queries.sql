@@ -514,7 +514,7 @@ events AS (
     FROM changed
     WHERE was = 'queued' OR asked IS NULL
 )
-SELECT id, queue FROM changed WHERE was = 'queued' OR asked IS NULL;
+SELECT id, queue, was = 'queued' AS ended FROM changed WHERE was = 'queued' OR asked IS NULL;
 
 -- name: job_retry_many
 -- job_retry for several jobs (:ids) in one statement, the dashboard's "retry all": failed and
