@@ -58,6 +58,8 @@ MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 366 * 24 * 3600.0
 MAX_TASK_LENGTH = 200
 UNDEFINED_FUNCTION = "42883"  # SQLSTATE: no jqs_enqueue(), the database is not migrated
+# One encoder for every call: json.dumps with options builds a new one each time.
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +256,7 @@ def _values(
             f"the payload must be a dict (a JSON object), not {type(payload).__name__}"
         )
     try:
-        text = json.dumps(payload, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        text = _JSON.encode(payload)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"the payload is not JSON: {exc}") from None
     if "\\u0000" in text and _holds_nul(payload):
