@@ -44,7 +44,27 @@ CONFIG = SchemathesisConfig.from_dict(
         "suppress-health-check": ["too_slow"],
         "headers": HEADERS,
         "request-timeout": 30,
-        "checks": {"enabled": True},
+        "checks": {
+            "enabled": True,
+            # Schema-violating data must be refused: with the usual 4xx, or with 413 when the
+            # generated body is also larger than the route takes (it is refused unread).
+            "negative_data_rejection": {
+                "expected-statuses": [
+                    "400",
+                    "401",
+                    "403",
+                    "404",
+                    "405",
+                    "406",
+                    "409",
+                    "413",
+                    "415",
+                    "422",
+                    "428",
+                    "429",
+                ]
+            },
+        },
         "generation": {
             "max-examples": MAX_EXAMPLES,
             "deterministic": True,
