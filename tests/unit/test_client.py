@@ -440,3 +440,17 @@ def test_submit_wait_shows_the_jobs_progress_as_it_reports_it(
     assert "resized 1 of 4" in drawn
     assert "resized 3 of 4" in drawn
     assert "75%" in drawn
+
+
+def test_idle_connections_are_dropped_before_the_server_would_close_them() -> None:
+    """A request sent on a connection that the server closes as it arrives fails; one that
+    cannot be sent again (a retry, a cancel) then reaches the caller as an error."""
+    from jqs.client.config import LIMITS
+    from jqs.settings import Settings
+
+    server_keeps = Settings.model_fields["keep_alive_timeout"].default
+    assert LIMITS.keepalive_expiry is not None
+    assert LIMITS.keepalive_expiry <= server_keeps / 2
+    for client in (Client("http://127.0.0.1:1"), AsyncClient("http://127.0.0.1:1")):
+        pool = client._http._transport._pool  # type: ignore[union-attr]
+        assert pool._keepalive_expiry == LIMITS.keepalive_expiry

@@ -6,10 +6,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import httpx
+
 from jqs.client.version import VERSION
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 USER_AGENT = f"jqs-client/{VERSION}"
+# A connection idle this long is closed, not reused: well below the keep-alive timeout of
+# JQS (JQS_KEEP_ALIVE_TIMEOUT, 5 s by default) and of common proxies, so that a request is
+# never sent on a connection the server is closing at that moment, which would fail a
+# request that cannot safely be sent again.
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=2.0)
 
 
 @dataclass(frozen=True, slots=True)

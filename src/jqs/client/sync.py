@@ -13,7 +13,7 @@ from httpx_sse import connect_sse
 
 from jqs.client import calls
 from jqs.client.calls import UNSET, Call
-from jqs.client.config import ClientConfig, Retries
+from jqs.client.config import LIMITS, ClientConfig, Retries
 from jqs.client.errors import TransportError, ValidationError, error_for, transport_error
 from jqs.client.models import (
     ApiKey,
@@ -55,6 +55,7 @@ class Client:
             base_url=self.config.url,
             headers=self.config.headers(),
             timeout=self.config.timeout,
+            limits=LIMITS,
             transport=transport,
         )
 

@@ -36,6 +36,7 @@ import httpx
 import orjson
 
 from jqs import __version__
+from jqs.client.config import LIMITS
 from jqs.client.errors import error_for, retry_after, transport_error
 from jqs.clock import Clock, SystemClock
 from jqs.errors import ServerRefused, ServerUnavailable, StoreError
@@ -184,6 +185,7 @@ class HttpQueue:
             base_url=self.url,
             headers=_headers(link.api_key),
             timeout=link.timeout,
+            limits=LIMITS,
             transport=transport,
         )
         self._closing = asyncio.Event()
