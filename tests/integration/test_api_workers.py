@@ -79,6 +79,8 @@ async def test_a_claim_hands_out_runnable_jobs_with_their_leases(
     assert (one["attempt"], one["max_attempts"], one["timeout"]) == (1, 4, 9)
     uuid.UUID(one["lease_token"])
     assert one["lease_expires_at"]
+    assert 0 <= one["waited"] < 60
+    assert one["traceparent"] is None, "not traced: tracing is off"
     assert (await job(client, first))["status"] == "processing"
     assert await claim(client) == [], "nothing left, no wait: at once"
 

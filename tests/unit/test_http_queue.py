@@ -107,6 +107,8 @@ def _job(job_id: int) -> dict[str, Any]:
         "timeout": None,
         "lease_token": str(uuid.uuid4()),
         "lease_expires_at": "2030-01-01T00:00:30.5+00:00",
+        "waited": 0.25,
+        "traceparent": None,
     }
 
 
@@ -131,8 +133,21 @@ async def test_a_claim_is_split_in_hundreds_and_waits_once_the_queue_ran_dry() -
     assert asked[0]["worker"]["id"] == "w"
     job = claimed.jobs[0]
     assert (job.id, job.lease.job_id, job.lease_expires_at is not None) == (1, 1, True)
+    assert (job.waited, job.trace_context) == (0.25, None)
     await queue.claim(_params(5))
     assert asked[-1]["wait"] == 4.0, "the last claim came back short: this one waits"
+    await queue.aclose()
+
+
+async def test_a_claimed_jobs_trace_context_reaches_the_attempt() -> None:
+    traced = {**_job(1), "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
+    async def serve(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=[traced])
+
+    queue = _queue(serve)
+    [job] = (await queue.claim(_params(1))).jobs
+    assert job.trace_context == traced["traceparent"]
     await queue.aclose()
 
 

@@ -146,6 +146,13 @@ class ClaimedJobOut(BaseModel):
     lease_expires_at: str = Field(
         description="when the lease ends unless extended (the database's clock)"
     )
+    waited: float = Field(
+        description="seconds from when the job became due to this claim (its queue wait)"
+    )
+    traceparent: str | None = Field(
+        description="the W3C trace context of the request that submitted the job, when it "
+        "was traced (OpenTelemetry on): start the attempt's span as its child; null otherwise"
+    )
 
 
 class WorkerBeatIn(_Body):
@@ -397,6 +404,8 @@ def _claimed_json(job: ClaimedJob) -> dict[str, Any]:
         "timeout": job.timeout,
         "lease_token": job.lease.token,
         "lease_expires_at": job.lease_expires_at,
+        "waited": job.waited,
+        "traceparent": job.trace_context,
     }
 
 

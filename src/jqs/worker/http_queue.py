@@ -162,6 +162,8 @@ def _claimed(item: dict[str, Any]) -> ClaimedJob:
         max_attempts=item["max_attempts"],
         timeout=item["timeout"],
         lease=Lease(job_id, uuid.UUID(item["lease_token"])),
+        waited=float(item.get("waited") or 0.0),
+        trace_context=item.get("traceparent"),
         lease_expires_at=_at(item.get("lease_expires_at")),
     )
 
