@@ -29,7 +29,6 @@ from jqs.client.cli import to_json
 from jqs.errors import ConfigError, JQSError
 from jqs.logging import configure_logging
 from jqs.models import ApiKey
-from jqs.runtime import database_for
 from jqs.settings import load_settings, parse_duration
 from jqs.store.port import Keys, SecretRotation, Webhooks
 from jqs.tasks.names import check_queue_name
@@ -82,6 +81,8 @@ def _with_store(action: Callable[[KeyStore], Awaitable[T]]) -> T:
     configure_logging("warning")  # the commands' own output only
 
     async def run() -> T:
+        from jqs.runtime import database_for  # the server's parts: only for this command
+
         db = database_for(settings)
         try:
             await db.start()
