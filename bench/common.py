@@ -178,7 +178,9 @@ class Server:
 
         The databases made before are dropped (but those in `keep`): each scenario is done
         with its database once it asks for the next, and autovacuum working through an old
-        one would take CPU from the measurement under way.
+        one would take CPU from the measurement under way. Then a checkpoint writes out what
+        the runs before left dirty, so that its writes and fsyncs do not land in the middle
+        of the next measurement (a latency run after drains saw its commits stall on them).
         """
         template = await self._template_with_jqs_schema() if schema == "jqs" else None
         self._count += 1
@@ -192,6 +194,7 @@ class Server:
             suffix = f' TEMPLATE "{template}"' if template else ""
             await admin.execute(f'CREATE DATABASE "{name}"{suffix}')
             self._made.append(name)
+            await admin.execute("CHECKPOINT")
         finally:
             await admin.close()
         dsn = with_database(self.dsn, name)
