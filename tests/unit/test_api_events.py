@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jqs.models import EventType
+from jqs.models import EventType, Job
 from jqs.outcome import Completed
 from jqs.store.port import Finish
 from jqs.testing import ManualClock, MemoryStore
@@ -38,6 +38,29 @@ async def test_post_with_wait_submits_then_waits() -> None:
         await finishing
     assert answer.status_code == 201
     assert answer.json()["status"] == "completed"
+
+
+async def test_post_with_wait_reads_its_job_once_it_has_ended_and_not_before() -> None:
+    store = MemoryStore(ManualClock())
+    reads: list[list[int]] = []
+    get_many = store.get_many
+
+    async def counted(job_ids: list[int]) -> list[Job]:
+        reads.append(list(job_ids))
+        return await get_many(job_ids)
+
+    store.get_many = counted  # type: ignore[method-assign]
+    async with api_client(store) as client:
+        finishing = asyncio.create_task(finish_soon(store))
+        answer = await asyncio.wait_for(client.post("/jobs?wait=30", json={"task": "t"}), 10)
+        await finishing
+        assert answer.json()["status"] == "completed"
+        assert reads == [[answer.json()["id"]]], "one read: the job as it ended"
+        job = (await client.post("/jobs", json={"task": "t"})).json()
+        reads.clear()
+        waited = await client.get(f"/jobs/{job['id']}?wait=0.2")
+        assert waited.json()["status"] == "queued"
+        assert len(reads) == 2, "a GET reads before it waits, and as it answers"
 
 
 async def test_a_wait_out_of_range_is_a_problem() -> None:

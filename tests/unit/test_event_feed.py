@@ -326,3 +326,20 @@ async def test_an_attempt_retried_does_not_answer_its_waiter() -> None:
         await settle()
         assert not waiter.done
     await feed.stop()
+
+
+async def test_a_recording_holds_the_ends_reported_until_it_stops() -> None:
+    _, feed, _ = wired()
+    seen = feed.recording()
+    assert seen.clear_of(7)
+    feed.ended([7])
+    assert not seen.clear_of(7)
+    assert seen.clear_of(8)
+    feed.recheck()  # ends may have gone unnamed: nothing is clear any more
+    assert not seen.clear_of(8)
+    seen.stop()
+    later = feed.recording()
+    later.stop()
+    feed.ended([9])
+    assert later.clear_of(9), "stopped: it records nothing more"
+    await feed.stop()

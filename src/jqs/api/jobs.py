@@ -37,6 +37,7 @@ from jqs.api.waiting import WAIT_PARAMETER, Wait, job_after_wait, parse_wait
 from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
 from jqs.errors import JobNotFound
+from jqs.events.feed import EndsSeen
 from jqs.logging import get_logger
 from jqs.models import (
     IdempotencyKey,
@@ -182,20 +183,32 @@ async def submit_job(request: Request, state: ApiState) -> Response:
     callback = job.options.callback_url
     if callback is not None:
         await webhooks.check_callbacks(state, principal, {callback})
-    if state.tracing.enabled:
-        response = await _traced_submit(request, state, job, key, payload, options, handler)
-    else:
-        response = await _submit(state, job, key, payload, options)
-    if wait is None:
-        return response
-    return await _waited(state, response, wait)
+    # With `wait`, the ends reported while the job is written are recorded: when none is
+    # its own, the wait needs no read of the job first (jqs.api.waiting).
+    seen = None if wait is None else state.events().recording()
+    try:
+        if state.tracing.enabled:
+            response = await _traced_submit(request, state, job, key, payload, options, handler)
+        else:
+            response = await _submit(state, job, key, payload, options)
+        if wait is None:
+            return response
+        return await _waited(state, response, wait, seen)
+    finally:
+        if seen is not None:
+            seen.stop()
 
 
-async def _waited(state: ApiState, submitted: Response, wait: float) -> Response:
+async def _waited(
+    state: ApiState, submitted: Response, wait: float, seen: EndsSeen | None
+) -> Response:
     """The answer to a submission with `?wait`: its job once finished, or as it stands when
-    the wait runs out; the status code and headers stay those of the submission."""
+    the wait runs out; the status code and headers stay those of the submission. A replayed
+    submission's job is read first, as any other that this request did not just write."""
     located = submitted.headers["Location"]
-    job = await job_after_wait(state, int(located.rsplit("/", 1)[-1]), wait)
+    if "Idempotent-Replayed" in submitted.headers:
+        seen = None
+    job = await job_after_wait(state, int(located.rsplit("/", 1)[-1]), wait, seen)
     headers = {"Location": located}
     if "Idempotent-Replayed" in submitted.headers:
         headers["Idempotent-Replayed"] = submitted.headers["Idempotent-Replayed"]

@@ -14,6 +14,7 @@ from fastapi import Query
 
 from jqs.api.problems import ProblemError
 from jqs.api.state import ApiState
+from jqs.events.feed import EndsSeen
 from jqs.models import Job
 
 MAX_WAIT = 60.0
@@ -44,21 +45,32 @@ def parse_wait(text: str) -> float:
     return seconds
 
 
-async def job_after_wait(state: ApiState, job_id: int, seconds: float) -> Job:
+async def job_after_wait(
+    state: ApiState, job_id: int, seconds: float, seen: EndsSeen | None = None
+) -> Job:
     """The job once it has finished, or after `seconds`, or when the process stops.
 
     Once woken, the job's end has committed: the read that follows finds it, and needs no
     registration before it. A waiter woken for an end that is not the job's state any more
     (it was retried since) registers again and waits on for what is left of `seconds`.
+    `seen`: the ends recorded since before the job was written by this request; when they
+    clear it, the job is not read before the wait (it is as written, not finished).
     """
     feed = state.events()
     until = feed.clock.monotonic() + seconds
     while True:
         async with feed.waiting(job_id) as waiter:
-            job = await state.read_job(job_id)
+            unread = seen is not None and seen.clear_of(job_id)
+            if seen is not None:
+                seen.stop()
+                seen = None
+            if not unread:
+                job = await state.read_job(job_id)
+                if job.status.finished or feed.closed:
+                    return job
             left = until - feed.clock.monotonic()
-            if job.status.finished or feed.closed or left <= 0:
-                return job
+            if left <= 0:
+                return await state.read_job(job_id)
             woken = await waiter.wait(feed.clock, left)
         job = await state.read_job(job_id)
         if not woken or job.status.finished or feed.closed:

@@ -20,7 +20,10 @@ gone unnamed (a notification had no room for them all, the listening connection 
 jobs have ended (`recheck`); it also asks every `poll_interval` while anyone waits, which
 bounds the wait of an end that nothing reported. A request registers its waiter before it
 reads the job: an end committed before the read is in what it reads, and one committed
-after is reported to the waiter (or found by the next recheck).
+after is reported to the waiter (or found by the next recheck). A request that has just
+written the job itself (`POST /jobs?wait`) need not read it: it records the ends reported
+while it writes (`recording`), and if none is its job's and none may have gone unnamed, its
+job cannot have ended before its waiter was registered.
 
 Positions (streams): when the feed starts reading it takes `events_now()`, a position
 before every event yet to be written; then it moves past each page it reads. A stream is
@@ -90,6 +93,29 @@ class Waiter:
         return await clock.wait(self._done, within)
 
 
+class EndsSeen:
+    """The ends reported to the feed while a submission is being written (`recording`):
+    the request that submits a job and then waits for it needs no read of the job before
+    its wait when none of them is its job's, and none may have gone unnamed meanwhile."""
+
+    __slots__ = ("_feed", "ids", "unsure")
+
+    LIMIT = 10_000  # ids held at most; past that, as unsure as a recheck
+
+    def __init__(self, feed: EventFeed) -> None:
+        self._feed = feed
+        self.ids: set[int] = set()
+        self.unsure = False
+
+    def clear_of(self, job_id: int) -> bool:
+        """Whether no end of `job_id` can have been reported (or gone unnamed) so far."""
+        return not self.unsure and job_id not in self.ids
+
+    def stop(self) -> None:
+        """Record no more (idempotent)."""
+        self._feed._recordings.discard(self)
+
+
 class Subscription:
     """A stream's share of the feed: the matching events since `start`, up to a bound."""
 
@@ -157,6 +183,7 @@ class EventFeed(LoopService):
         self._waiters: dict[int, set[Waiter]] = {}
         self._job_streams: dict[int, set[Subscription]] = {}
         self._streams: set[Subscription] = set()
+        self._recordings: set[EndsSeen] = set()
         self.closed = False
         self.reads = 0  # pages read so far (tests count the queries)
 
@@ -168,6 +195,8 @@ class EventFeed(LoopService):
     def recheck(self) -> None:
         """Jobs may have ended without being named to `ended`: ask the store about every
         waited-for job now."""
+        for seen in self._recordings:
+            seen.unsure = True
         if self._waiters:
             self._recheck = True
             self._wake.set()
@@ -175,9 +204,28 @@ class EventFeed(LoopService):
     def ended(self, job_ids: Iterable[int]) -> None:
         """These jobs' final events have committed: answer their waiters now, whatever the
         log's reader has got to (streams get the events from the log, in order)."""
+        if self._recordings:
+            job_ids = list(job_ids)
+            for seen in self._recordings:
+                seen.ids.update(job_ids)
+                if len(seen.ids) > EndsSeen.LIMIT:
+                    seen.unsure = True
+                    seen.ids.clear()
+                    seen.stop()
         for job_id in job_ids:
             for waiter in self._waiters.pop(job_id, ()):
                 waiter.finish()
+
+    def recording(self) -> EndsSeen:
+        """Start recording the ends reported from now on, until `stop()`: a request that
+        writes a job and then waits for it records while it writes, and stops once its
+        waiter is registered (EndsSeen.clear_of then says whether it must read the job)."""
+        seen = EndsSeen(self)
+        if self.closed:
+            seen.unsure = True
+        else:
+            self._recordings.add(seen)
+        return seen
 
     @contextlib.asynccontextmanager
     async def waiting(self, job_id: int) -> AsyncIterator[Waiter]:
