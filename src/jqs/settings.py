@@ -132,7 +132,8 @@ class Settings(BaseSettings):
     sse_keepalive: float = Field(default=15.0, gt=0, le=3_600)
     sse_max_duration: float = Field(default=3_600.0, gt=0, le=7 * 86_400)
     sse_buffer: int = Field(default=1_000, ge=1, le=1_000_000)
-    # How often the event log is read when no notification says it changed.
+    # How often the event log is read for streams when no notification says it changed,
+    # and at least how often the jobs waited for are looked up (ends nobody reported).
     events_poll_interval: float = Field(default=1.0, gt=0, le=60)
     max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
     metrics: bool = Field(default=True, description="false turns /metrics and its counting off.")
