@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -23,6 +25,19 @@ from jqs.testing import ManualClock
 from tests.support.jobs import add, claim, raw
 
 
+@contextlib.asynccontextmanager
+async def log_held(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """A transaction left open on `conn` for the block: it takes an xid, so the log's
+    horizon stays below whatever is written meanwhile."""
+    tx = conn.transaction()
+    await tx.start()
+    await conn.fetchval("SELECT pg_current_xact_id()")
+    try:
+        yield
+    finally:
+        await tx.rollback()
+
+
 async def test_an_open_transaction_holds_streams_back_but_not_waiters(
     database: Database, conn: asyncpg.Connection
 ) -> None:
@@ -31,10 +46,7 @@ async def test_an_open_transaction_holds_streams_back_but_not_waiters(
     store.on_events = feed.wake
     job = await add(store, {"task": "t"})
     async with feed.waiting(job.id) as waiter, feed.subscribe(EventFilter()) as stream:
-        tx = conn.transaction()
-        await tx.start()
-        await conn.fetchval("SELECT pg_current_xact_id()")  # takes an xid: the horizon stays
-        try:
+        async with log_held(conn):
             [claimed] = await claim(store, limit=1)
             await store.finish([Finish(claimed.lease, Completed(raw(1)))])
             began = time.monotonic()
@@ -43,8 +55,6 @@ async def test_an_open_transaction_holds_streams_back_but_not_waiters(
             assert took < 5, f"the waiter took {took:.1f}s"
             held = await stream.take(feed.clock, 0.5)
             assert held == [], "events above the horizon are not streamed yet"
-        finally:
-            await tx.rollback()
         events = []
         for _ in range(20):
             events += await stream.take(feed.clock, 1)
@@ -64,17 +74,11 @@ async def test_a_waiter_is_answered_as_its_end_commits_while_the_log_is_held(
     store.on_events = feed.wake
     store.on_ended = feed.ended
     job = await add(store, {"task": "t"})
-    async with feed.waiting(job.id) as waiter:
-        tx = conn.transaction()
-        await tx.start()
-        await conn.fetchval("SELECT pg_current_xact_id()")  # takes an xid: the horizon stays
-        try:
-            [claimed] = await claim(store, limit=1)
-            await store.finish([Finish(claimed.lease, Completed(raw(1)))])
-            assert await asyncio.wait_for(waiter.wait(clock, 30), 5)
-            assert (await store.get(job.id)).status.value == "completed"
-        finally:
-            await tx.rollback()
+    async with feed.waiting(job.id) as waiter, log_held(conn):
+        [claimed] = await claim(store, limit=1)
+        await store.finish([Finish(claimed.lease, Completed(raw(1)))])
+        assert await asyncio.wait_for(waiter.wait(clock, 30), 5)
+        assert (await store.get(job.id)).status.value == "completed"
     await feed.stop()
 
 
@@ -97,18 +101,15 @@ async def test_another_process_hears_which_job_ended_while_the_log_is_held(
     )
     await listener.start()
     await notifier.start()
-    tx = conn.transaction()
-    await tx.start()
-    await conn.fetchval("SELECT pg_current_xact_id()")  # holds the log back from here on
     try:
-        await asyncio.wait_for(listener.connected.wait(), 5)
-        job = await add(store, {"task": "t"})
-        async with feed.waiting(job.id) as waiter:
-            [claimed] = await claim(store, limit=1)
-            await store.finish([Finish(claimed.lease, Completed(raw(1)))])
-            assert await asyncio.wait_for(waiter.wait(clock, 30), 5)
+        async with log_held(conn):
+            await asyncio.wait_for(listener.connected.wait(), 5)
+            job = await add(store, {"task": "t"})
+            async with feed.waiting(job.id) as waiter:
+                [claimed] = await claim(store, limit=1)
+                await store.finish([Finish(claimed.lease, Completed(raw(1)))])
+                assert await asyncio.wait_for(waiter.wait(clock, 30), 5)
     finally:
-        await tx.rollback()
         await feed.stop()
         await notifier.stop()
         await listener.stop()

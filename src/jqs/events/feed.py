@@ -189,7 +189,7 @@ class EventFeed(LoopService):
 
     def wake(self) -> None:
         """Events may have been written: read the log now (when a stream subscribes)."""
-        if self._streams or self._job_streams:
+        if self._has_streams():
             self._wake.set()
 
     def recheck(self) -> None:
