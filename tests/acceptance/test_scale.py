@@ -115,5 +115,11 @@ async def test_rate_limit_holds_across_three_processes(
     assert len(starts) == 80
     measured = (len(starts) - 1) / (starts[-1] - starts[0])
     assert abs(measured - rate) / rate <= 0.10, f"{measured:.2f} jobs/s against a limit of {rate}"
-    per_second = [sum(1 for t in starts if s <= t < s + 1) for s in starts[:: int(rate)]]
-    assert max(per_second) <= rate * 1.1, per_second  # no second much above the limit
+    # No stretch much above the limit. The limit meters claims; these are handler starts,
+    # which a loaded machine can delay by a scheduling stall and bunch up: two-second
+    # windows keep one such stall from reading as a burst, and a real burst still shows.
+    per_two_seconds = [
+        sum(1 for t in starts if s <= t < s + 2) for s in starts[: -int(2 * rate) : int(rate)]
+    ]
+    assert per_two_seconds, starts
+    assert max(per_two_seconds) <= 2 * rate * 1.1, per_two_seconds
