@@ -19,8 +19,11 @@ from bench.pacing import paced
 class Client:
     """Sends JSON to one host over `size` keep-alive connections."""
 
-    def __init__(self, host: str, port: int, size: int = 16) -> None:
+    def __init__(
+        self, host: str, port: int, size: int = 16, headers: dict[str, str] | None = None
+    ) -> None:
         self._host, self._port, self._size = host, port, size
+        self._extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         self._idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
             asyncio.Queue()
         )
@@ -47,7 +50,8 @@ class Client:
         try:
             writer.write(
                 f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                f"Content-Type: application/json\r\n{self._extra}"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
             head = await reader.readuntil(b"\r\n\r\n")

@@ -4,11 +4,13 @@ PostgreSQL: the pool that `jqs worker --url` runs, its every call a request to /
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from jqs import current_job
 from jqs.api.app import create_app
@@ -193,3 +195,41 @@ async def test_an_idle_pool_stops_at_once_while_its_claim_waits(
     late = await submit(client, {"task": "echo", "n": 2})
     await asyncio.sleep(0.3)
     assert (await job(client, late))["status"] == "queued", "nothing claims after the stop"
+
+
+async def test_a_waiting_claim_whose_client_hangs_up_leaves_at_once(store: PostgresStore) -> None:
+    """Over a real HTTP server: the client closes its connection while its claim waits; the
+    claim leaves at once (not when its wait runs out), and a job sent then is not taken by
+    it."""
+    hub = ClaimHub(store, poll_interval=3600)  # no tick: only a departure ends the wait
+    remote = RemoteWorkers(store, hub, Ends(store, policy=RetryPolicy()), lease_seconds=30.0)
+    app = create_app(ApiState(store=store, on_enqueue=hub.notify, remote=remote))
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    body = b'{"worker": {"id": "leaves"}, "queues": ["hangup"], "max_jobs": 1, "wait": 30}'
+    try:
+
+        async def waiting(count: int) -> bool:
+            return hub.waiting == count
+
+        await eventually(lambda: asyncio.sleep(0, server.started))
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /v1/workers/claim HTTP/1.1\r\nHost: jqs.test\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        await eventually(lambda: waiting(1))
+        writer.close()
+        await eventually(lambda: waiting(0), within=5)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            sent = await client.post("/jobs?queue=hangup", json={"task": "x"})
+            assert sent.status_code == 201
+            job = (await client.get(f"/jobs/{sent.json()['id']}")).json()
+        assert job["status"] == "queued", "nobody took the job"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)

@@ -116,3 +116,31 @@ async def test_a_closed_hub_answers_empty_at_once() -> None:
     hub.close()
     assert await hub.claim(ask()) == []
     assert store.claims == 0
+
+
+async def test_a_claim_whose_asker_left_ends_at_once_and_takes_no_job() -> None:
+    store = CountingStore()
+    hub = ClaimHub(store, poll_interval=3600)
+    gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    leaving = asyncio.create_task(hub.claim(ask(), gone=gone))
+    await settle(hub, store, 1)
+    gone.set_result(None)
+    assert await asyncio.wait_for(leaving, 5) == []
+    assert hub.waiting == 0, "it left its group"
+    assert store.claims == 1, "it did not look again on its way out"
+    assert await hub.claim(ask(wait=0), gone=gone) == [], "a claim asked by one gone is empty"
+
+
+async def test_a_signal_taken_by_a_claim_whose_asker_left_goes_to_the_next() -> None:
+    store = CountingStore()
+    hub = ClaimHub(store, poll_interval=3600)
+    gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    first = asyncio.create_task(hub.claim(ask(), gone=gone))  # the oldest: signals go to it
+    await settle(hub, store, 1)
+    second = asyncio.create_task(hub.claim(ask()))
+    await settle(hub, store, 2)
+    await add(store)
+    hub.notify("default")  # wakes the first claim...
+    gone.set_result(None)  # ...whose asker leaves before it runs
+    assert await asyncio.wait_for(first, 5) == []
+    assert len(await asyncio.wait_for(second, 5)) == 1, "the job's signal was passed on"

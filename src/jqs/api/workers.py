@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from jqs.api.auth import ReadKey, WorkerKey, require_queue, require_task, scope_doc
 from jqs.api.body import read_json_object
+from jqs.api.departure import departure
 from jqs.api.jobs import JOB_PATH, JobId
 from jqs.api.openapi import (
     PAYLOAD_SCHEMA,
@@ -452,11 +453,12 @@ async def claim_jobs(request: Request, state: State, principal: WorkerKey) -> Re
         wait=0.0 if state.shutting_down else ask.wait,
         tasks=tasks,
     )
-    jobs = await remote.hub.claim(claim, gone=request.is_disconnected)
-    if jobs and await request.is_disconnected():
-        # Nobody to run them: back to the queue at once, the attempt not counted.
-        await remote.queue.release([job.lease for job in jobs])
-        jobs = []
+    async with departure(request) as gone:
+        jobs = await remote.hub.claim(claim, gone=gone)
+        if jobs and gone.done():
+            # Nobody to run them: back to the queue at once, the attempt not counted.
+            await remote.queue.release([job.lease for job in jobs])
+            jobs = []
     return JSONResponse([_claimed_json(job) for job in jobs])
 
 

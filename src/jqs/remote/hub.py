@@ -14,13 +14,17 @@ claims do not each look at the database on their own:
   concurrency or rate limit) are found by one claim per group each `poll_interval`;
 - at most `max_claims` claim statements run at once, whatever the number of waiting claims.
 
+A claim may be given a future that is done once its asker has gone (the HTTP connection
+closed): it then ends at once with nothing and leaves its group, and a signal it took on its
+way out goes to the next claim of the group, so a worker that left never swallows a job's
+wake-up meant for one still waiting.
+
 `close()` (the process is stopping) ends every waiting claim with nothing, at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from jqs.clock import Clock, SystemClock
@@ -52,6 +56,9 @@ class _Waiter:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     claiming: bool = False  # its claim is at the database now
 
+    def asker_gone(self, _: object) -> None:
+        self.wake.set()
+
 
 @dataclass(slots=True, eq=False)
 class _Group:
@@ -72,10 +79,6 @@ class _Group:
             busy = busy or waiter
         if busy is not None:
             busy.wake.set()
-
-
-async def _never_gone() -> bool:
-    return False
 
 
 class ClaimHub(LoopService):
@@ -121,11 +124,11 @@ class ClaimHub(LoopService):
             self.notify(None)
 
     async def claim(
-        self, ask: ClaimAsk, gone: Callable[[], Awaitable[bool]] = _never_gone
+        self, ask: ClaimAsk, gone: asyncio.Future[None] | None = None
     ) -> list[ClaimedJob]:
-        """Jobs for `ask`, as soon as there are any, or none once `ask.wait` has passed
-        (or the process stops, or `gone()` says the asker left)."""
-        if self._closed:
+        """Jobs for `ask`, as soon as there are any, or none once `ask.wait` has passed,
+        the process stops, or `gone` is done (the asker left)."""
+        if self._closed or (gone is not None and gone.done()):
             return []
         deadline = self._clock.monotonic() + ask.wait
         key = ask.group
@@ -134,6 +137,8 @@ class ClaimHub(LoopService):
             group = self._groups[key] = _Group(key[0])
         waiter = _Waiter()
         group.waiters.append(waiter)
+        if gone is not None:
+            gone.add_done_callback(waiter.asker_gone)
         try:
             while True:
                 # A signal from here on sets `wake` again: the wait below then ends at once.
@@ -152,9 +157,15 @@ class ClaimHub(LoopService):
                     return []
                 within = left if result.rate_wait is None else min(left, result.rate_wait)
                 await self._clock.wait(waiter.wake, within)
-                if self._closed or await gone():
+                if self._closed:
+                    return []
+                if gone is not None and gone.done():
+                    # The wake may have been a signal meant for a claim of this group.
+                    group.wake_first_idle(but=waiter)
                     return []
         finally:
+            if gone is not None:
+                gone.remove_done_callback(waiter.asker_gone)
             group.waiters.remove(waiter)
             if not group.waiters:
                 del self._groups[key]
