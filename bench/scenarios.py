@@ -1532,8 +1532,9 @@ async def http_worker(ctx: Context) -> None:
             "jobs/s",
             "one `jqs worker` (concurrency 100) draining the same jobs",
             ">= 0.5x",
-            note="bench/http_worker.py: claims of 100 and POST /v1/workers/outcomes of 100, "
-            f"two claim loops, outcomes sent on a connection of their own, through "
+            note="bench/http_worker.py (a lean HTTP/1.1 client on uvloop): claims of 100 and "
+            "POST /v1/workers/outcomes of 100, two claim loops, outcomes sent on a connection "
+            "of their own, through "
             f"`jqs serve --no-worker`; {each}",
         )
     )
@@ -1552,6 +1553,7 @@ async def http_worker(ctx: Context) -> None:
             higher_is_better=False,
             met=p99 <= 10,
             note=f"{jobs} jobs: POST /jobs returned -> the worker's waiting claim answered "
-            f"with the job (two claims kept open); achieved {latency.achieved:.0f}/s",
+            "with the job (two claims kept open; bench/http_worker.py, a lean HTTP/1.1 client "
+            f"on uvloop, not httpx); achieved {latency.achieved:.0f}/s",
         )
     )
