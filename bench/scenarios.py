@@ -1450,10 +1450,12 @@ async def _http_drain_times(ctx: Context, n: int, name: str) -> DrainTimes:
     return await _drain_times(dsn, after)
 
 
-async def _http_latency(ctx: Context, rate: int, n: int) -> LatencyRun:
+async def _http_latency(ctx: Context, rate: int, n: int, *, sdk: bool = False) -> LatencyRun:
     """Jobs sent to POST /jobs at `rate`; one HTTP worker takes them through waiting
     claims and stamps when each arrived. It keeps two claims open, as docs/workers.md
-    advises for the lowest pickup latency: one waits while the other's jobs are handled."""
+    advises for the lowest pickup latency: one waits while the other's jobs are handled.
+    `sdk`: the worker is `jqs worker --url` (httpx) and stamps as its handler starts;
+    otherwise bench/http_worker.py, a lean client, stamps as a claim's answer arrives."""
     dsn, port = await ctx.server.fresh(), free_port()
     url = f"http://127.0.0.1:{port}"
     starts_file = Path(tempfile.mkstemp(suffix=".txt")[1])
@@ -1464,23 +1466,30 @@ async def _http_latency(ctx: Context, rate: int, n: int) -> LatencyRun:
     worker: Proc | None = None
     try:
         await wait_http(f"{url}/health")
-        worker = start(
-            [
-                sys.executable,
-                "-m",
-                "bench.http_worker",
-                url,
-                BENCH_KEY,
-                "--loops",
-                "2",
-                "--starts",
-                str(starts_file),
-            ],
-            {},
-            ctx.log(f"http_latency_{rate}_worker"),
-        )
+        if sdk:
+            worker = jqs(
+                ["worker", "--url", url, "--key", BENCH_KEY],
+                {"JQS_BENCH_STARTS": str(starts_file), "JQS_LOG_LEVEL": "warning"},
+                ctx.log(f"http_latency_{rate}_sdk_worker"),
+            )
+        else:
+            worker = start(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.http_worker",
+                    url,
+                    BENCH_KEY,
+                    "--loops",
+                    "2",
+                    "--starts",
+                    str(starts_file),
+                ],
+                {},
+                ctx.log(f"http_latency_{rate}_worker"),
+            )
         await client.open()
-        body = orjson.dumps({"task": "noop"})
+        body = orjson.dumps({"task": "record_start" if sdk else "noop"})
         await open_loop(client, "/jobs", [body] * 50, 100)  # warm-up
         await asyncio.sleep(1)
         starts_file.write_text("")
@@ -1557,3 +1566,22 @@ async def http_worker(ctx: Context) -> None:
             f"on uvloop, not httpx); achieved {latency.achieved:.0f}/s",
         )
     )
+    # The same through the Python worker, whose HTTP client is httpx: what a Python user's
+    # worker over HTTP sees, for comparison (no target).
+    sdk = await _http_latency(ctx, rate, jobs, sdk=True)
+    ctx.extra["http_latency_sdk"] = {"latencies": sdk.latencies, "achieved": sdk.achieved}
+    for pct in (50, 99):
+        ctx.rows.append(
+            Row(
+                ctx.title(f"pickup latency p{pct} at {rate} jobs/s, `jqs worker --url` (ms)"),
+                percentile(sdk.latencies, pct),
+                float("nan"),
+                "ms",
+                "none",
+                "",
+                higher_is_better=False,
+                note=f"{jobs} jobs: POST /jobs returned -> the handler started in `jqs worker "
+                "--url` (httpx, default settings); achieved "
+                f"{sdk.achieved:.0f}/s",
+            )
+        )

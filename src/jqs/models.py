@@ -266,11 +266,14 @@ class ClaimResult:
 
     `limited`: a queue with limits or a pause was among those asked, so fewer jobs than
     asked for does not mean that none were left.
+    `ask_again`: the next claim waits where it is made until work arrives (a long-poll over
+    HTTP), so it is made at once instead of after a poll interval.
     """
 
     jobs: list[ClaimedJob]
     rate_wait: float | None = None
     limited: bool = False
+    ask_again: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,3 +233,21 @@ async def test_a_waiting_claim_whose_client_hangs_up_leaves_at_once(store: Postg
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 10)
+
+
+async def test_an_idle_pool_over_http_starts_a_new_job_without_waiting_for_its_poll(
+    client: httpx.AsyncClient, queue: HttpQueue
+) -> None:
+    """After a claim came back short, the next one waits on the server: the pool makes it at
+    once, so jobs sent one at a time start as they come, not a poll interval later."""
+    settings = PoolSettings(concurrency=4, poll_interval=30.0, lease_seconds=3.0)
+    pool = WorkerPool(queue, _registry(), settings)
+    await pool.start()
+    try:
+        for n in range(3):
+            began = asyncio.get_running_loop().time()
+            done = await _ended(client, await submit(client, {"task": "echo", "n": n}))
+            assert done["result"] == {"echoed": n}
+            assert asyncio.get_running_loop().time() - began < 10, "it waited for the poll"
+    finally:
+        await pool.stop(5)

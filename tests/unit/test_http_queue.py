@@ -20,6 +20,7 @@ from jqs.jsonutil import RawJSON
 from jqs.models import Lease, Progress
 from jqs.outcome import Cancelled, Completed, Failed, Final, Retry, attempt_error, cancelled_result
 from jqs.store.port import ClaimParams, Finish, LeaseCheckParams
+from jqs.testing import ManualClock
 from jqs.worker.http_queue import HttpQueue, ServerLink, outcome_item
 
 LEASE = Lease(7, uuid.UUID("2f0c0000-0000-4000-8000-000000000007"))
@@ -134,8 +135,37 @@ async def test_a_claim_is_split_in_hundreds_and_waits_once_the_queue_ran_dry() -
     job = claimed.jobs[0]
     assert (job.id, job.lease.job_id, job.lease_expires_at is not None) == (1, 1, True)
     assert (job.waited, job.trace_context) == (0.25, None)
+    assert claimed.ask_again, "it came back short: the pool asks again at once, and waits"
     await queue.claim(_params(5))
     assert asked[-1]["wait"] == 4.0, "the last claim came back short: this one waits"
+    await queue.aclose()
+
+
+async def test_the_pool_asks_again_at_once_unless_the_server_cut_a_wait_short() -> None:
+    clock = ManualClock()
+    answers: list[list[dict[str, Any]]] = [[_job(1)], [_job(2)], [], []]
+    took = [0.0, 0.0, 4.0, 0.0]  # seconds each answer keeps the claim waiting
+
+    async def serve(request: httpx.Request) -> httpx.Response:
+        await clock.advance(took.pop(0))
+        return httpx.Response(200, json=answers.pop(0))
+
+    queue = HttpQueue(
+        ServerLink("http://jqs.test", "k", long_poll=4.0),
+        clock=clock,
+        transport=httpx.MockTransport(serve),
+    )
+    first = await queue.claim(_params(5))  # at once: short, so the next one will wait
+    waited_for_one = await queue.claim(_params(5))
+    waited_out = await queue.claim(_params(5))  # nothing came within the wait
+    cut_short = await queue.claim(_params(5))  # nothing, at once: the server is stopping
+    assert [len(c.jobs) for c in (first, waited_for_one, waited_out, cut_short)] == [1, 1, 0, 0]
+    assert [c.ask_again for c in (first, waited_for_one, waited_out, cut_short)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
     await queue.aclose()
 
 

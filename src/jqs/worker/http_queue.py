@@ -207,8 +207,13 @@ class HttpQueue:
     # The JobQueue protocol
 
     async def claim(self, params: ClaimParams) -> ClaimResult:
-        """Up to `params.limit` jobs, in requests of 100 at most."""
+        """Up to `params.limit` jobs, in requests of 100 at most.
+
+        Once the queues were drained, the next claim waits on the server: the pool is told
+        to make it at once (`ask_again`), unless this one was a wait that the server cut
+        short with nothing (it is stopping): then the pool's poll paces the next."""
         wait = min(self._link.long_poll, MAX_WAIT) if self._drained else 0.0
+        began = self._clock.monotonic()
         jobs: list[ClaimedJob] = []
         left = params.limit
         while left > 0 and not self._closing.is_set():
@@ -224,8 +229,9 @@ class HttpQueue:
             if len(got) < ask:
                 break
             wait = 0.0  # more may be waiting: ask at once
+        cut_short = wait > 0 and not jobs and self._clock.monotonic() - began < wait / 2
         self._drained = left > 0
-        return ClaimResult(jobs)
+        return ClaimResult(jobs, ask_again=self._drained and not cut_short)
 
     async def check_leases(self, params: LeaseCheckParams) -> LeaseCheck:
         """Every lease in one request (a thousand at most each)."""

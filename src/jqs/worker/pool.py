@@ -270,8 +270,9 @@ class WorkerPool:
         self._start_waiting()
         full = len(claimed.jobs) == room
         self._may_have_more = full or claimed.limited
-        if full:
-            return None  # the queues may hold more: claim again at once
+        if full or claimed.ask_again:
+            # The queues may hold more, or the next claim waits for work by itself.
+            return None
         # A rate limit says when its next job may start; otherwise poll as usual.
         return min(poll, claimed.rate_wait or poll)
 
