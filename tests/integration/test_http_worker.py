@@ -206,7 +206,8 @@ async def test_a_waiting_claim_whose_client_hangs_up_leaves_at_once(store: Postg
     app = create_app(ApiState(store=store, on_enqueue=hub.notify, remote=remote))
     sock = socket.create_server(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    # No log config: uvicorn would otherwise set its loggers up for the rest of the session.
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     body = b'{"worker": {"id": "leaves"}, "queues": ["hangup"], "max_jobs": 1, "wait": 30}'
     try:
