@@ -212,10 +212,13 @@ async def test_a_waiting_claim_whose_client_hangs_up_leaves_at_once(store: Postg
     body = b'{"worker": {"id": "leaves"}, "queues": ["hangup"], "max_jobs": 1, "wait": 30}'
     try:
 
+        async def started() -> bool:
+            return server.started
+
         async def waiting(count: int) -> bool:
             return hub.waiting == count
 
-        await eventually(lambda: asyncio.sleep(0, server.started))
+        await eventually(started)
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
             b"POST /v1/workers/claim HTTP/1.1\r\nHost: jqs.test\r\n"
