@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import jqs
-from jqs.client import EnqueueError, InvalidJob, enqueue, enqueue_sync
+from jqs.client import EnqueueError, InvalidJob, enqueue, enqueue_sync, transaction
 from jqs.jsonutil import RawJSON, dumps
 from jqs.models import EnqueueOptions, NewJob
 from jqs.store import PostgresStore
@@ -113,6 +113,31 @@ async def test_a_bad_job_raises_and_the_transaction_goes_on(
         made = await enqueue(conn, {"task": "t"})
     assert await conn.fetchval("SELECT count(*) FROM app_orders") == 1
     assert await conn.fetchval("SELECT count(*) FROM jobs WHERE id = $1", made.id) == 1
+
+
+@pytest.mark.parametrize(
+    ("accepted", "refused", "says"),
+    [
+        ({"priority": 1}, {"priority": True}, "priority"),
+        ({"max_attempts": 3}, {"max_attempts": 3.0}, "max_attempts"),
+        ({"timeout": 1}, {"timeout": True}, "timeout"),
+        ({"queue": "q"}, {"queue": ["q"]}, "queue name"),
+    ],
+)
+async def test_options_given_before_are_checked_again_for_their_type(
+    conn: asyncpg.Connection, accepted: dict[str, Any], refused: dict[str, Any], says: str
+) -> None:
+    """Checked options are remembered, and True == 1 == 1.0: the type must count too."""
+    async with conn.transaction():
+        await enqueue(conn, {"task": "t"}, **accepted)
+        with pytest.raises(InvalidJob, match=says):
+            await enqueue(conn, {"task": "t"}, **refused)
+
+
+def test_the_options_remembered_are_bounded() -> None:
+    for n in range(transaction._CHECKED_MAX * 3):
+        transaction._options("q", 0, None, None, 3, None, f"user-{n}")
+    assert 0 < len(transaction._CHECKED) <= transaction._CHECKED_MAX
 
 
 # A trigger that refuses jobs whose task is "refused".

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, cast
 
 from jqs.client.errors import EnqueueError, InvalidJob
 from jqs.namedsql import Query, parse_queries
@@ -76,7 +76,10 @@ class Enqueued:
 @cache
 def _query() -> Query:
     text = resources.files("jqs.client").joinpath("enqueue.sql").read_text(encoding="utf-8")
-    return parse_queries(text)["job_enqueue"]
+    query = parse_queries(text)["job_enqueue"]
+    # The payload comes first, then the options in _Options' order.
+    assert query.params == ("payload", *_Options.NAMES), query.params
+    return query
 
 
 async def enqueue(
@@ -101,26 +104,17 @@ async def enqueue(
     driver = _driver(conn)
     if driver == "psycopg":
         raise TypeError("a psycopg Connection is not awaited: call jqs.enqueue_sync(conn, ...)")
-    if driver not in ("asyncpg", "psycopg_async"):
+    if driver == "unknown":
         raise TypeError(
             "jqs.enqueue takes an asyncpg connection or a psycopg AsyncConnection, "
             f"not {type(conn).__name__}"
         )
-    values = _values(
-        payload,
-        queue=queue,
-        priority=priority,
-        run_at=run_at,
-        delay=delay,
-        max_attempts=max_attempts,
-        timeout=timeout,
-        created_by=created_by,
-    )
-    query = _query()
+    text = _payload_text(payload)
+    options = _options(queue, priority, run_at, delay, max_attempts, timeout, created_by)
     if driver == "asyncpg":
-        row = await _on_asyncpg(cast("asyncpg.Connection[Any]", conn), query, values)
+        row = await _on_asyncpg(cast("asyncpg.Connection[Any]", conn), text, options)
     else:
-        row = await _on_psycopg_async(cast("psycopg.AsyncConnection[Any]", conn), query, values)
+        row = await _on_psycopg_async(cast("psycopg.AsyncConnection[Any]", conn), text, options)
     return _enqueued(row, queue)
 
 
@@ -144,60 +138,80 @@ def enqueue_sync(
         raise TypeError(
             f"jqs.enqueue_sync takes a psycopg Connection, not {type(conn).__name__}{hint}"
         )
-    values = _values(
-        payload,
-        queue=queue,
-        priority=priority,
-        run_at=run_at,
-        delay=delay,
-        max_attempts=max_attempts,
-        timeout=timeout,
-        created_by=created_by,
-    )
-    return _enqueued(_on_psycopg(conn, _query(), values), queue)
+    text = _payload_text(payload)
+    options = _options(queue, priority, run_at, delay, max_attempts, timeout, created_by)
+    return _enqueued(_on_psycopg(conn, text, options), queue)
 
 
 Driver = Literal["asyncpg", "psycopg", "psycopg_async", "unknown"]
+# By the connection's class: a class's drivers do not change, and enqueue is called often.
+_DRIVERS: dict[type, Driver] = {}
 
 
 def _driver(conn: object) -> Driver:
     """Whose connection `conn` is. A driver the application uses is imported already, so
     only those are looked at: none is imported here."""
+    kind = type(conn)
+    known = _DRIVERS.get(kind)
+    if known is not None:
+        return known
+    found: Driver = "unknown"
     psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        if isinstance(conn, psycopg.AsyncConnection):
-            return "psycopg_async"
-        if isinstance(conn, psycopg.Connection):
-            return "psycopg"
     asyncpg = sys.modules.get("asyncpg")
-    if asyncpg is not None and isinstance(
+    if psycopg is not None and isinstance(conn, psycopg.AsyncConnection):
+        found = "psycopg_async"
+    elif psycopg is not None and isinstance(conn, psycopg.Connection):
+        found = "psycopg"
+    elif asyncpg is not None and isinstance(
         conn, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
     ):
-        return "asyncpg"
-    return "unknown"
+        found = "asyncpg"
+    if found != "unknown":  # an unknown class may be a driver's imported later
+        _DRIVERS[kind] = found
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """A job's options once checked, as the statement takes them after the payload."""
+
+    NAMES: ClassVar[tuple[str, ...]] = (
+        "queue",
+        "priority",
+        "run_at",
+        "delay",
+        "max_attempts",
+        "timeout",
+        "created_by",
+        "channel",
+    )
+
+    args: tuple[Any, ...]  # in NAMES' order
+
+    def named(self, text: str) -> dict[str, Any]:
+        return {"payload": text, **dict(zip(self.NAMES, self.args, strict=True))}
 
 
 async def _on_asyncpg(
-    conn: asyncpg.Connection[Any], query: Query, values: dict[str, Any]
+    conn: asyncpg.Connection[Any], text: str, options: _Options
 ) -> Sequence[Any] | None:
     import asyncpg  # the application's own: this package does not depend on it
 
     try:
-        row = await conn.fetchrow(query.sql, *[values[name] for name in query.params])
+        return await conn.fetchrow(_query().sql, text, *options.args)
     except asyncpg.PostgresError as exc:
         raise _refused(str(exc), exc.sqlstate) from exc
-    return None if row is None else tuple(row)
 
 
 async def _on_psycopg_async(
-    conn: psycopg.AsyncConnection[Any], query: Query, values: dict[str, Any]
+    conn: psycopg.AsyncConnection[Any], text: str, options: _Options
 ) -> Sequence[Any] | None:
     import psycopg
     from psycopg.rows import tuple_row  # tuples, whatever rows the connection makes otherwise
 
     try:
         async with conn.cursor(row_factory=tuple_row) as cursor:
-            await cursor.execute(query.pyformat, {name: values[name] for name in query.params})
+            await cursor.execute(_query().pyformat, options.named(text))
             return await cursor.fetchone()
     except psycopg.Error as exc:
         if exc.sqlstate is None:  # not the database's answer: the connection, the driver
@@ -206,14 +220,14 @@ async def _on_psycopg_async(
 
 
 def _on_psycopg(
-    conn: psycopg.Connection[Any], query: Query, values: dict[str, Any]
+    conn: psycopg.Connection[Any], text: str, options: _Options
 ) -> Sequence[Any] | None:
     import psycopg
     from psycopg.rows import tuple_row
 
     try:
         with conn.cursor(row_factory=tuple_row) as cursor:
-            cursor.execute(query.pyformat, {name: values[name] for name in query.params})
+            cursor.execute(_query().pyformat, options.named(text))
             return cursor.fetchone()
     except psycopg.Error as exc:
         if exc.sqlstate is None:
@@ -231,26 +245,13 @@ def _refused(message: str, sqlstate: str | None) -> EnqueueError:
 def _enqueued(row: Sequence[Any] | None, queue: str) -> Enqueued:
     """The job jqs_enqueue() wrote, or EnqueueError for what it refused and undid."""
     assert row is not None
-    job_id, task, created_at, run_at, refused_code, refused_message = row[:6]
-    if refused_code is not None:
-        raise EnqueueError(
-            f"the database refused the job: {refused_message}", sqlstate=refused_code
-        )
-    return Enqueued(job_id, task, queue, created_at, run_at)
+    if row[4] is not None:
+        raise EnqueueError(f"the database refused the job: {row[5]}", sqlstate=row[4])
+    return Enqueued(row[0], row[1], queue, row[2], row[3])
 
 
-def _values(
-    payload: dict[str, Any],
-    *,
-    queue: str,
-    priority: int,
-    run_at: datetime | None,
-    delay: float | None,
-    max_attempts: int,
-    timeout: float | None,
-    created_by: str | None,
-) -> dict[str, Any]:
-    """The statement's parameters, once the job passes the checks POST /jobs makes."""
+def _payload_text(payload: dict[str, Any]) -> str:
+    """The payload as the statement takes it, once it passes the checks POST /jobs makes."""
     if not isinstance(payload, dict):
         raise InvalidJob(
             f"the payload must be a dict (a JSON object), not {type(payload).__name__}"
@@ -262,9 +263,41 @@ def _values(
     if "\\u0000" in text and _holds_nul(payload):
         raise InvalidJob("the payload's strings may not contain NUL (\\u0000)")
     task = payload.get("task")
-    shown = task if isinstance(task, str) else (None if task is None else json.dumps(task))
-    if shown is not None and len(shown) > MAX_TASK_LENGTH:
-        raise InvalidJob(f"payload.task is {len(shown)} characters long; at most {MAX_TASK_LENGTH}")
+    if task is not None and not isinstance(task, str):
+        task = json.dumps(task)
+    if task is not None and len(task) > MAX_TASK_LENGTH:
+        raise InvalidJob(f"payload.task is {len(task)} characters long; at most {MAX_TASK_LENGTH}")
+    return text
+
+
+# Options checked before: an application passes the same few again and again. Bounded, so
+# that callers passing ever-new values (a created_by per user) cannot grow it without end.
+_CHECKED: dict[tuple[Any, ...], _Options] = {}
+_CHECKED_MAX = 512
+
+
+def _options(
+    queue: str,
+    priority: int,
+    run_at: datetime | None,
+    delay: float | None,
+    max_attempts: int,
+    timeout: float | None,
+    created_by: str | None,
+) -> _Options:
+    """The options, once they pass the checks POST /jobs makes."""
+    # The types are part of the key: True == 1 and 1 == 1.0, and each is checked for its type.
+    key: tuple[Any, ...] | None = None
+    if run_at is None:  # a time is rarely given twice
+        key = (queue, priority, delay, max_attempts, timeout, created_by, type(priority))
+        key += (type(delay), type(max_attempts), type(timeout), type(created_by))
+        try:
+            known = _CHECKED.get(key)
+        except TypeError:  # unhashable, so not a valid option: the checks below say which
+            key = None
+        else:
+            if known is not None:
+                return known
     if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
         raise InvalidJob(
             f"queue {queue!r}: a queue name is 1-100 characters, letters, digits and _ . : - "
@@ -280,17 +313,23 @@ def _values(
         raise InvalidJob("run_at must be a datetime with a time zone")
     if delay is not None:
         _number("delay", delay, MAX_DELAY, above_zero=False)
-    return {
-        "payload": text,
-        "queue": queue,
-        "priority": priority,
-        "run_at": run_at,
-        "delay": float(delay or 0.0),
-        "max_attempts": max_attempts,
-        "timeout": None if timeout is None else float(timeout),
-        "created_by": created_by,
-        "channel": CHANNEL,
-    }
+    checked = _Options(
+        (
+            queue,
+            priority,
+            run_at,
+            float(delay or 0.0),
+            max_attempts,
+            None if timeout is None else float(timeout),
+            created_by,
+            CHANNEL,
+        )
+    )
+    if key is not None:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[key] = checked
+    return checked
 
 
 def _whole(name: str, value: object, low: int, high: int) -> None:
