@@ -5,10 +5,11 @@ and timestamps, with one partial index, on queued rows, for the claim. Nothing o
 schema (leases, attempts, priorities, queues, listing indexes) is in it, so a ratio against
 these baselines shows what JQS's schema and code cost together.
 
-- `drain`: claim 100 jobs with FOR UPDATE SKIP LOCKED, mark them completed with a result,
-  repeat, on one connection; finished rows are kept (UPDATE, not DELETE), as JQS keeps
-  them. Claims commit without waiting for the WAL flush and completions wait for it, as
-  JQS's do.
+- `drain`: claim 100 jobs with FOR UPDATE SKIP LOCKED, hand each payload to a no-op handler,
+  mark them completed with each handler's result, repeat, on one connection; finished rows
+  are kept (UPDATE, not DELETE), as JQS keeps them. Claims commit without waiting for the
+  WAL flush and completions wait for it, as JQS's do. That is the least any queue does per
+  job: its handler needs the payload (decoded), and each job's result is its own.
 - `insert_batches`: the rows a batch POST would create, with one unnest INSERT each.
 - `latency`: a producer (this process) inserts one job per transaction and NOTIFYs; a
   consumer in a process of its own (`python -m bench.raw_queue consume ...`) LISTENs and
@@ -52,12 +53,28 @@ picked AS (
     SELECT id FROM raw_jobs WHERE status = 'queued' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 )
 UPDATE raw_jobs AS j SET status = 'processing', started_at = now()
-FROM picked, relaxed WHERE j.id = picked.id RETURNING j.id
+FROM picked, relaxed WHERE j.id = picked.id RETURNING j.id, j.payload
 """
 COMPLETE = """
-UPDATE raw_jobs SET status = 'completed', result = '{"ok": true}'::jsonb, finished_at = now()
-WHERE id = ANY($1::bigint[])
+UPDATE raw_jobs AS j SET status = 'completed', result = r.result, finished_at = now()
+FROM unnest($1::bigint[], $2::jsonb[]) AS r(id, result) WHERE j.id = r.id
 """
+
+
+def _noop(payload: dict[str, object]) -> object:
+    """The baselines' handler, as JQS's drains run bench.tasks' noop: its result is None."""
+    return None
+
+
+async def _run_batch(conn: asyncpg.Connection, batch: int) -> list[int]:
+    """Claim up to `batch` jobs, run each, complete them; returns their ids."""
+    rows = await conn.fetch(CLAIM, batch)
+    if not rows:
+        return []
+    ids = [row[0] for row in rows]
+    results = [orjson.dumps(_noop(orjson.loads(row[1]))).decode() for row in rows]
+    await conn.execute(COMPLETE, ids, results)
+    return ids
 
 
 async def create_table(dsn: str) -> None:
@@ -88,11 +105,8 @@ async def drain(dsn: str, batch: int = 100) -> float:
     completion, by the database's clock (as JQS's drains are timed)."""
     conn = await asyncpg.connect(dsn)
     try:
-        while True:
-            ids = [r["id"] for r in await conn.fetch(CLAIM, batch)]
-            if not ids:
-                break
-            await conn.execute(COMPLETE, ids)
+        while await _run_batch(conn, batch):
+            pass
         row = await conn.fetchrow(
             "SELECT count(*) AS n, extract(epoch FROM max(finished_at) - min(started_at)) AS s "
             "FROM raw_jobs WHERE status = 'completed'"
@@ -194,13 +208,14 @@ async def consume(dsn: str, jobs: int, out: Path) -> None:
             await asyncio.wait_for(wake.wait(), 1.0)
         wake.clear()
         while True:
-            ids = [r["id"] for r in await conn.fetch(CLAIM, 100)]
-            if not ids:
+            rows = await conn.fetch(CLAIM, 100)
+            if not rows:
                 break
             now = time.time()
-            for job_id in ids:
-                starts[job_id] = now
-            await conn.execute(COMPLETE, ids)
+            for row in rows:
+                starts[row[0]] = now
+            results = [orjson.dumps(_noop(orjson.loads(row[1]))).decode() for row in rows]
+            await conn.execute(COMPLETE, [row[0] for row in rows], results)
     await conn.close()
     out.write_text("".join(f"{job_id} {at:.6f}\n" for job_id, at in starts.items()))
 
@@ -210,10 +225,7 @@ async def consume_until(dsn: str, stop: asyncio.Event, batch: int = 100) -> None
     conn = await asyncpg.connect(dsn)
     try:
         while not stop.is_set():
-            ids = [r["id"] for r in await conn.fetch(CLAIM, batch)]
-            if ids:
-                await conn.execute(COMPLETE, ids)
-            else:
+            if not await _run_batch(conn, batch):
                 await asyncio.sleep(0.001)
     finally:
         await conn.close()
