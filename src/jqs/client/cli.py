@@ -185,8 +185,10 @@ def submit(
     url: Url = None,
     api_key: Key = None,
 ) -> None:
-    """Submit a job. With --wait: show its progress, then print its result (exit 1 if it
-    failed or was cancelled, 8 if it had not finished by --wait-timeout)."""
+    """Submit a job; with --wait, show its progress, then print its result.
+
+    With --wait, exit 1 if the job failed or was cancelled, 8 if not done by --wait-timeout.
+    """
     body = _payload(payload)
     with connected(url, api_key) as client:
         job = client.submit(
