@@ -267,6 +267,30 @@ async def test_claims_hold_to_tasks_and_queue_limits(
     assert await claim(client, queues=["paused"]) == []
 
 
+async def test_claims_hold_to_a_queues_rate_limit(
+    client: httpx.AsyncClient, store: PostgresStore
+) -> None:
+    """Two jobs a second at most: each batch claim takes one, an immediate next claim
+    none, and a waiting claim gets the next token when it comes, half a second later."""
+    await store.queue_update(
+        QueuePatch("metered", rate_limit=2.0, given=frozenset({"rate_limit"}))
+    )
+    for _ in range(4):
+        await submit(client, {"task": "m"}, queue="metered")
+    times: list[float] = []
+    while len(times) < 4:
+        jobs = await claim(client, queues=["metered"], max_jobs=10, wait=5)
+        assert len(jobs) == 1, "one token, one job"
+        times.append(time.monotonic())
+        if len(times) == 1:
+            right_after = await claim(client, queues=["metered"], max_jobs=10)
+            if time.monotonic() - times[0] < 0.4:  # a stalled machine may let a token come
+                assert right_after == []
+            elif right_after:
+                times.append(time.monotonic())
+    assert times[-1] - times[0] >= 1.4, "four jobs at two a second: 1.5 s from first to last"
+
+
 async def test_workers_are_listed_once_they_claim_or_beat(client: httpx.AsyncClient) -> None:
     await claim(client, worker={**WORKER, "running": 2}, queues=["default", "q2"])
     beat = await client.post(
@@ -441,6 +465,25 @@ async def test_the_new_routes_need_the_worker_scope_and_keep_to_the_keys_queues(
         await client.post("/v1/workers/default-worker/gone", headers=emails), 403, "default"
     )
     assert (await client.post("/v1/workers/default-worker/gone")).status_code == 204
+
+
+async def test_a_key_limited_to_some_tasks_claims_only_those(
+    keyed: tuple[httpx.AsyncClient, KeyRing], store: PostgresStore
+) -> None:
+    client, ring = keyed
+    resizer = await _key(store, ring, Scope.WORKER, tasks=["resize"])
+    resize = await submit(client, {"task": "resize"})
+    await submit(client, {"task": "email"})
+    body = {"worker": WORKER, "queues": ["default"], "max_jobs": 10}
+    claimed = await client.post("/v1/workers/claim", json=body, headers=resizer)
+    assert claimed.status_code == 200, claimed.text
+    assert [j["id"] for j in claimed.json()] == [resize], "only the key's task"
+    asked = {**body, "tasks": ["email"]}
+    assert_problem(
+        await client.post("/v1/workers/claim", json=asked, headers=resizer), 403, "email"
+    )
+    [email] = await claim(client, tasks=["email"])  # still there for a key that may
+    assert email["task"] == "email"
 
 
 async def test_a_keys_queues_hold_for_one_jobs_heartbeat_and_progress(

@@ -254,6 +254,21 @@ async def test_listener_reconnects_and_asks_for_a_recheck(
         await listener.stop()
 
 
+async def test_listener_keeps_trying_while_no_server_is_a_primary(dsn: str) -> None:
+    # During a failover, every host a multi-host URL names may be a standby for a while:
+    # asyncpg then raises an InternalClientError, not a connection error. The listener
+    # goes on trying in its own loop, as it does for a server that is down.
+    standby_only = dsn + ("&" if "?" in dsn else "?") + "target_session_attrs=standby"
+    listener = Listener(standby_only, lambda queue: None)
+    await listener.start()
+    try:
+        await asyncio.sleep(1.0)  # a few attempts: 0.1 s, then 0.2 s, then 0.4 s apart
+        assert not listener.connected.is_set()
+        assert listener.restarts == 0, "the failure was expected, not a crash of the loop"
+    finally:
+        await listener.stop()
+
+
 async def _connected(listener: Listener) -> bool:
     return listener.connected.is_set()
 

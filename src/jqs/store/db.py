@@ -30,7 +30,9 @@ STARTUP_SETTINGS = {"application_name": "jqs"}
 # asyncpg's default: named statements, prepared once per connection.
 STATEMENT_CACHE_SIZE = 100
 
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# What a lost or unreachable server raises (asyncpg raises InternalClientError, among others,
+# when no host of a multi-host URL is a primary yet).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     ConnectionError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -64,7 +66,7 @@ def driver_errors(
     """Re-raise driver errors as `error` (DatabaseUnavailable for lost connections)."""
     try:
         yield
-    except _CONNECTION_ERRORS as exc:
+    except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     except TimeoutError as exc:
         raise DatabaseUnavailable("database did not answer in time") from exc

@@ -42,7 +42,7 @@ import asyncpg
 from jqs.errors import StoreError
 from jqs.logging import get_logger
 from jqs.service import LoopService
-from jqs.store.db import Db
+from jqs.store.db import CONNECTION_ERRORS, Db
 from jqs.store.queries import q
 
 log = get_logger(__name__)
@@ -215,6 +215,15 @@ class InRecovery(Exception):
     """The server is a standby: it holds no notifications for us."""
 
 
+# Failures a listener waits out: the server is down, unreachable, restarting or a standby.
+_TRY_AGAIN_ON: tuple[type[BaseException], ...] = (
+    *CONNECTION_ERRORS,
+    asyncpg.PostgresError,
+    TimeoutError,
+    InRecovery,
+)
+
+
 class Listener(LoopService):
     """Calls `on_notify(queue)` for each queue named in a notification; None once it has
     connected, first or again (something may have been missed)."""
@@ -277,13 +286,7 @@ class Listener(LoopService):
                     # A cheap round trip notices a connection the server dropped, or a
                     # server that is a standby now.
                     await self._check_primary(conn)
-            except (
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                TimeoutError,
-                InRecovery,
-            ) as exc:
+            except _TRY_AGAIN_ON as exc:
                 log.warning("listener_disconnected", error=repr(exc), retry_in=delay)
             finally:
                 self.connected.clear()
