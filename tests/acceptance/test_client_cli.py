@@ -4,8 +4,10 @@ them, against a real `jqs serve`: output, one-line errors and exit codes."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,63 @@ def test_errors_are_one_line_with_their_exit_code(dsn: str, start_jqs: StartJqs)
     assert "JSON" in one_line_error(jqs(url, "submit", "{nope"), Exit.INVALID)
     invalid = jqs(url, "submit", '{"task": "sleep"}', "--queue", "no spaces")
     assert "query.queue" in one_line_error(invalid, Exit.INVALID)
+
+
+def _drawn(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`jqs` with its bars and live views drawn as on a terminal (rich's TTY_COMPATIBLE)."""
+    return subprocess.run(
+        [sys.executable, "-m", "jqs", *args],
+        env=jqs_env(
+            JQS_URL=url, JQS_API_KEY=ADMIN, COLUMNS="200", TTY_COMPATIBLE="1", TTY_INTERACTIVE="1"
+        ),
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_submit_many_draws_a_progress_bar(dsn: str, start_jqs: StartJqs, tmp_path: Path) -> None:
+    url = start_jqs(DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN).url
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps({"task": "noop", "n": n}) + "\n" for n in range(30)))
+    run = _drawn(url, "submit-many", str(jobs), "--chunk", "10")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("submitted 30 jobs")
+    assert "submitting" in run.stderr
+    assert "100%" in run.stderr, "the bar reaches the end"
+    assert "\x1b[" in run.stderr, "drawn in place, then cleared"
+    # Piped, the bar is not drawn: stderr holds only what a script would want to read.
+    piped = jqs(url, "submit-many", str(jobs))
+    assert ok(piped).startswith("submitted 30 jobs")
+    assert piped.stderr == ""
+
+
+def test_top_shows_how_fast_jobs_finish(dsn: str, start_jqs: StartJqs) -> None:
+    url = start_jqs(DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN).url
+    lines = "".join(json.dumps({"task": "sleep", "seconds": 0.02}) + "\n" for _ in range(400))
+    viewer = subprocess.Popen(
+        [sys.executable, "-m", "jqs", "top", "--interval", "0.5"],
+        env=jqs_env(JQS_URL=url, JQS_API_KEY=ADMIN, COLUMNS="200", TTY_COMPATIBLE="1"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ok(jqs(url, "submit-many", "-", stdin=lines))
+        time.sleep(2.5)  # a few refreshes while the worker drains
+    finally:
+        viewer.send_signal(signal.SIGINT)  # Ctrl-C
+        out, errors = viewer.communicate(timeout=30)
+    assert viewer.returncode == 0, errors
+    assert "done/s" in out
+    rates = [
+        float(row.split("│")[-2])
+        for row in out.splitlines()
+        if row.startswith("│ default") and row.split("│")[-2].strip() not in ("", "-")
+    ]
+    assert rates, out
+    assert max(rates) > 0, "jobs finished between two refreshes"

@@ -220,7 +220,7 @@ def _follow(client: Client, job: Job, timeout: float | None) -> Job:
         TaskProgressColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err, transient=True) as bar:
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
         shown = bar.add_task(job.status.value, total=1.0, job=job.id)
 
         def show(job: Job) -> None:
@@ -310,7 +310,10 @@ def submit_many(
         lines = path.open(encoding="utf-8")
     made: list[int] = []
     started = time.monotonic()
-    with connected(url, api_key) as client, Progress(console=err, transient=True) as bar:
+    with (
+        connected(url, api_key) as client,
+        Progress(console=err, transient=True, disable=not err.is_terminal) as bar,
+    ):
         shown = bar.add_task("submitting", total=total)
         batch: list[JobSpec] = []
         try:
