@@ -272,9 +272,7 @@ async def test_claims_hold_to_a_queues_rate_limit(
 ) -> None:
     """Two jobs a second at most: each batch claim takes one, an immediate next claim
     none, and a waiting claim gets the next token when it comes, half a second later."""
-    await store.queue_update(
-        QueuePatch("metered", rate_limit=2.0, given=frozenset({"rate_limit"}))
-    )
+    await store.queue_update(QueuePatch("metered", rate_limit=2.0, given=frozenset({"rate_limit"})))
     for _ in range(4):
         await submit(client, {"task": "m"}, queue="metered")
     times: list[float] = []
