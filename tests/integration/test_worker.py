@@ -191,7 +191,10 @@ async def test_notify_starts_jobs_before_the_next_poll(store: PostgresStore) -> 
 async def test_stop_drains_short_jobs_and_hands_back_long_ones(
     store: PostgresStore, conn: asyncpg.Connection
 ) -> None:
+    started: list[float] = []
+
     async def nap(payload: dict[str, Any]) -> str:
+        started.append(payload["s"])
         await asyncio.sleep(float(payload["s"]))
         return "rested"
 
@@ -202,7 +205,13 @@ async def test_stop_drains_short_jobs_and_hands_back_long_ones(
     pool = WorkerPool(store, registry, PoolSettings(concurrency=2, poll_interval=0.05))
     await pool.start()
     await eventually(lambda: _processing(conn, 2))
-    await pool.stop(1.0)
+
+    async def both_started() -> bool:
+        return len(started) == 2
+
+    await eventually(both_started)
+    # Room for a loaded machine: the short job's 0.1 s and its write fit many times over.
+    await pool.stop(3.0)
     assert (await store.get(short.id)).status is JobStatus.COMPLETED
     back = await store.get(long.id)
     assert back.status is JobStatus.QUEUED
