@@ -21,11 +21,16 @@ ADMIN = "test-admin-key-0123456789abcdefghijkl"
 
 
 def jqs(
-    url: str, *args: str, key: str = ADMIN, stdin: str | None = None, cwd: Path = REPO
+    url: str,
+    *args: str,
+    key: str = ADMIN,
+    stdin: str | None = None,
+    cwd: Path = REPO,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "jqs", *args],
-        env=jqs_env(JQS_URL=url, JQS_API_KEY=key, COLUMNS="200"),
+        env=jqs_env(JQS_URL=url, JQS_API_KEY=key, COLUMNS="200", **env),
         cwd=cwd,
         input=stdin,
         capture_output=True,
@@ -134,27 +139,12 @@ def test_errors_are_one_line_with_their_exit_code(dsn: str, start_jqs: StartJqs)
     assert "query.queue" in one_line_error(invalid, Exit.INVALID)
 
 
-def _drawn(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`jqs` with its bars and live views drawn as on a terminal (rich's TTY_COMPATIBLE)."""
-    return subprocess.run(
-        [sys.executable, "-m", "jqs", *args],
-        env=jqs_env(
-            JQS_URL=url, JQS_API_KEY=ADMIN, COLUMNS="200", TTY_COMPATIBLE="1", TTY_INTERACTIVE="1"
-        ),
-        cwd=REPO,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_submit_many_draws_a_progress_bar(dsn: str, start_jqs: StartJqs, tmp_path: Path) -> None:
     url = start_jqs(DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN).url
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text("".join(json.dumps({"task": "noop", "n": n}) + "\n" for n in range(30)))
-    run = _drawn(url, "submit-many", str(jobs), "--chunk", "10")
+    # Drawn as on a terminal (rich's TTY_COMPATIBLE).
+    run = jqs(url, "submit-many", str(jobs), "--chunk", "10", TTY_COMPATIBLE="1")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("submitted 30 jobs")
     assert "submitting" in run.stderr
