@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import json
 import math
+import re
 import statistics
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -52,12 +53,24 @@ TARGETS_NOTE = (
 )
 
 
+_COST_TARGET = re.compile(r"<=\s*[\d.]+x")
+
+
 def _ratio_met(row: scenarios.Row) -> bool | None:
     if row.met is not None:
         return row.met
     if not row.target.startswith(">="):
         return None
     return row.ratio >= float(row.target.removeprefix(">=").strip().rstrip("x"))
+
+
+def _shown_ratio(row: scenarios.Row) -> float:
+    """JQS / baseline, in the direction the row's target is stated: a cost held to "<= N x"
+    its baseline shows JQS / baseline; other lower-is-better rows (latencies) show baseline /
+    JQS, so that above 1 is better there too."""
+    if row.higher_is_better or _COST_TARGET.match(row.target):
+        return row.ratio
+    return 1 / row.ratio if row.ratio else math.nan
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -100,7 +113,7 @@ def write_report(
     for row in ctx.rows:
         met = _ratio_met(row)
         mark = "" if met is None else ("yes" if met else "**no**")
-        ratio = row.ratio if row.higher_is_better else (1 / row.ratio if row.ratio else math.nan)
+        ratio = _shown_ratio(row)
         lines.append(
             f"| {row.scenario} | {_fmt(row.value, row.unit)} | {_fmt(row.baseline, row.unit)} | "
             f"{ratio:.2f}x | {row.target} | {mark} | {row.baseline_name} | {row.note} |"
@@ -109,7 +122,8 @@ def write_report(
         "",
         TARGETS_NOTE,
         "",
-        "For latency rows the ratio is baseline / JQS (above 1 is faster than the baseline).",
+        "For latency rows the ratio is baseline / JQS (above 1 is faster than the baseline); "
+        'for a cost held to at most a multiple of its baseline ("<= 1.2x"), JQS / baseline.',
     ]
     lines += _latency_lines(ctx)
     single = ctx.extra.get("single_runs")
