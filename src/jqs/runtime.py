@@ -54,7 +54,7 @@ from jqs.store.notify import (
     hear_events,
     new_origin,
 )
-from jqs.store.port import LeaseCheckParams, WorkerBeat
+from jqs.port import LeaseCheckParams, WorkerBeat
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
