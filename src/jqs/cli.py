@@ -6,11 +6,7 @@ not here: a client command then starts in a fraction of the time."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
-import threading
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -19,7 +15,7 @@ from jqs import __version__
 from jqs.client.cli import register as register_client_commands
 from jqs.errors import ConfigError, JQSError
 from jqs.keys_cli import app as keys_app
-from jqs.logging import configure_logging, flush_job_events, get_logger
+from jqs.logging import configure_logging
 from jqs.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -32,7 +28,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-log = get_logger("jqs.cli")
 app.add_typer(keys_app, name="keys")
 register_client_commands(app, keys=False)  # `keys` above also works without a server
 
@@ -51,44 +46,19 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
-def _run(coro: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def _exit_past_lingering_handlers(code: int) -> None:
-    """Exit now if sync handlers are still running in threads after the drain deadline.
-
-    Their jobs were already handed back; Python would otherwise wait for those threads at
-    exit, and a handler stuck for an hour would hold the shutdown for an hour.
-    """
-    from jqs.worker.pool import TASK_THREAD_PREFIX
-
-    lingering = [t.name for t in threading.enumerate() if t.name.startswith(TASK_THREAD_PREFIX)]
-    if lingering:
-        log.warning("handler_threads_abandoned", threads=lingering)
-        flush_job_events()  # os._exit skips atexit
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
 def _run_service(
     settings: Settings, *, api: bool, worker: bool, server: ServerLink | None = None
 ) -> None:
     try:
         from jqs.runtime import Runner
+        from jqs.workhost.launch import run_process
 
-        code = _run(Runner(settings, api=api, worker=worker, server=server).run())
+        stopped = run_process(Runner(settings, api=api, worker=worker, server=server).run())
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
-    except JQSError as exc:
-        raise _fail(str(exc), 1) from None
-    _exit_past_lingering_handlers(code)
-    raise typer.Exit(code)
+    if stopped.message is not None:
+        raise _fail(stopped.message, stopped.code)
+    raise typer.Exit(stopped.code)
 
 
 def _version(value: bool) -> None:
@@ -136,13 +106,12 @@ def _server_link(url: str | None, key: str | None, settings: Settings) -> Server
         if not from_env or settings.database_url is not None:
             return None
         url = from_env
-    url = url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise _fail(f"--url must start with http:// or https://, not {url!r}", 2)
-    key = (key or os.environ.get("JQS_API_KEY", "")).strip() or None
-    from jqs.worker.http_queue import ServerLink
+    from jqs.workhost.launch import server_link
 
-    return ServerLink(url=url, api_key=key)
+    try:
+        return server_link(url, key or os.environ.get("JQS_API_KEY"))
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
 
 
 @app.command()
@@ -184,6 +153,8 @@ def migrate() -> None:
     """Bring the database schema up to date, then exit."""
     settings = _settings()
 
+    from jqs.workhost.launch import run_loop
+
     async def _migrate() -> int:
         from jqs.runtime import database_for
 
@@ -195,7 +166,7 @@ def migrate() -> None:
         return 0
 
     try:
-        code = _run(_migrate())
+        code = run_loop(_migrate())
     except JQSError as exc:
         raise _fail(str(exc), 1) from None
     typer.echo("jqs: the database schema is up to date")

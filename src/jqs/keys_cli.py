@@ -29,8 +29,8 @@ from jqs.client.cli import to_json
 from jqs.errors import ConfigError, JQSError
 from jqs.logging import configure_logging
 from jqs.models import ApiKey
+from jqs.port import Keys, SecretRotation, Webhooks
 from jqs.settings import load_settings, parse_duration
-from jqs.store.port import Keys, SecretRotation, Webhooks
 from jqs.tasks.names import check_queue_name
 from jqs.webhooks import signing
 

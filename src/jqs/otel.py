@@ -41,7 +41,7 @@ def provider_from_env(env: Mapping[str, str]) -> TracerProvider:
         except ImportError as exc:
             raise ConfigError(
                 "OTEL_TRACES_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-http: "
-                "pip install 'jqs[otel]'"
+                "pip install 'jqs[otel]' (or 'jqs-client[worker,otel]')"
             ) from exc
         exporter = OTLPSpanExporter()
     else:

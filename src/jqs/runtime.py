@@ -3,10 +3,10 @@
 `jqs serve` runs the HTTP API and a worker pool in one process (the seed's shape),
 `jqs serve --no-worker` only the API, `jqs worker` only the pool. `jqs worker --url` runs
 only the pool too, which then reaches a JQS server over the HTTP worker protocol instead of
-the database (jqs.worker.http_queue): no database, migrations, maintenance or listener.
-The first SIGTERM/SIGINT starts a graceful stop (no new claims or requests, running jobs
-get JQS_SHUTDOWN_TIMEOUT to finish, the rest are handed back to the queue); a second one
-exits at once.
+the database (jqs.workhost.over_http, which the client's `jqs worker` runs as well): no
+database, migrations, maintenance or listener. The first SIGTERM/SIGINT starts a graceful
+stop (no new claims or requests, running jobs get JQS_SHUTDOWN_TIMEOUT to finish, the rest
+are handed back to the queue); a second one exits at once (jqs.workhost.stopping).
 """
 
 from __future__ import annotations
@@ -14,32 +14,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
-import signal
 import socket
-import sys
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 
-from jqs import __version__
 from jqs.api.app import create_app
 from jqs.api.bounds import QueueBounds
 from jqs.api.serving import ServedQueues
 from jqs.api.state import ApiState, Limits, StreamSettings, WebhookApi
 from jqs.auth.keyring import KeyRing
 from jqs.auth.startup import AuthMode, auth_mode, is_loopback
-from jqs.errors import ConfigError, ServerRefused, StoreError
+from jqs.errors import ConfigError
 from jqs.events import EventFeed, FeedSettings
 from jqs.http.fds import connection_cap, raise_soft_limit
 from jqs.http.protocol import ConnectionLimits, guarded_protocol
-from jqs.logging import flush_job_events, get_logger
+from jqs.logging import get_logger
 from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.rescuer import Rescuer
 from jqs.maintenance.scheduler import Scheduler
 from jqs.metrics import Exposition, Metrics, NoMetrics
-from jqs.models import Lease
 from jqs.remote import ClaimHub, Ends, RemoteWorkers
 from jqs.service import Service
 from jqs.settings import Settings
@@ -54,16 +48,28 @@ from jqs.store.notify import (
     hear_events,
     new_origin,
 )
-from jqs.store.port import LeaseCheckParams, WorkerBeat
 from jqs.tasks.defaults import JobDefaults
-from jqs.tasks.loader import HttpTaskSettings, build_registry
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import schedules_for
 from jqs.tracing import Tracing, tracing_from_env
 from jqs.webhooks.dispatcher import Dispatcher
-from jqs.worker import PoolSettings, WorkerPool
-from jqs.worker.executor import RetryPolicy
-from jqs.worker.http_queue import LEASE_MAX, HttpQueue, ServerLink
+from jqs.worker import WorkerPool
+from jqs.worker.http_queue import ServerLink
+from jqs.workhost.over_http import work_over_http
+from jqs.workhost.pool import pool_settings_for, registry_for, retry_policy_for
+from jqs.workhost.stopping import StopSignals
+
+# The pool's builders stay importable from here, where the server composes its parts.
+__all__ = [
+    "Runner",
+    "bind_socket",
+    "database_for",
+    "fan_out",
+    "listen_dsn_for",
+    "pool_settings_for",
+    "registry_for",
+    "retry_policy_for",
+]
 
 log = get_logger(__name__)
 
@@ -116,40 +122,6 @@ def listen_dsn_for(settings: Settings, db: Database) -> str | None:
     return db.dsn
 
 
-def registry_for(settings: Settings) -> TaskRegistry:
-    """The handlers these settings ask for."""
-    return build_registry(
-        settings.task_modules,
-        demo=settings.demo_tasks,
-        demo_delay=settings.demo_delay,
-        http=HttpTaskSettings(
-            timeout=settings.http_task_timeout,
-            max_body=settings.http_task_max_body,
-            policy=settings.destination_policy,
-        )
-        if settings.http_task
-        else None,
-    )
-
-
-def retry_policy_for(settings: Settings) -> RetryPolicy:
-    """How long failed jobs wait before they run again."""
-    return RetryPolicy(
-        backoff_base=settings.retry_backoff_base, backoff_max=settings.retry_backoff_max
-    )
-
-
-def pool_settings_for(settings: Settings) -> PoolSettings:
-    """How a worker pool works, by these settings."""
-    return PoolSettings(
-        concurrency=settings.worker_concurrency,
-        queues=settings.queue_names,
-        poll_interval=settings.poll_interval,
-        lease_seconds=settings.lease_seconds,
-        retry=retry_policy_for(settings),
-    )
-
-
 def fan_out(callbacks: list[Callable[[], None]]) -> Callable[[], None]:
     """One callable that calls each of `callbacks` (the list may grow later)."""
 
@@ -180,37 +152,18 @@ class Runner:
         self._api = api
         self._worker = worker
         self._server = server
-        self._stop = asyncio.Event()
-        self._signals = 0
-
-    def _on_signal(self, signum: int) -> None:
-        self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals == 1:
-            log.info("shutdown_requested", signal=name, timeout=self.settings.shutdown_timeout)
-            self._stop.set()
-            return
-        # Second signal: the operator wants out now. Leases bring unfinished jobs back.
-        log.warning("shutdown_forced", signal=name)
-        flush_job_events()  # os._exit skips atexit
-        sys.stdout.flush()
-        os._exit(1)
+        self._signals = StopSignals(shutdown_timeout=settings.shutdown_timeout)
+        self._stop = self._signals.requested
 
     async def run(self) -> int:
         """Start everything, wait for a stop signal, stop everything; returns the exit code."""
         settings = self.settings
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal, sig)
-        try:
+        with self._signals.handled():
             registry = registry_for(settings)
             if self._server is not None:
-                await self._work_over_http(self._server, registry)
+                await work_over_http(self._server, registry, settings, self._stop)
             else:
                 await self._run_with_database(registry)
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
         log.info("shutdown_complete")
         return 0
 
@@ -224,65 +177,6 @@ class Runner:
             if sock is not None:
                 sock.close()
             await db.stop()
-
-    async def _work_over_http(self, server: ServerLink, registry: TaskRegistry) -> None:
-        """The worker pool alone, its JobQueue a JQS server's HTTP worker protocol."""
-        settings = self.settings
-        if settings.lease_seconds > LEASE_MAX:
-            raise ConfigError(
-                f"JQS_LEASE_SECONDS is at most {LEASE_MAX:g} for a worker over HTTP "
-                "(the longest lease the protocol grants)"
-            )
-        log.info("tasks_registered", tasks=registry.names())
-        if schedules_for(registry, []):
-            log.warning(
-                "schedules_not_run",
-                detail="a worker over HTTP runs no schedules: the server runs the @task(cron=...) "
-                "schedules of the tasks modules it loads itself (JQS_TASKS)",
-            )
-        tracing = tracing_from_env()
-        host = socket.gethostname()
-        queue = HttpQueue(server, host=host)
-        pool = WorkerPool(
-            queue,
-            registry,
-            pool_settings_for(settings),
-            tracing=tracing,
-        )
-        try:
-            await self._introduce(queue, pool, host)
-            await pool.start()
-            log.info("worker_connected", url=queue.url, worker=pool.worker_id)
-            await self._stop.wait()
-            queue.interrupt()  # a claim waiting on the server ends now
-            await pool.stop(settings.shutdown_timeout)
-        finally:
-            await queue.aclose()
-            await asyncio.to_thread(tracing.shutdown)
-
-    async def _introduce(self, queue: HttpQueue, pool: WorkerPool, host: str) -> None:
-        """Say the worker is alive: a key the server refuses stops the start (ConfigError);
-        a server that cannot be reached yet is tried again by the pool, as it runs."""
-        beat = WorkerBeat(
-            id=pool.worker_id,
-            host=host,
-            queues=list(pool.queues),
-            version=__version__,
-            concurrency=self.settings.worker_concurrency,
-        )
-        try:
-            await queue.worker_beat(beat)
-            # A look at a lease nobody holds: a server older than this worker lacks the route.
-            await queue.check_leases(LeaseCheckParams([Lease(1, uuid.uuid4())]))
-        except ServerRefused as exc:
-            if exc.status in (404, 405):
-                raise ConfigError(
-                    f"the server does not serve what this worker needs ({exc}); "
-                    "upgrade it to this version of JQS"
-                ) from None
-            raise ConfigError(f"the server refused this worker: {exc}") from None
-        except StoreError as exc:
-            log.warning("server_unavailable", error=str(exc), detail="trying again as it runs")
 
     async def _serve(
         self, db: Database, registry: TaskRegistry, sock: socket.socket | None

@@ -1,4 +1,5 @@
 """JQS configuration: one pydantic-settings class, read from the environment and `.env`.
+Its worker pool's part (jqs.workhost.settings) is shared with the worker side's installs.
 
 The seed's names (`DATABASE_URL`, `PORT`) are kept as they are; everything JQS adds is
 prefixed `JQS_`. Settings are built once by the entrypoint and passed down.
@@ -11,22 +12,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AliasChoices,
-    Field,
-    SecretStr,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-)
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic import AliasChoices, Field, SecretStr, TypeAdapter, field_validator
 
-from jqs.errors import ConfigError
-from jqs.netguard import DestinationPolicy
-from jqs.tasks.names import check_queue_name
 from jqs.tasks.schedules import CronEntry
 from jqs.webhooks.dispatcher import DispatchSettings
 from jqs.webhooks.schedule import DEFAULT_SCHEDULE, RetrySchedule
+from jqs.workhost.settings import LogLevel, WorkerSettings, env_name, load
+
+__all__ = ["LogLevel", "Settings", "env_name", "load_settings", "parse_duration"]
 
 _CRON_LIST = TypeAdapter(list[CronEntry])
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -41,19 +34,9 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _UNIT_SECONDS[match[2]]
 
 
-LogLevel = Literal["debug", "info", "warning", "error"]
-
-
-class Settings(BaseSettings):
-    """Every knob of a JQS process; see `.env.example` for the meaning of each."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="JQS_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        frozen=True,
-    )
+class Settings(WorkerSettings):
+    """Every knob of a JQS process; see `.env.example` for the meaning of each. A worker
+    pool's own (WorkerSettings) are shared with the worker side's installs."""
 
     database_url: str | None = Field(
         default=None,
@@ -84,28 +67,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".jqs/pgdata"), description="Embedded PostgreSQL data directory."
     )
-    worker_concurrency: int = Field(default=5, ge=1, le=10_000)
-    queues: str = Field(default="default", description="Comma-separated queues to serve.")
-    poll_interval: float = Field(default=0.5, gt=0, le=60)
-    lease_seconds: float = Field(default=30.0, gt=0, le=86_400)
     rescue_interval: float = Field(default=5.0, gt=0, le=3_600)
     max_attempts: int = Field(default=3, ge=1, le=1_000)
-    retry_backoff_base: float = Field(default=1.0, ge=0, le=86_400)
-    retry_backoff_max: float = Field(default=300.0, ge=0, le=7 * 86_400)
     job_timeout: float | None = Field(default=None, gt=0, le=7 * 86_400)
     retention: float = Field(default=7 * 86_400, ge=0, description="0 keeps jobs forever.")
     retention_interval: float = Field(default=60.0, gt=0, le=86_400)
     cron: str = Field(default="", description="JSON list of periodic schedules.")
-    shutdown_timeout: float = Field(default=30.0, ge=0, le=3_600)
-    tasks: str = Field(default="", description="Comma-separated modules with @task handlers.")
-    demo_tasks: bool = True
-    demo_delay: float = Field(default=1.0, ge=0, le=60)
-    http_task_timeout: float = Field(default=30.0, gt=0, le=3_600)
-    http_task_max_body: int = Field(default=65_536, ge=0, le=16 * 1024 * 1024)
-    http_task: bool = Field(default=True, description="false removes the built-in http task.")
-    http_allow: str = Field(
-        default="", description="Hosts and CIDR ranges the http task may reach besides public ones."
-    )
     webhook_schedule: str = Field(
         default=DEFAULT_SCHEDULE,
         description="Seconds before each webhook attempt: the first, then after each failure.",
@@ -137,7 +104,6 @@ class Settings(BaseSettings):
     events_poll_interval: float = Field(default=1.0, gt=0, le=60)
     max_connections: int = Field(default=10_000, ge=1, le=10_000_000)
     metrics: bool = Field(default=True, description="false turns /metrics and its counting off.")
-    log_level: LogLevel = "info"
 
     @field_validator("database_url", "listen_url")
     @classmethod
@@ -190,16 +156,6 @@ class Settings(BaseSettings):
     def _duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("queues")
-    @classmethod
-    def _queue_names(cls, value: str) -> str:
-        names = [name.strip() for name in value.split(",") if name.strip()]
-        if not names:
-            raise ValueError("name at least one queue")
-        for name in names:
-            check_queue_name(name)
-        return ",".join(names)
-
     @field_validator("cron")
     @classmethod
     def _cron_entries(cls, value: str) -> str:
@@ -212,17 +168,6 @@ class Settings(BaseSettings):
         RetrySchedule.parse(value)  # refuse a bad schedule at start-up
         return value
 
-    @field_validator("http_allow")
-    @classmethod
-    def _http_allow_entries(cls, value: str) -> str:
-        DestinationPolicy.parse(value)  # refuse a bad entry at start-up
-        return value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _lower_log_level(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
-
     @property
     def cron_entries(self) -> list[CronEntry]:
         """The schedules named in JQS_CRON."""
@@ -234,11 +179,6 @@ class Settings(BaseSettings):
         return tuple(origin for origin in self.cors_origins.split(",") if origin)
 
     @property
-    def destination_policy(self) -> DestinationPolicy:
-        """Where the http task may send requests (public addresses plus JQS_HTTP_ALLOW)."""
-        return DestinationPolicy.parse(self.http_allow)
-
-    @property
     def dispatch_settings(self) -> DispatchSettings:
         """How webhook deliveries are made."""
         return DispatchSettings(
@@ -248,34 +188,7 @@ class Settings(BaseSettings):
             poll_interval=self.webhook_poll_interval,
         )
 
-    @property
-    def queue_names(self) -> list[str]:
-        """The queues named in JQS_QUEUES, in order."""
-        return self.queues.split(",")
-
-    @property
-    def task_modules(self) -> list[str]:
-        """The modules named in JQS_TASKS, in order."""
-        return [name.strip() for name in self.tasks.split(",") if name.strip()]
-
-
-_SEED_NAMES = {"database_url": "DATABASE_URL", "port": "PORT"}
-
-
-def env_name(field: str) -> str:
-    """The environment variable that sets `field` (the seed's names kept unprefixed)."""
-    return _SEED_NAMES.get(field, f"JQS_{field.upper()}")
-
 
 def load_settings(**overrides: object) -> Settings:
     """Build the settings, turning validation errors into one readable ConfigError."""
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "settings"
-        name = field if field.isupper() else env_name(field)
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"invalid setting {name}: {message}") from exc
-    except SettingsError as exc:
-        raise ConfigError(f"invalid settings: {exc}") from exc
+    return load(Settings, **overrides)

@@ -83,6 +83,6 @@ def tracing_from_env(env: Mapping[str, str] = os.environ) -> Tracing:
     except ImportError as exc:
         raise ConfigError(
             "OTEL_* variables ask for traces, but OpenTelemetry is not installed: "
-            "pip install 'jqs[otel]'"
+            "pip install 'jqs[otel]' (or, for the client's worker, 'jqs-client[worker,otel]')"
         ) from exc
     return OtelTracing(provider_from_env(env))

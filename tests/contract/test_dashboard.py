@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from jqs.models import EventType, JobStatus, QueueSettings
 from jqs.outcome import Completed, Failed, attempt_error, cancelled_result
-from jqs.store.port import (
+from jqs.port import (
     Finish,
     JobEventsRead,
     JobSearch,

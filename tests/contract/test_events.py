@@ -10,7 +10,7 @@ import pytest
 
 from jqs.models import EventCursor, EventType, JobEvent, JobStatus, Progress
 from jqs.outcome import Cancelled, Completed, Failed, Retry, attempt_error, cancelled_result
-from jqs.store.port import (
+from jqs.port import (
     EndedRead,
     EventRead,
     Finish,

@@ -11,7 +11,7 @@ import pytest
 from jqs.errors import JobNotFound, StoreError
 from jqs.models import EnqueueOptions, IdempotencyKey, InsertOutcome, JobFilter, JobStatus, NewJob
 from jqs.outcome import cancelled_result
-from jqs.store.port import FindParams
+from jqs.port import FindParams
 from tests.contract.conftest import Subject
 from tests.support.jobs import add, claim, new, raw
 

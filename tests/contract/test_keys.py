@@ -8,7 +8,7 @@ from jqs.auth.issue import KeySpec, issue_key
 from jqs.auth.scopes import Scope
 from jqs.auth.secrets import secret_hash
 from jqs.models import JobFilter
-from jqs.store.port import FindParams
+from jqs.port import FindParams
 from tests.contract.conftest import Subject
 from tests.support.jobs import add
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from jqs.models import JobStatus, NewJob
 from jqs.outcome import Completed
-from jqs.store.port import ClaimParams, Finish, PruneParams, QueuePatch, ScheduleFire, WorkerBeat
+from jqs.port import ClaimParams, Finish, PruneParams, QueuePatch, ScheduleFire, WorkerBeat
 from tests.contract.conftest import Subject
 from tests.support.jobs import add, claim, raw
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from jqs.models import EnqueueOptions, JobStatus, Lease, NewJob
 from jqs.outcome import Cancelled, Completed, Failed, Retry, attempt_error, cancelled_result
-from jqs.store.port import Finish, LeaseCheckParams, RescueParams, WorkerBeat
+from jqs.port import Finish, LeaseCheckParams, RescueParams, WorkerBeat
 from tests.contract.conftest import Subject
 from tests.support.jobs import add, claim, raw
 

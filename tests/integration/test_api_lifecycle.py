@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from jqs.api.state import ApiState
+from jqs.port import LeaseCheckParams
 from jqs.store import PostgresStore
-from jqs.store.port import LeaseCheckParams
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskOptions, TaskRegistry, TaskSpec
 from tests.integration.test_api import assert_problem

@@ -16,9 +16,9 @@ from jqs.api.state import ApiState
 from jqs.auth.issue import KeySpec, issue_key
 from jqs.auth.keyring import KeyRing
 from jqs.auth.scopes import Scope
+from jqs.port import QueuePatch
 from jqs.remote import ClaimHub, Ends, RemoteWorkers
 from jqs.store import PostgresStore
-from jqs.store.port import QueuePatch
 from jqs.worker.executor import RetryPolicy
 from tests.integration.test_api import assert_problem
 

@@ -11,6 +11,7 @@ import asyncpg
 
 from jqs.events import EventFeed, EventFilter, FeedSettings
 from jqs.outcome import Completed
+from jqs.port import Finish
 from jqs.store import Database
 from jqs.store.notify import (
     EVENTS_CHANNEL,
@@ -20,7 +21,6 @@ from jqs.store.notify import (
     ended_name,
     hear_events,
 )
-from jqs.store.port import Finish
 from jqs.testing import ManualClock
 from tests.support.jobs import add, claim, raw
 

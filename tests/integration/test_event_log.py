@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncpg
 
 from jqs.models import EventType, JobEvent
+from jqs.port import EventRead
 from jqs.store import PostgresStore
-from jqs.store.port import EventRead
 from tests.support.jobs import add
 from tests.support.pg import with_database
 

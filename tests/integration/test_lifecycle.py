@@ -15,8 +15,8 @@ import pytest
 from jqs.maintenance.rescuer import Rescuer
 from jqs.models import Job, JobStatus
 from jqs.outcome import Completed, cancelled_result
+from jqs.port import Finish, LeaseCheckParams, RescueParams
 from jqs.store import PostgresStore
-from jqs.store.port import Finish, LeaseCheckParams, RescueParams
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.executor import RetryPolicy

@@ -11,9 +11,9 @@ import asyncpg
 from jqs.maintenance.pruner import Pruner
 from jqs.maintenance.scheduler import Scheduler
 from jqs.models import JobStatus, NewJob
+from jqs.port import PruneParams, ScheduleFire
 from jqs.store import Database, PostgresStore
 from jqs.store.notify import Listener, Notifier
-from jqs.store.port import PruneParams, ScheduleFire
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import CronSchedule

@@ -11,8 +11,8 @@ import orjson
 
 from jqs import current_job
 from jqs.models import EventType, Job, JobEvent, JobStatus
+from jqs.port import JobEventsRead
 from jqs.store import PostgresStore
-from jqs.store.port import JobEventsRead
 from jqs.tasks.registry import TaskRegistry
 from jqs.worker import PoolSettings, WorkerPool
 from jqs.worker.progress import PROGRESS_INTERVAL

@@ -12,8 +12,8 @@ import asyncpg
 import orjson
 
 from jqs.models import JobFilter, JobStatus
+from jqs.port import FindParams, LeaseCheckParams
 from jqs.store import Database, PostgresStore
-from jqs.store.port import FindParams, LeaseCheckParams
 from jqs.store.queries import queries
 from tests.support.jobs import add, claim
 

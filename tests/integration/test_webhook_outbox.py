@@ -15,8 +15,8 @@ from jqs.models import EnqueueOptions, IdempotencyKey, NewJob
 from jqs.netguard import DestinationPolicy
 from jqs.netguard.policy import IPAddress
 from jqs.outcome import Completed
+from jqs.port import DeliveryClaim, DeliveryListing, Finish, NewKey, NewWebhook, PruneParams
 from jqs.store import PostgresStore
-from jqs.store.port import DeliveryClaim, DeliveryListing, Finish, NewKey, NewWebhook, PruneParams
 from jqs.webhooks import signing
 from jqs.webhooks.dispatcher import Dispatcher, DispatchSettings
 from jqs.webhooks.schedule import RetrySchedule

@@ -8,7 +8,7 @@ import orjson
 
 from jqs.jsonutil import RawJSON
 from jqs.models import ClaimedJob, EnqueueOptions, Job, NewJob
-from jqs.store.port import ClaimParams, JobQueue, Jobs
+from jqs.port import ClaimParams, JobQueue, Jobs
 
 
 def raw(value: object) -> RawJSON:

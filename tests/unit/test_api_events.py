@@ -6,7 +6,7 @@ import asyncio
 
 from jqs.models import EventType, Job
 from jqs.outcome import Completed
-from jqs.store.port import Finish
+from jqs.port import Finish
 from jqs.testing import ManualClock, MemoryStore
 from tests.support.http import api_client
 from tests.support.jobs import claim, raw

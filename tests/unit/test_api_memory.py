@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jqs.api.serving import ServedQueues
-from jqs.store.port import WorkerBeat
+from jqs.port import WorkerBeat
 from jqs.testing import ManualClock, MemoryStore
 from tests.support.http import api_client
 

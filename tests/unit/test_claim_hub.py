@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from jqs.models import ClaimResult, EnqueueOptions, NewJob
+from jqs.port import ClaimParams
 from jqs.remote.hub import ClaimAsk, ClaimHub
 from jqs.store.memory import MemoryStore
-from jqs.store.port import ClaimParams
 from tests.support.jobs import raw
 
 

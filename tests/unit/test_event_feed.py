@@ -12,7 +12,7 @@ from jqs.events import EventFeed, EventFilter, FeedSettings, StreamEnded
 from jqs.events.follow import Follow, follow_job, follow_log
 from jqs.models import EventCursor, EventPage, EventType, JobEvent
 from jqs.outcome import Completed, Retry, attempt_error
-from jqs.store.port import EndedRead, EventRead, Finish, JobEventsRead
+from jqs.port import EndedRead, EventRead, Finish, JobEventsRead
 from jqs.testing import ManualClock, MemoryStore
 from tests.support.jobs import add, claim, raw
 

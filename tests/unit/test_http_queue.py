@@ -19,7 +19,7 @@ from jqs.errors import DatabaseUnavailable, ServerRefused, ServerUnavailable
 from jqs.jsonutil import RawJSON
 from jqs.models import Lease, Progress
 from jqs.outcome import Cancelled, Completed, Failed, Final, Retry, attempt_error, cancelled_result
-from jqs.store.port import ClaimParams, Finish, LeaseCheckParams
+from jqs.port import ClaimParams, Finish, LeaseCheckParams
 from jqs.testing import ManualClock
 from jqs.worker.http_queue import HttpQueue, ServerLink, outcome_item
 

@@ -19,7 +19,7 @@ from jqs.logging import configure_logging, get_logger
 from jqs.maintenance.rescuer import Rescuer
 from jqs.models import ClaimResult, Job, JobStatus
 from jqs.outcome import cancelled_result
-from jqs.store.port import ClaimParams, FindParams, RescueParams
+from jqs.port import ClaimParams, FindParams, RescueParams
 from jqs.tasks.registry import TaskOptions, TaskRegistry, TaskSpec
 from jqs.testing import ManualClock, MemoryStore
 from jqs.worker import PoolSettings, WorkerPool

@@ -13,7 +13,7 @@ from jqs import current_job
 from jqs.errors import DatabaseUnavailable
 from jqs.models import ClaimedJob, EventType, JobStatus, Lease, Progress
 from jqs.outcome import Completed
-from jqs.store.port import Finish, JobEventsRead
+from jqs.port import Finish, JobEventsRead
 from jqs.tasks.context import JobContext, _current, set_current_job
 from jqs.tasks.progress import MAX_DATA_BYTES, MAX_MESSAGE_CHARS, make_progress
 from jqs.tasks.registry import TaskRegistry

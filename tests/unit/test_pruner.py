@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jqs.maintenance.pruner import BACKLOG_PAUSE, Pruner
-from jqs.store.port import PruneParams
+from jqs.port import PruneParams
 from jqs.testing import ManualClock
 
 

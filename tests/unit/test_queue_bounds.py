@@ -9,7 +9,7 @@ import pytest
 from jqs.api.bounds import QueueBounds
 from jqs.api.problems import ProblemError
 from jqs.models import QueueDepth
-from jqs.store.port import QueuePatch
+from jqs.port import QueuePatch
 from jqs.testing import ManualClock, MemoryStore
 from tests.support.jobs import add, claim
 

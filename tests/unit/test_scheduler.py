@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from jqs.maintenance.scheduler import Scheduler, latest_due
-from jqs.store.port import FindParams
+from jqs.port import FindParams
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 from jqs.tasks.schedules import CronSchedule

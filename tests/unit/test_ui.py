@@ -16,7 +16,7 @@ from jqs.auth.keyring import KeyRing
 from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
 from jqs.models import NewJob, Throughput
-from jqs.store.port import FindParams, JobSearch, SearchParams
+from jqs.port import FindParams, JobSearch, SearchParams
 from jqs.testing import ManualClock, MemoryStore
 from jqs.ui import session
 from jqs.ui.chart import chart

@@ -2,7 +2,7 @@
 
 Checked without a query per request: a bound checked inside every INSERT would cost every
 submission, bounded queue or not. Instead each API process recounts the bounded queues'
-queued jobs every `interval` seconds (jqs.store.port Queues.queue_depths: one statement,
+queued jobs every `interval` seconds (jqs.port Queues.queue_depths: one statement,
 each count stopping at its bound) and adds the jobs it accepts itself in between. A queue
 without a bound costs one dictionary lookup.
 
@@ -25,8 +25,8 @@ from jqs.api.problems import ProblemError
 from jqs.clock import Clock, SystemClock
 from jqs.errors import StoreError
 from jqs.logging import get_logger
+from jqs.port import Queues
 from jqs.service import LoopService
-from jqs.store.port import Queues
 
 log = get_logger(__name__)
 

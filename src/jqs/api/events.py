@@ -28,7 +28,7 @@ from jqs.events import EventFilter, EventView
 from jqs.events.follow import Follow, follow_job, follow_log
 from jqs.jsonutil import dumps
 from jqs.models import EventCursor, EventType, JobEvent
-from jqs.store.port import MAX_JOB_ID, JobEventsRead
+from jqs.port import MAX_JOB_ID, JobEventsRead
 from jqs.tasks.names import QUEUE_NAME
 
 router = APIRouter(tags=["events"])

@@ -49,7 +49,7 @@ from jqs.models import (
     NewJob,
 )
 from jqs.outcome import cancelled_result
-from jqs.store.port import MAX_JOB_ID, FindParams
+from jqs.port import MAX_JOB_ID, FindParams
 
 log = get_logger(__name__)
 router = APIRouter(tags=["jobs"])

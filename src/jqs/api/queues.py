@@ -19,7 +19,7 @@ from jqs.api.state import ApiState, api_state
 from jqs.auth.scopes import Scope
 from jqs.logging import get_logger
 from jqs.models import QueueInfo, QueueSettings
-from jqs.store.port import QueuePatch as StoredPatch
+from jqs.port import QueuePatch as StoredPatch
 from jqs.tasks.names import QUEUE_NAME
 
 log = get_logger(__name__)

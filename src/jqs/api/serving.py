@@ -1,7 +1,7 @@
 """ServedQueues: which queues a live worker serves, as the API last looked.
 
 A job sent to a queue that no worker serves would wait without a word; the API says so in
-the job (`waiting_for_worker`). Workers say they are alive in the store (jqs.store.port
+the job (`waiting_for_worker`). Workers say they are alive in the store (jqs.port
 WorkerBeat); this service reads that list every `interval` seconds, so answering a request
 never waits for it.
 """
@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from jqs.clock import Clock, SystemClock
 from jqs.errors import StoreError
 from jqs.logging import get_logger
+from jqs.port import Queues
 from jqs.service import LoopService
-from jqs.store.port import Queues
 
 log = get_logger(__name__)
 

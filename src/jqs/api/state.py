@@ -17,8 +17,8 @@ from jqs.events import EventFeed
 from jqs.metrics import Exposition, Metrics, NoMetrics
 from jqs.models import Inserted, Job, JobStatus, NewJob
 from jqs.netguard import DestinationPolicy, Resolver, system_resolver
+from jqs.port import Dashboard, Events, Jobs, Keys, Queues, Webhooks
 from jqs.remote import RemoteWorkers
-from jqs.store.port import Dashboard, Events, Jobs, Keys, Queues, Webhooks
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.registry import TaskRegistry
 from jqs.tracing import Tracing

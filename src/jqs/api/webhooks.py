@@ -25,7 +25,7 @@ from jqs.auth.scopes import Scope
 from jqs.jsonutil import dumps
 from jqs.logging import get_logger
 from jqs.models import EventType, Webhook, WebhookDelivery
-from jqs.store.port import MAX_JOB_ID, DeliveryListing, NewWebhook
+from jqs.port import MAX_JOB_ID, DeliveryListing, NewWebhook
 from jqs.tasks.names import QUEUE_NAME
 from jqs.webhooks import signing
 from jqs.webhooks.destination import MAX_URL_LENGTH, URL_PATTERN, refusal

@@ -39,10 +39,10 @@ from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
 from jqs.models import ClaimedJob, Lease, Progress, WorkerInfo
 from jqs.outcome import encode_result
+from jqs.port import LeaseCheckParams, WorkerBeat
 from jqs.remote import RemoteWorkers
 from jqs.remote.ends import Report, ReportedError, Verdict, Written
 from jqs.remote.hub import ClaimAsk
-from jqs.store.port import LeaseCheckParams, WorkerBeat
 from jqs.tasks.names import QUEUE_NAME
 
 PREFIX = "/v1"

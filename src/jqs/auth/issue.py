@@ -10,7 +10,7 @@ from jqs.auth.principal import Principal
 from jqs.auth.scopes import Scope
 from jqs.auth.secrets import new_key_id, new_secret, secret_hash
 from jqs.models import ApiKey
-from jqs.store.port import Keys, NewKey
+from jqs.port import Keys, NewKey
 from jqs.webhooks import signing
 
 MAX_NAME_LENGTH = 100

@@ -14,8 +14,8 @@ from jqs.auth.secrets import secret_hash
 from jqs.clock import Clock, SystemClock
 from jqs.errors import StoreError
 from jqs.logging import get_logger
+from jqs.port import Keys
 from jqs.service import LoopService
-from jqs.store.port import Keys
 
 log = get_logger(__name__)
 

@@ -48,8 +48,8 @@ from jqs.errors import StoreError
 from jqs.events.filter import EventFilter
 from jqs.logging import get_logger
 from jqs.models import EventCursor, EventPage, JobEvent
+from jqs.port import EndedRead, EventRead, Events
 from jqs.service import LoopService, Service
-from jqs.store.port import EndedRead, EventRead, Events
 
 log = get_logger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from jqs.events.feed import EventFeed, StreamEnded
 from jqs.events.filter import EventFilter
 from jqs.models import EventCursor, JobEvent
-from jqs.store.port import EventRead, Events, JobEventsRead
+from jqs.port import EventRead, Events, JobEventsRead
 
 HISTORY_PAGE = 500
 

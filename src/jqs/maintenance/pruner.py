@@ -5,7 +5,7 @@ from __future__ import annotations
 from jqs.clock import Clock
 from jqs.logging import get_logger
 from jqs.maintenance.periodic import Periodic
-from jqs.store.port import Maintenance, PruneParams
+from jqs.port import Maintenance, PruneParams
 
 log = get_logger(__name__)
 

@@ -14,7 +14,7 @@ from jqs.logging import get_logger
 from jqs.maintenance.periodic import Periodic
 from jqs.metrics import Metrics, NoMetrics
 from jqs.models import JobStatus
-from jqs.store.port import WORKER_SILENCE_SECONDS, Maintenance, RescueParams
+from jqs.port import WORKER_SILENCE_SECONDS, Maintenance, RescueParams
 
 log = get_logger(__name__)
 

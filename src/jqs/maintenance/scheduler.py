@@ -19,7 +19,7 @@ from jqs.logging import get_logger
 from jqs.maintenance.periodic import Periodic
 from jqs.metrics import Metrics, NoMetrics
 from jqs.models import EnqueueOptions, NewJob
-from jqs.store.port import Maintenance, ScheduleFire
+from jqs.port import Maintenance, ScheduleFire
 from jqs.tasks.defaults import JobDefaults
 from jqs.tasks.schedules import CronSchedule
 

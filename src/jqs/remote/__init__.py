@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
+from jqs.port import JobQueue, WorkerBeat
 from jqs.remote.ends import Ends
 from jqs.remote.hub import ClaimHub
-from jqs.store.port import JobQueue, WorkerBeat
 
 __all__ = ["ClaimHub", "Ends", "RemoteWorkers"]
 

@@ -1,7 +1,7 @@
 """Ends: the outcomes that workers send over HTTP, written as an in-process worker's are.
 
 A worker reports that an attempt completed or failed, presenting the attempt's lease.
-The attempt is read by its lease (jqs.store.port.JobQueue.held), the outcome decided as
+The attempt is read by its lease (jqs.port.JobQueue.held), the outcome decided as
 the in-process worker decides it (jqs.worker.executor.after_failure: retry while attempts
 remain, after the worker's `retry_in` or the backoff; failed after the last, or at once when
 the worker says `final`), and written by the store's fenced `finish`, many in one
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from jqs.jsonutil import RawJSON
 from jqs.models import HeldJob, JobStatus, Lease
 from jqs.outcome import Cancelled, Completed, Failed, Final, Retry, attempt_error, cancelled_result
-from jqs.store.port import Finish, JobQueue
+from jqs.port import Finish, JobQueue
 from jqs.worker.executor import RetryPolicy, after_failure
 from jqs.worker.outcomes import log_end
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 from jqs.clock import Clock, SystemClock
 from jqs.models import ClaimedJob, ClaimResult
+from jqs.port import ClaimParams, JobQueue
 from jqs.service import LoopService
-from jqs.store.port import ClaimParams, JobQueue
 
 
 @dataclass(frozen=True, slots=True)

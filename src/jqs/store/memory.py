@@ -52,9 +52,7 @@ from jqs.models import (
     WorkerInfo,
 )
 from jqs.outcome import Cancelled, Completed, Failed, Retry
-from jqs.store.containment import contains
-from jqs.store.limits import LimitedQueue, plan_claim, spend_tokens
-from jqs.store.port import (
+from jqs.port import (
     MAX_JOB_ID,
     WORKER_SILENCE_SECONDS,
     ActiveKey,
@@ -77,6 +75,8 @@ from jqs.store.port import (
     ThroughputRead,
     WorkerBeat,
 )
+from jqs.store.containment import contains
+from jqs.store.limits import LimitedQueue, plan_claim, spend_tokens
 
 
 def _load(raw: RawJSON) -> Any:
@@ -178,7 +178,7 @@ def _start_order(row: _Row) -> tuple[int, datetime, int]:
 
 
 class MemoryStore:
-    """Every operation of the storage port (jqs.store.port.Store), in memory."""
+    """Every operation of the storage port (jqs.port.Store), in memory."""
 
     def __init__(
         self,

@@ -53,10 +53,7 @@ from jqs.models import (
     shared_options,
 )
 from jqs.outcome import Completed, Failed, Final, Retry
-from jqs.store.db import Db
-from jqs.store.limits import LimitedQueue, plan_claim, spend_tokens
-from jqs.store.listing import INLINE_BYTES, Sized, steps
-from jqs.store.port import (
+from jqs.port import (
     MAX_JOB_ID,
     WORKER_SILENCE_SECONDS,
     ActiveKey,
@@ -85,6 +82,9 @@ from jqs.store.port import (
     ThroughputRead,
     WorkerBeat,
 )
+from jqs.store.db import Db
+from jqs.store.limits import LimitedQueue, plan_claim, spend_tokens
+from jqs.store.listing import INLINE_BYTES, Sized, steps
 
 # Constants every JQS process agrees on: advisory locks of the one-at-a-time maintenance.
 RESCUER_LOCK_KEY = 0x4A51_5300_0002
@@ -228,7 +228,7 @@ def _no_ends(_: Sequence[int]) -> None:
 
 
 class PostgresStore:
-    """Every operation of the storage port (jqs.store.port.Store) on PostgreSQL.
+    """Every operation of the storage port (jqs.port.Store) on PostgreSQL.
 
     `on_events` is called after each statement that may have added events to the log, once
     it has committed (the composition root wakes this process's readers with it, and tells

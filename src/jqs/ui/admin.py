@@ -16,7 +16,7 @@ from jqs.auth.issue import issue_key
 from jqs.auth.scopes import Scope
 from jqs.errors import StoreError
 from jqs.logging import get_logger
-from jqs.store.port import (
+from jqs.port import (
     QueuePatch,
 )
 from jqs.tasks.names import QUEUE_NAME, QUEUE_NAME_RULE

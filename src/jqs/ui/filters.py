@@ -24,7 +24,7 @@ import orjson
 from jqs.auth.principal import Principal
 from jqs.jsonutil import RawJSON
 from jqs.models import JobStatus
-from jqs.store.port import JobSearch
+from jqs.port import JobSearch
 
 # Job ids a windowed search reads at most (the primary key's range): what keeps a payload
 # search within the page's time budget over any size of history.

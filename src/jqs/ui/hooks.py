@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from jqs.auth.scopes import Scope
-from jqs.store.port import DeliveryListing
+from jqs.port import DeliveryListing
 from jqs.ui.access import Refused, api_state, need
 from jqs.ui.render import PREFIX, page
 

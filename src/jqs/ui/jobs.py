@@ -12,7 +12,7 @@ from jqs.errors import JobNotFound
 from jqs.logging import get_logger
 from jqs.models import Job, JobFilter, JobStatus
 from jqs.outcome import cancelled_result
-from jqs.store.port import (
+from jqs.port import (
     MAX_JOB_ID,
     FindParams,
     JobEventsRead,

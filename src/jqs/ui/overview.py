@@ -10,7 +10,7 @@ from starlette.responses import Response
 from jqs.auth.scopes import Scope
 from jqs.logging import get_logger
 from jqs.models import JobFilter, JobStatus
-from jqs.store.port import (
+from jqs.port import (
     FindParams,
     ThroughputRead,
 )

@@ -23,8 +23,8 @@ from jqs.logging import get_logger
 from jqs.models import DeliveryState, DueDelivery, message_id
 from jqs.netguard import DestinationPolicy, DestinationRefused, Resolver
 from jqs.netguard import system_resolver as default_resolver
+from jqs.port import DeliveryClaim, DeliveryOutcome
 from jqs.service import LoopService
-from jqs.store.port import DeliveryClaim, DeliveryOutcome
 from jqs.webhooks import signing
 from jqs.webhooks.body import body_of
 from jqs.webhooks.schedule import DEFAULT_SCHEDULE, RetrySchedule, parse_retry_after

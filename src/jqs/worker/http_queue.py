@@ -43,7 +43,7 @@ from jqs.errors import ServerRefused, ServerUnavailable, StoreError
 from jqs.logging import get_logger
 from jqs.models import ClaimedJob, ClaimResult, HeldJob, Lease, LeaseCheck, Progress
 from jqs.outcome import AttemptError, Cancelled, Completed, Failed, Retry
-from jqs.store.port import ClaimParams, Finish, LeaseCheckParams, WorkerBeat
+from jqs.port import ClaimParams, Finish, LeaseCheckParams, WorkerBeat
 
 log = get_logger(__name__)
 T = TypeVar("T")

@@ -30,7 +30,7 @@ from jqs.logging import get_logger, job_event, job_events_at
 from jqs.metrics import Metrics, NoMetrics
 from jqs.models import ClaimedJob, JobStatus, Lease
 from jqs.outcome import Cancelled, Completed, Failed, Final, Retry
-from jqs.store.port import Finish, JobQueue
+from jqs.port import Finish, JobQueue
 
 log = get_logger(__name__)
 

@@ -37,7 +37,7 @@ from jqs.logging import bind_job, get_logger, job_event, job_events_at
 from jqs.metrics import Metrics, NoMetrics
 from jqs.models import DEFAULT_QUEUE, JobStatus, Lease
 from jqs.outcome import HandedBack, LeaseLost, Outcome
-from jqs.store.port import ClaimParams, JobQueue, LeaseCheckParams, WorkerBeat
+from jqs.port import ClaimParams, JobQueue, LeaseCheckParams, WorkerBeat
 from jqs.tasks.registry import TaskRegistry
 from jqs.tracing import Tracing
 from jqs.worker.attempt import Attempt, AttemptState, Interrupt
@@ -50,7 +50,7 @@ log = get_logger(__name__)
 TASK_THREAD_PREFIX = "jqs-task"
 # Cancellation of a running job should take effect within about a second.
 CANCEL_CHECK_INTERVAL = 1.0
-# How often the pool tells the store it is alive (jqs.store.port.WORKER_SILENCE_SECONDS).
+# How often the pool tells the store it is alive (jqs.port.WORKER_SILENCE_SECONDS).
 WORKER_BEAT_INTERVAL = 10.0
 
 

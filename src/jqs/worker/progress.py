@@ -31,7 +31,7 @@ from jqs.clock import Clock
 from jqs.errors import StoreError
 from jqs.logging import get_logger
 from jqs.models import ClaimedJob, Progress
-from jqs.store.port import JobQueue
+from jqs.port import JobQueue
 
 log = get_logger(__name__)
 

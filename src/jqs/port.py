@@ -9,6 +9,9 @@ DatabaseUnavailable, JobNotFound.
 Each consumer depends on the narrow part it uses: the worker pool on `JobQueue`, the
 maintenance services on `Maintenance`, the API on `Jobs` and `Queues`. `Store` is all of
 them, as the composition root builds it.
+
+It lives outside jqs.store, whose package imports the database's driver: the worker side
+(jqs.worker, and jqs-client[worker], which carries it) needs these shapes and no driver.
 """
 
 from __future__ import annotations
