@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from bench.run import _ratio_met, _shown_ratio
 from bench.scenarios import Row
 
