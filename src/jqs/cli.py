@@ -17,6 +17,7 @@ from jqs.errors import ConfigError, JQSError
 from jqs.keys_cli import app as keys_app
 from jqs.logging import configure_logging
 from jqs.settings import Settings, load_settings
+from jqs.workhost.options import Concurrency, Queues, WorkerKey
 
 if TYPE_CHECKING:
     from jqs.worker.http_queue import ServerLink
@@ -86,12 +87,8 @@ def serve(
     ] = True,
     host: Annotated[str | None, typer.Option(help="Bind address (JQS_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (PORT).")] = None,
-    concurrency: Annotated[
-        int | None, typer.Option(help="Concurrent jobs (JQS_WORKER_CONCURRENCY).")
-    ] = None,
-    queues: Annotated[
-        str | None, typer.Option(help="Comma-separated queues to serve (JQS_QUEUES).")
-    ] = None,
+    concurrency: Concurrency = None,
+    queues: Queues = None,
 ) -> None:
     """Run the HTTP API and, unless --no-worker, a worker pool."""
     settings = _settings(host=host, port=port, worker_concurrency=concurrency, queues=queues)
@@ -116,12 +113,8 @@ def _server_link(url: str | None, key: str | None, settings: Settings) -> Server
 
 @app.command()
 def worker(
-    concurrency: Annotated[
-        int | None, typer.Option(help="Concurrent jobs (JQS_WORKER_CONCURRENCY).")
-    ] = None,
-    queues: Annotated[
-        str | None, typer.Option(help="Comma-separated queues to serve (JQS_QUEUES).")
-    ] = None,
+    concurrency: Concurrency = None,
+    queues: Queues = None,
     url: Annotated[
         str | None,
         typer.Option(
@@ -130,15 +123,7 @@ def worker(
             show_default=False,
         ),
     ] = None,
-    key: Annotated[
-        str | None,
-        typer.Option(
-            "--key",
-            "--api-key",
-            help="With --url: an API key with the worker scope (JQS_API_KEY).",
-            show_default=False,
-        ),
-    ] = None,
+    key: WorkerKey = None,
 ) -> None:
     """Run only a worker pool (no HTTP API): on the database, or with --url over HTTP."""
     settings = _settings(worker_concurrency=concurrency, queues=queues)

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from jqs.client.cli import Exit, fail, register
+from jqs.workhost.options import Concurrency, Queues, WorkerKey
 
 WORKER_EXTRA = "pip install 'jqs-client[worker]'"
 
@@ -34,21 +35,9 @@ def worker(
         str | None,
         typer.Option("--url", help="The JQS server to work for (JQS_URL).", show_default=False),
     ] = None,
-    key: Annotated[
-        str | None,
-        typer.Option(
-            "--key",
-            "--api-key",
-            help="An API key with the worker scope (JQS_API_KEY).",
-            show_default=False,
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None, typer.Option(help="Concurrent jobs (JQS_WORKER_CONCURRENCY).")
-    ] = None,
-    queues: Annotated[
-        str | None, typer.Option(help="Comma-separated queues to serve (JQS_QUEUES).")
-    ] = None,
+    key: WorkerKey = None,
+    concurrency: Concurrency = None,
+    queues: Queues = None,
 ) -> None:
     """Run the JQS_TASKS handlers for a JQS server over HTTP, with no database.
 
