@@ -29,11 +29,12 @@ from jqs.api.app import create_app
 from jqs.api.state import ApiState, Limits
 from jqs.http.protocol import ConnectionLimits, guarded_protocol
 from jqs.logging import configure_logging
-from jqs.runtime import database_for, registry_for
+from jqs.runtime import database_for
 from jqs.settings import Settings, load_settings
 from jqs.store import Database
 from jqs.store.notify import Notifier, new_origin
 from jqs.tasks.defaults import JobDefaults
+from jqs.workhost.pool import registry_for
 
 SERVERS = ("uvicorn", "uvicorn-h11", "uvicorn-guarded", "granian", "hypercorn")
 

@@ -59,18 +59,6 @@ from jqs.workhost.over_http import work_over_http
 from jqs.workhost.pool import pool_settings_for, registry_for, retry_policy_for
 from jqs.workhost.stopping import StopSignals
 
-# The pool's builders stay importable from here, where the server composes its parts.
-__all__ = [
-    "Runner",
-    "bind_socket",
-    "database_for",
-    "fan_out",
-    "listen_dsn_for",
-    "pool_settings_for",
-    "registry_for",
-    "retry_policy_for",
-]
-
 log = get_logger(__name__)
 
 
