@@ -2,6 +2,8 @@
 PYTHON ?= python3
 # e.g. BENCH_ARGS="--dsn postgresql://postgres@127.0.0.1:5432/postgres" (see bench/run.py)
 BENCH_ARGS ?=
+# Test processes (pytest-xdist): one per core, at least 2 as the tests mostly wait, at most 4.
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(max(2, min(4, len(os.sched_getaffinity(0)))))')
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -41,7 +43,7 @@ typecheck: $(STAMP) ## mypy --strict on src/ and bench/
 	$(BIN)/mypy bench
 
 test: lint typecheck ## Lint, type-check and run every test against a real PostgreSQL
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP) ## Run every benchmark against its baseline; writes docs/benchmarks.md (~25 min)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

@@ -10,7 +10,15 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-SUBNET = "10.231"
+
+def _subnet() -> str:
+    """10.231.x.x, or one /16 further per pytest-xdist worker: each worker's hosts have
+    addresses of their own, as two sets of hosts with the same addresses cannot coexist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    return f"10.{231 + int(worker) % 20}"
+
+
+SUBNET = _subnet()
 
 
 @dataclass(frozen=True)
