@@ -165,28 +165,44 @@ def _option_values(o: EnqueueOptions) -> tuple[object, ...]:
     return (o.queue, o.priority, o.run_at, o.delay, o.max_attempts, o.timeout)
 
 
-def _ends(finishes: Sequence[Finish]) -> RawJSON:
-    """job_finish_many's :ends, one JSON array with an object per job."""
-    ends: list[dict[str, Any]] = []
+def _ends(finishes: Sequence[Finish]) -> dict[str, list[Any]]:
+    """job_finish_many's parallel arrays, one element per job."""
+    tokens: list[uuid.UUID] = []
+    statuses: list[str] = []
+    results: list[RawJSON | None] = []
+    errors: list[RawJSON | None] = []
+    retry_in: list[float | None] = []
     for finish in finishes:
-        # orjson writes UUIDs
-        end: dict[str, Any] = {"id": finish.lease.job_id, "token": finish.lease.token}
+        tokens.append(finish.lease.token)
         outcome: Final = finish.outcome
         if isinstance(outcome, Completed):
-            end["status"] = JobStatus.COMPLETED
-            end["result"] = orjson.Fragment(bytes(outcome.result))
+            statuses.append(JobStatus.COMPLETED)
+            results.append(outcome.result)
+            errors.append(None)
+            retry_in.append(None)
         elif isinstance(outcome, Retry):
-            end["status"] = JobStatus.QUEUED
-            end["error"] = orjson.Fragment(bytes(outcome.error.json))
-            end["retry_in"] = outcome.delay
+            statuses.append(JobStatus.QUEUED)
+            results.append(None)
+            errors.append(outcome.error.json)
+            retry_in.append(outcome.delay)
         elif isinstance(outcome, Failed):
-            end["status"] = JobStatus.FAILED
-            end["result"] = end["error"] = orjson.Fragment(bytes(outcome.error.json))
+            statuses.append(JobStatus.FAILED)
+            results.append(outcome.error.json)
+            errors.append(outcome.error.json)
+            retry_in.append(None)
         else:
-            end["status"] = JobStatus.CANCELLED
-            end["result"] = orjson.Fragment(bytes(outcome.result))
-        ends.append(end)
-    return RawJSON(orjson.dumps(ends))
+            statuses.append(JobStatus.CANCELLED)
+            results.append(outcome.result)
+            errors.append(None)
+            retry_in.append(None)
+    return {
+        "ids": [finish.lease.job_id for finish in finishes],
+        "tokens": tokens,
+        "statuses": statuses,
+        "results": results,
+        "errors": errors,
+        "retry_in": retry_in,
+    }
 
 
 def _lease_arrays(leases: Sequence[Lease]) -> dict[str, list[Any]]:
@@ -526,8 +542,7 @@ class PostgresStore:
         written = [False] * len(finishes)
         for indexes in rounds:
             batch = [finishes[i] for i in indexes]
-            ids = [finish.lease.job_id for finish in batch]
-            rows = await self._db.fetch("job_finish_many", ids=ids, ends=_ends(batch))
+            rows = await self._db.fetch("job_finish_many", **_ends(batch))
             done = {row["id"] for row in rows}
             for i in indexes:
                 written[i] = finishes[i].lease.job_id in done

@@ -334,10 +334,13 @@ ORDER BY priority DESC, run_at, id;
 -- retry, failed or cancelled. Each is written only where its lease token still holds: a
 -- worker that lost its lease changes nothing. A lease token is set only while its job is
 -- processing (every way out clears it), so the token is the whole fence.
--- :ends is one JSON array of {"id", "token", "status", "result"?, "error"?, "retry_in"?},
--- one job once, read into typed columns in one pass. The rows are found by the array of
--- their ids (:ids) through the primary key: joined by id alone, a generic plan made while
--- the table was small could walk the whole primary key (a merge join). A retry (status queued) keeps the job's result and runs again in retry_in
+-- The ends come as parallel arrays, one element per job, each job once: :ids, :tokens,
+-- :statuses, :results and :errors (JSON or NULL), :retry_in (seconds, for a retry). Arrays,
+-- not one JSON document: PostgreSQL reads a typed array's elements as they are, where a
+-- document would be parsed and each of its fields parsed again into its column's type.
+-- The rows are found by the array of their ids through the primary key: joined by id
+-- alone, a generic plan made while the table was small could walk the whole primary key (a
+-- merge join). A retry (status queued) keeps the job's result and runs again in retry_in
 -- seconds; every other end replaces the result (absent: JSON null). `error` joins the
 -- history.
 -- Its event: job.completed, job.failed, job.cancelled ({attempt}), or job.retry_scheduled
@@ -356,8 +359,9 @@ WITH ended AS (
         lease_token = NULL,
         lease_expires_at = NULL,
         updated_at = now()
-    FROM jsonb_to_recordset(:ends::jsonb)
-         AS e(id bigint, token uuid, status text, result jsonb, error jsonb, retry_in float8)
+    FROM unnest(:ids::bigint[], :tokens::uuid[], :statuses::text[], :results::jsonb[],
+                :errors::jsonb[], :retry_in::float8[])
+         AS e(id, token, status, result, error, retry_in)
     WHERE j.id = ANY (:ids::bigint[]) AND j.id = e.id AND j.lease_token = e.token
     RETURNING j.id, j.status, j.attempts, j.run_at, e.error
 ),
