@@ -18,6 +18,7 @@ import pytest
 
 from tests.acceptance.conftest import StartJqs
 from tests.support.proc import REPO, JqsProcess, jqs_env
+from tests.support.receiver import Receiver
 from tests.support.waiting import finished, job_when
 
 # Not pydantic: recent typer versions require it.
@@ -128,10 +129,14 @@ def test_the_wheel_installs_alone_and_works(wheel: Path, tmp_path: Path) -> None
 def test_the_worker_extra_runs_handlers_over_http(
     wheel: Path, dsn: str, start_jqs: StartJqs, tmp_path: Path
 ) -> None:
+    """`jqs-client[worker,otel]`: handlers run over HTTP, and each attempt's span reaches
+    the OTLP endpoint the standard variables name."""
     venv = tmp_path / "venv"
-    names = _install(venv, f"{wheel}[worker]")
+    names = _install(venv, f"{wheel}[worker,otel]")
     assert "jqs-client" in names
+    assert "opentelemetry-sdk" in names
     assert not names & NOT_FOR_WORKERS, names & NOT_FOR_WORKERS
+    collector = Receiver().start()  # stands in for an OTLP/HTTP collector
     server = start_jqs("serve", "--no-worker", DATABASE_URL=dsn, JQS_ADMIN_KEY=ADMIN)
     app = tmp_path / "app"
     app.mkdir()
@@ -139,6 +144,10 @@ def test_the_worker_extra_runs_handlers_over_http(
     # Only the client's virtualenv: not the repository's sources, nor a database.
     env = {k: v for k, v in jqs_env().items() if k != "PYTHONPATH"}
     env |= {"JQS_TASKS": "handlers", "JQS_SHUTDOWN_TIMEOUT": "5", "JQS_POLL_INTERVAL": "0.2"}
+    env |= {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+        "OTEL_SERVICE_NAME": "client-worker",
+    }
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30
     ) as client:
@@ -174,5 +183,14 @@ def test_the_worker_extra_runs_handlers_over_http(
             assert worker.wait(timeout=15) == 0, worker.stderr()
             assert time.monotonic() - began < 10
             worker.wait_for("shutdown_complete", timeout=1)
+            # Spent at exit if not before: the attempt's span, with its task and service.
+            spans = [r.body for r in collector.received if b"messaging.jqs.task" in r.body]
+            assert spans, [r.headers for r in collector.received]
+            assert all(
+                r.headers["content-type"] == "application/x-protobuf" for r in collector.received
+            )
+            assert b"greet" in spans[0]
+            assert b"client-worker" in spans[0]
         finally:
             worker.kill()
+            collector.stop()
