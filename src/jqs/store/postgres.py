@@ -165,43 +165,26 @@ def _option_values(o: EnqueueOptions) -> tuple[object, ...]:
     return (o.queue, o.priority, o.run_at, o.delay, o.max_attempts, o.timeout)
 
 
+def _end(outcome: Final) -> tuple[str, RawJSON | None, RawJSON | None, float | None]:
+    """One end's status, result, error and retry delay, as job_finish_many takes them."""
+    if isinstance(outcome, Completed):
+        return JobStatus.COMPLETED, outcome.result, None, None
+    if isinstance(outcome, Retry):
+        return JobStatus.QUEUED, None, outcome.error.json, outcome.delay
+    if isinstance(outcome, Failed):
+        return JobStatus.FAILED, outcome.error.json, outcome.error.json, None
+    return JobStatus.CANCELLED, outcome.result, None, None
+
+
 def _ends(finishes: Sequence[Finish]) -> dict[str, list[Any]]:
     """job_finish_many's parallel arrays, one element per job."""
-    tokens: list[uuid.UUID] = []
-    statuses: list[str] = []
-    results: list[RawJSON | None] = []
-    errors: list[RawJSON | None] = []
-    retry_in: list[float | None] = []
-    for finish in finishes:
-        tokens.append(finish.lease.token)
-        outcome: Final = finish.outcome
-        if isinstance(outcome, Completed):
-            statuses.append(JobStatus.COMPLETED)
-            results.append(outcome.result)
-            errors.append(None)
-            retry_in.append(None)
-        elif isinstance(outcome, Retry):
-            statuses.append(JobStatus.QUEUED)
-            results.append(None)
-            errors.append(outcome.error.json)
-            retry_in.append(outcome.delay)
-        elif isinstance(outcome, Failed):
-            statuses.append(JobStatus.FAILED)
-            results.append(outcome.error.json)
-            errors.append(outcome.error.json)
-            retry_in.append(None)
-        else:
-            statuses.append(JobStatus.CANCELLED)
-            results.append(outcome.result)
-            errors.append(None)
-            retry_in.append(None)
+    statuses, results, errors, retry_in = zip(*(_end(f.outcome) for f in finishes), strict=True)
     return {
-        "ids": [finish.lease.job_id for finish in finishes],
-        "tokens": tokens,
-        "statuses": statuses,
-        "results": results,
-        "errors": errors,
-        "retry_in": retry_in,
+        **_lease_arrays([finish.lease for finish in finishes]),
+        "statuses": list(statuses),
+        "results": list(results),
+        "errors": list(errors),
+        "retry_in": list(retry_in),
     }
 
 
